@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ActivelearningConfig(AppConfig):
+    name = "activelearning"
+    verbose_name = "Active learning"

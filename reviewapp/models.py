@@ -1,0 +1,304 @@
+"""The review workflow's data: content, model decisions, routing rules, queues, tasks, audit.
+
+State changes happen in `reviewapp.services`, never by saving these models from views.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+
+class Modality(models.TextChoices):
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+    MIXED = "mixed"
+
+
+class ContentItem(models.Model):
+    """A piece of user content, identified upstream by (source, external_id). Never edited."""
+
+    source = models.CharField(max_length=100, help_text="Upstream system, e.g. 'comments'.")
+    external_id = models.CharField(max_length=255)
+    modality = models.CharField(max_length=10, choices=Modality.choices, default=Modality.TEXT)
+    title = models.TextField(blank=True)
+    text = models.TextField(blank=True)
+    media_urls = models.JSONField(default=list, blank=True, help_text="http(s) URLs, shown only from allowlisted hosts.")
+    context = models.JSONField(
+        default=list, blank=True, help_text="Earlier turns: [{'author': ..., 'text': ...}, ...]."
+    )
+    metadata = models.JSONField(default=dict, blank=True, help_text="language, region, surface, ...")
+    reach = models.BigIntegerField(default=0, help_text="Views or audience size upstream.")
+    embedding = ArrayField(models.FloatField(), null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="contentitem_unique_source_id"),
+            models.CheckConstraint(condition=Q(reach__gte=0), name="contentitem_reach_nonnegative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.external_id}"
+
+
+class RoutingOutcome(models.TextChoices):
+    AUTO_ACTION = "auto_action", "Auto-enforced"
+    AUTO_CLEAR = "auto_clear", "Auto-cleared"
+    REVIEW = "review", "Human review"
+
+
+class ModelDecision(models.Model):
+    """One upstream model's score for one item under one policy, and where routing sent it.
+
+    The thresholds and sampling probability in force are copied onto the row so that automation
+    precision/recall can be estimated later without bias, even after the rule changes.
+    """
+
+    item = models.ForeignKey(ContentItem, on_delete=models.PROTECT, related_name="decisions")
+    policy = models.ForeignKey("labeling.Policy", on_delete=models.PROTECT, related_name="decisions")
+    policy_version = models.ForeignKey(
+        "labeling.PolicyVersion", null=True, on_delete=models.PROTECT, related_name="decisions"
+    )
+    model_name = models.CharField(max_length=100)
+    model_version = models.CharField(max_length=100)
+    score = models.FloatField()
+    predicted_label = models.CharField(max_length=100, blank=True)
+    evidence_spans = models.JSONField(default=list, blank=True, help_text="[{'start', 'end', 'label'}]")
+    routing_rule = models.ForeignKey(
+        "RoutingRule", null=True, on_delete=models.SET_NULL, related_name="decisions"
+    )
+    routing_outcome = models.CharField(max_length=12, choices=RoutingOutcome.choices)
+    auto_clear_threshold = models.FloatField(null=True)
+    auto_action_threshold = models.FloatField(null=True)
+    audit_sampled = models.BooleanField(default=False)
+    sampling_propensity = models.FloatField(
+        help_text="Probability that this decision was sent to a human (1 for the review band)."
+    )
+    decided_at = models.DateTimeField(null=True, blank=True, help_text="Upstream decision time.")
+    received_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "policy", "model_name", "model_version"], name="decision_unique_per_model"
+            ),
+            models.CheckConstraint(condition=Q(score__gte=0, score__lte=1), name="decision_score_unit"),
+        ]
+        indexes = [models.Index(fields=["policy", "received_at"], name="decision_policy_received")]
+
+    def __str__(self) -> str:
+        return f"{self.model_name}@{self.model_version} {self.policy_id} {self.score:.3f}"
+
+
+class QueueKind(models.TextChoices):
+    REVIEW = "review"
+    AUDIT = "audit"
+    ADJUDICATION = "adjudication"
+    APPEALS = "appeals"
+
+
+class Queue(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=20, choices=QueueKind.choices, default=QueueKind.REVIEW)
+    sla_minutes = models.PositiveIntegerField(default=24 * 60, help_text="Due time after a task is created.")
+    lease_seconds = models.PositiveIntegerField(default=600, help_text="How long a claim lasts.")
+    required_annotations = models.PositiveSmallIntegerField(default=1)
+    blind_review = models.BooleanField(default=False, help_text="Hide model scores from reviewers.")
+    is_active = models.BooleanField(default=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="review_queues")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(required_annotations__gte=1, required_annotations__lte=5),
+                name="queue_required_annotations_1_5",
+            ),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=30), name="queue_lease_at_least_30s"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class RoutingRule(models.Model):
+    """Thresholds for one (policy, model); model_name '*' applies to any model of the policy.
+
+    score >= auto_action → auto-enforced; score <= auto_clear → auto-cleared; else human review.
+    A null threshold turns that automatic outcome off. Automatic outcomes are sampled into the
+    audit queue with the given rates.
+    """
+
+    ANY_MODEL = "*"
+
+    policy = models.ForeignKey("labeling.Policy", on_delete=models.PROTECT, related_name="routing_rules")
+    model_name = models.CharField(max_length=100, default=ANY_MODEL)
+    auto_clear = models.FloatField(null=True, blank=True)
+    auto_action = models.FloatField(null=True, blank=True)
+    audit_rate_clear = models.FloatField(default=0.0)
+    audit_rate_action = models.FloatField(default=0.0)
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="+")
+    audit_queue = models.ForeignKey(
+        Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Where audit samples go; the review queue when empty.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "model_name"], name="routingrule_unique_policy_model"),
+            models.CheckConstraint(
+                condition=(Q(auto_clear__isnull=True) | Q(auto_clear__gte=0, auto_clear__lte=1))
+                & (Q(auto_action__isnull=True) | Q(auto_action__gte=0, auto_action__lte=1))
+                & (Q(auto_clear__isnull=True) | Q(auto_action__isnull=True) | Q(auto_clear__lt=models.F("auto_action"))),
+                name="routingrule_thresholds_ordered",
+            ),
+            models.CheckConstraint(
+                condition=Q(audit_rate_clear__gte=0, audit_rate_clear__lte=1, audit_rate_action__gte=0, audit_rate_action__lte=1),
+                name="routingrule_audit_rates_unit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy_id}/{self.model_name}"
+
+
+class TaskReason(models.TextChoices):
+    LOW_CONFIDENCE = "low_confidence"
+    AUDIT_SAMPLE = "audit_sample"
+    ACTIVE_LEARNING = "active_learning"
+    APPEAL = "appeal"
+    HONEYPOT = "honeypot"
+    RELABEL = "relabel"
+    BACKFILL = "backfill", "Imported for labeling"
+
+
+class TaskStatus(models.TextChoices):
+    OPEN = "open"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class ReviewTask(models.Model):
+    """An item waiting for human judgement under one policy in one queue.
+
+    An open task is claimable when it has no lease or its lease has expired. The claim path
+    reads the partial index `reviewtask_claim`, which holds open tasks only, so decided tasks
+    never slow it down.
+    """
+
+    item = models.ForeignKey(ContentItem, on_delete=models.PROTECT, related_name="tasks")
+    policy = models.ForeignKey("labeling.Policy", on_delete=models.PROTECT, related_name="tasks")
+    decision = models.ForeignKey(
+        ModelDecision, null=True, blank=True, on_delete=models.PROTECT, related_name="tasks"
+    )
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="tasks")
+    reason = models.CharField(max_length=20, choices=TaskReason.choices)
+    priority = models.FloatField(default=0.0, help_text="Higher is served first.")
+    due_at = models.DateTimeField()
+    sampling_propensity = models.FloatField(default=1.0)
+    status = models.CharField(max_length=12, choices=TaskStatus.choices, default=TaskStatus.OPEN)
+    leased_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                "queue", models.F("priority").desc(), "due_at", "id",
+                name="reviewtask_claim",
+                condition=Q(status="open"),
+            ),
+            models.Index(fields=["leased_by"], name="reviewtask_leased_by", condition=Q(status="open")),
+            models.Index(fields=["item"], name="reviewtask_item"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "policy", "queue"], condition=Q(status="open"), name="reviewtask_one_open_per_queue"
+            ),
+            models.CheckConstraint(
+                condition=Q(sampling_propensity__gt=0, sampling_propensity__lte=1),
+                name="reviewtask_propensity_unit",
+            ),
+            models.CheckConstraint(
+                condition=Q(leased_by__isnull=True, lease_expires_at__isnull=True)
+                | Q(leased_by__isnull=False, lease_expires_at__isnull=False),
+                name="reviewtask_lease_complete",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.pk} ({self.reason}) in {self.queue_id}"
+
+
+class AuditEvent(models.Model):
+    """Append-only record of a state change. The database refuses UPDATE and DELETE on it.
+
+    Actors are stored by id and label, not by foreign key, so that deleting a user never has to
+    rewrite history.
+    """
+
+    occurred_at = models.DateTimeField(db_default=Now())
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    actor_label = models.CharField(max_length=200, help_text="username, 'token:<name>' or 'system'")
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    item_id = models.BigIntegerField(null=True, blank=True, help_text="The content item concerned.")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object"),
+            models.Index(fields=["item_id", "occurred_at"], name="audit_item"),
+            models.Index(fields=["occurred_at"], name="audit_occurred"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.occurred_at} {self.actor_label} {self.action} {self.object_type}:{self.object_id}"
+
+
+class ServiceToken(models.Model):
+    """An API token with scopes. Only a sha256 of the secret is stored; the secret is shown once."""
+
+    SCOPES = ("decisions:write", "export:read", "tasks:write", "appeals:write", "models:write")
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=12, help_text="First characters, to recognise a token.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+        related_name="service_tokens", help_text="Person the token acts for, if any.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash_secret(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @staticmethod
+    def new_secret() -> str:
+        return "rva_" + secrets.token_urlsafe(32)

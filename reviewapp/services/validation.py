@@ -1,0 +1,243 @@
+"""Validation of ingest rows, in plain Python.
+
+Every field of every row is checked here (types, ranges, sizes, text PostgreSQL cannot store)
+before any SQL runs. It is hand-written rather than a DRF serializer because ingest validates
+thousands of rows per request; the serializers in `reviewapp.api.serializers` describe the same
+shape for the OpenAPI schema, and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.utils.dateparse import parse_datetime
+
+from ..models import Modality
+
+MAX_TEXT_CHARS = 100_000
+MAX_MEDIA_URLS = 20
+MAX_URL_CHARS = 2048
+MAX_CONTEXT_TURNS = 50
+MAX_METADATA_BYTES = 16_384
+MAX_EMBEDDING_DIM = 4096
+MAX_SPANS = 200
+
+ITEM_FIELDS = {
+    "source", "external_id", "modality", "title", "text", "media_urls", "context", "metadata",
+    "reach", "embedding",
+}
+DECISION_FIELDS = {
+    "policy", "model_name", "model_version", "score", "predicted_label", "evidence_spans",
+    "decided_at",
+}
+MODALITIES = set(Modality.values)
+
+
+class RowError(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass
+class ItemRow:
+    source: str
+    external_id: str
+    modality: str = Modality.TEXT
+    title: str = ""
+    text: str = ""
+    media_urls: list[str] = field(default_factory=list)
+    context: list[dict[str, str]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    reach: int = 0
+    embedding: list[float] | None = None
+
+
+@dataclass
+class DecisionRow:
+    item: ItemRow
+    policy_key: str
+    model_name: str
+    model_version: str
+    score: float
+    predicted_label: str = ""
+    evidence_spans: list[dict[str, Any]] = field(default_factory=list)
+    decided_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str]:
+        return (self.item.source, self.item.external_id, self.policy_key, self.model_name, self.model_version)
+
+
+def check_decision_row(raw: Any) -> DecisionRow:
+    """Validate one POST /api/v1/decisions row; raise RowError naming the field at fault."""
+    if not isinstance(raw, dict):
+        raise RowError("", "each row must be a JSON object")
+    unknown = set(raw) - ITEM_FIELDS - DECISION_FIELDS
+    if unknown:
+        raise RowError(sorted(unknown)[0], f"unknown field(s): {', '.join(sorted(unknown))}")
+    item = check_item_fields(raw)
+    row = DecisionRow(
+        item=item,
+        policy_key=_string(raw, "policy", required=True, max_len=64),
+        model_name=_string(raw, "model_name", required=True, max_len=100),
+        model_version=_string(raw, "model_version", required=True, max_len=100),
+        score=_score(raw.get("score")),
+        predicted_label=_string(raw, "predicted_label", max_len=100),
+        evidence_spans=_spans(raw.get("evidence_spans", []), len(item.text)),
+        decided_at=_datetime(raw, "decided_at"),
+    )
+    return row
+
+
+def check_item_fields(raw: dict[str, Any]) -> ItemRow:
+    """Validate the content-item part of a row (shared by ingest and dataset import)."""
+    _check_storable_text(raw)
+    modality = raw.get("modality", Modality.TEXT)
+    if modality not in MODALITIES:
+        raise RowError("modality", f"modality must be one of {', '.join(sorted(MODALITIES))}")
+    return ItemRow(
+        source=_string(raw, "source", required=True, max_len=100),
+        external_id=_string(raw, "external_id", required=True, max_len=255),
+        modality=modality,
+        title=_string(raw, "title", max_len=MAX_TEXT_CHARS),
+        text=_string(raw, "text", max_len=MAX_TEXT_CHARS),
+        media_urls=_media_urls(raw.get("media_urls", [])),
+        context=_context(raw.get("context", [])),
+        metadata=_metadata(raw.get("metadata", {})),
+        reach=_reach(raw.get("reach", 0)),
+        embedding=_embedding(raw.get("embedding")),
+    )
+
+
+def _check_storable_text(raw: dict[str, Any]) -> None:
+    """Reject NUL characters and lone surrogates anywhere in the row: PostgreSQL stores neither."""
+    try:
+        encoded = json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RowError(_field_with(raw, _has_surrogate), "text contains an unpaired UTF-16 surrogate") from None
+    except (TypeError, ValueError):
+        raise RowError("", "row is not plain JSON") from None
+    if b"\\u0000" in encoded or b"\x00" in encoded:
+        raise RowError(_field_with(raw, lambda s: "\x00" in s), "text contains a NUL character")
+
+
+def _field_with(raw: dict[str, Any], bad: Any) -> str:
+    for name, value in raw.items():
+        if bad(json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value):
+            return name
+    return ""
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def _string(raw: dict[str, Any], name: str, *, required: bool = False, max_len: int) -> str:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            raise RowError(name, f"{name} is required")
+        return ""
+    if not isinstance(value, str):
+        raise RowError(name, f"{name} must be a string")
+    if required and not value.strip():
+        raise RowError(name, f"{name} must not be blank")
+    if len(value) > max_len:
+        raise RowError(name, f"{name} is longer than {max_len} characters")
+    return value
+
+
+def _score(value: Any) -> float:
+    if value is None:
+        raise RowError("score", "score is required")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RowError("score", "score must be a number")
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise RowError("score", "score must be between 0 and 1")
+    return float(value)
+
+
+def _media_urls(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_MEDIA_URLS:
+        raise RowError("media_urls", f"media_urls must be a list of at most {MAX_MEDIA_URLS} URLs")
+    for url in value:
+        if not isinstance(url, str) or len(url) > MAX_URL_CHARS:
+            raise RowError("media_urls", "each media URL must be a string of at most 2048 characters")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RowError("media_urls", f"media URL must be http(s) with a host: {url[:100]!r}")
+    return value
+
+
+def _context(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list) or len(value) > MAX_CONTEXT_TURNS:
+        raise RowError("context", f"context must be a list of at most {MAX_CONTEXT_TURNS} turns")
+    for turn in value:
+        if not isinstance(turn, dict) or not isinstance(turn.get("text"), str):
+            raise RowError("context", "each context turn must be an object with a 'text' string")
+        if set(turn) - {"author", "text"} or not isinstance(turn.get("author", ""), str):
+            raise RowError("context", "context turns take only 'author' and 'text' strings")
+        if len(turn["text"]) > MAX_TEXT_CHARS:
+            raise RowError("context", f"a context turn is longer than {MAX_TEXT_CHARS} characters")
+    return value
+
+
+def _metadata(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RowError("metadata", "metadata must be an object")
+    if len(json.dumps(value)) > MAX_METADATA_BYTES:
+        raise RowError("metadata", f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+    return value
+
+
+def _reach(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 2**62:
+        raise RowError("reach", "reach must be a non-negative integer")
+    return value
+
+
+def _embedding(value: Any) -> list[float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_EMBEDDING_DIM:
+        raise RowError("embedding", f"embedding must be a list of 1 to {MAX_EMBEDDING_DIM} numbers")
+    for number in value:
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise RowError("embedding", "embedding values must be finite numbers")
+    return [float(number) for number in value]
+
+
+def _spans(value: Any, text_len: int) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or len(value) > MAX_SPANS:
+        raise RowError("evidence_spans", f"evidence_spans must be a list of at most {MAX_SPANS} spans")
+    for span in value:
+        if not isinstance(span, dict) or set(span) - {"start", "end", "label"}:
+            raise RowError("evidence_spans", "each span is an object with start, end and optional label")
+        start, end = span.get("start"), span.get("end")
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (start, end)):
+            raise RowError("evidence_spans", "span start and end must be integers")
+        if not 0 <= start < end <= text_len:
+            raise RowError("evidence_spans", f"span {start}-{end} is outside the text (length {text_len})")
+        if not isinstance(span.get("label", ""), str) or len(span.get("label", "")) > 100:
+            raise RowError("evidence_spans", "span label must be a string of at most 100 characters")
+    return value
+
+
+def _datetime(raw: dict[str, Any], name: str) -> datetime | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise RowError(name, f"{name} must be an ISO 8601 date-time with a time zone")
+    return parsed

@@ -1,0 +1,42 @@
+"""The audit trail is append-only at the database level."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import IntegrityError, ProgrammingError, connection, transaction
+
+from reviewapp.audit import SYSTEM, Actor, audit_record
+from reviewapp.models import AuditEvent
+
+
+@pytest.fixture
+def event(db) -> AuditEvent:  # type: ignore[no-untyped-def]
+    return audit_record(actor=SYSTEM, action="test.done", object_type="thing", object_id=1, after={"a": 1})
+
+
+def test_orm_update_is_refused(event: AuditEvent) -> None:
+    with pytest.raises((ProgrammingError, IntegrityError)), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(action="tampered")
+    event.refresh_from_db()
+    assert event.action == "test.done"
+
+
+def test_raw_sql_delete_is_refused(event: AuditEvent) -> None:
+    with pytest.raises(ProgrammingError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM reviewapp_auditevent WHERE id = %s", [event.pk])
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_event_records_actor_and_database_time(django_user_model) -> None:
+    user = django_user_model.objects.create_user("lead")
+    event = audit_record(actor=Actor.of(user), action="x", object_type="t", object_id=5)
+    event.refresh_from_db()
+    assert (event.actor_id, event.actor_label, event.object_id) == (user.pk, "lead", "5")
+    assert event.occurred_at is not None
+
+
+def test_deleting_a_user_leaves_their_history(django_user_model) -> None:
+    user = django_user_model.objects.create_user("gone")
+    audit_record(actor=Actor.of(user), action="x", object_type="t", object_id=1)
+    user.delete()
+    assert AuditEvent.objects.get(action="x").actor_label == "gone"
