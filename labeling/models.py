@@ -17,9 +17,7 @@ class Policy(models.Model):
     key = models.SlugField(max_length=64, unique=True, help_text="Stable identifier used by APIs.")
     name = models.CharField(max_length=200)
     guideline = models.TextField(blank=True, help_text="Current guideline draft, Markdown.")
-    severity_weight = models.FloatField(
-        default=1.0, help_text="Relative harm of a miss; multiplies queue priority."
-    )
+    severity_weight = models.FloatField(default=1.0, help_text="Relative harm of a miss; multiplies queue priority.")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -27,9 +25,7 @@ class Policy(models.Model):
         ordering = ["key"]
         verbose_name_plural = "policies"
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(severity_weight__gt=0), name="policy_severity_weight_positive"
-            )
+            models.CheckConstraint(condition=models.Q(severity_weight__gt=0), name="policy_severity_weight_positive")
         ]
 
     def __str__(self) -> str:
@@ -81,15 +77,11 @@ class PolicyVersion(models.Model):
     label_schema = models.JSONField(validators=[check_label_schema])
     effective_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(
-        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
 
     class Meta:
         ordering = ["policy", "-number"]
-        constraints = [
-            models.UniqueConstraint(fields=["policy", "number"], name="policyversion_unique_number")
-        ]
+        constraints = [models.UniqueConstraint(fields=["policy", "number"], name="policyversion_unique_number")]
 
     def __str__(self) -> str:
         return f"{self.policy.key} v{self.number}"

@@ -25,7 +25,15 @@ class ModelDecisionAdmin(admin.ModelAdmin):
 
 @admin.register(RoutingRule)
 class RoutingRuleAdmin(admin.ModelAdmin):
-    list_display = ["policy", "model_name", "auto_clear", "auto_action", "audit_rate_clear", "audit_rate_action", "queue"]
+    list_display = [
+        "policy",
+        "model_name",
+        "auto_clear",
+        "auto_action",
+        "audit_rate_clear",
+        "audit_rate_action",
+        "queue",
+    ]
     list_filter = ["policy"]
 
 

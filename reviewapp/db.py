@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.db import migrations
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import connection, migrations
 
 REFUSE_CHANGES_FUNCTION = """
 CREATE OR REPLACE FUNCTION reviewapp_refuse_change() RETURNS trigger AS $$
@@ -22,8 +25,33 @@ def append_only(table: str) -> migrations.RunSQL:
     """
     trigger = f"{table}_append_only"
     return migrations.RunSQL(
-        sql=REFUSE_CHANGES_FUNCTION
-        + f"CREATE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {table} "
+        sql=REFUSE_CHANGES_FUNCTION + f"CREATE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {table} "
         f"FOR EACH ROW EXECUTE FUNCTION reviewapp_refuse_change();",
         reverse_sql=f"DROP TRIGGER IF EXISTS {trigger} ON {table};",
     )
+
+
+def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """COPY rows into `table` on Django's connection (so inside the caller's transaction).
+
+    Values are written in COPY text format by psycopg's C code; JSON columns take JSON strings,
+    array columns their '{…}' text form.
+    """
+    connection.ensure_connection()
+    with (
+        connection.connection.cursor() as cursor,
+        cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+
+
+def stage_table(name: str, columns_sql: str) -> None:
+    """An empty per-connection temporary table for set-based writes; call inside a transaction.
+
+    Created once per connection and emptied on every call (a test transaction never commits,
+    so ON COMMIT DELETE ROWS alone would leave rows from the previous call).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns_sql}) ON COMMIT DELETE ROWS")
+        cursor.execute(f"TRUNCATE {name}")

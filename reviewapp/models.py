@@ -31,7 +31,9 @@ class ContentItem(models.Model):
     modality = models.CharField(max_length=10, choices=Modality.choices, default=Modality.TEXT)
     title = models.TextField(blank=True)
     text = models.TextField(blank=True)
-    media_urls = models.JSONField(default=list, blank=True, help_text="http(s) URLs, shown only from allowlisted hosts.")
+    media_urls = models.JSONField(
+        default=list, blank=True, help_text="http(s) URLs, shown only from allowlisted hosts."
+    )
     context = models.JSONField(
         default=list, blank=True, help_text="Earlier turns: [{'author': ..., 'text': ...}, ...]."
     )
@@ -73,9 +75,7 @@ class ModelDecision(models.Model):
     score = models.FloatField()
     predicted_label = models.CharField(max_length=100, blank=True)
     evidence_spans = models.JSONField(default=list, blank=True, help_text="[{'start', 'end', 'label'}]")
-    routing_rule = models.ForeignKey(
-        "RoutingRule", null=True, on_delete=models.SET_NULL, related_name="decisions"
-    )
+    routing_rule = models.ForeignKey("RoutingRule", null=True, on_delete=models.SET_NULL, related_name="decisions")
     routing_outcome = models.CharField(max_length=12, choices=RoutingOutcome.choices)
     auto_clear_threshold = models.FloatField(null=True)
     auto_action_threshold = models.FloatField(null=True)
@@ -151,7 +151,11 @@ class RoutingRule(models.Model):
     audit_rate_action = models.FloatField(default=0.0)
     queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="+")
     audit_queue = models.ForeignKey(
-        Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        Queue,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="Where audit samples go; the review queue when empty.",
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -162,11 +166,15 @@ class RoutingRule(models.Model):
             models.CheckConstraint(
                 condition=(Q(auto_clear__isnull=True) | Q(auto_clear__gte=0, auto_clear__lte=1))
                 & (Q(auto_action__isnull=True) | Q(auto_action__gte=0, auto_action__lte=1))
-                & (Q(auto_clear__isnull=True) | Q(auto_action__isnull=True) | Q(auto_clear__lt=models.F("auto_action"))),
+                & (
+                    Q(auto_clear__isnull=True) | Q(auto_action__isnull=True) | Q(auto_clear__lt=models.F("auto_action"))
+                ),
                 name="routingrule_thresholds_ordered",
             ),
             models.CheckConstraint(
-                condition=Q(audit_rate_clear__gte=0, audit_rate_clear__lte=1, audit_rate_action__gte=0, audit_rate_action__lte=1),
+                condition=Q(
+                    audit_rate_clear__gte=0, audit_rate_clear__lte=1, audit_rate_action__gte=0, audit_rate_action__lte=1
+                ),
                 name="routingrule_audit_rates_unit",
             ),
         ]
@@ -201,9 +209,7 @@ class ReviewTask(models.Model):
 
     item = models.ForeignKey(ContentItem, on_delete=models.PROTECT, related_name="tasks")
     policy = models.ForeignKey("labeling.Policy", on_delete=models.PROTECT, related_name="tasks")
-    decision = models.ForeignKey(
-        ModelDecision, null=True, blank=True, on_delete=models.PROTECT, related_name="tasks"
-    )
+    decision = models.ForeignKey(ModelDecision, null=True, blank=True, on_delete=models.PROTECT, related_name="tasks")
     queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="tasks")
     reason = models.CharField(max_length=20, choices=TaskReason.choices)
     priority = models.FloatField(default=0.0, help_text="Higher is served first.")
@@ -211,7 +217,12 @@ class ReviewTask(models.Model):
     sampling_propensity = models.FloatField(default=1.0)
     status = models.CharField(max_length=12, choices=TaskStatus.choices, default=TaskStatus.OPEN)
     leased_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,  # the partial index below covers the only lookups: open tasks by holder
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
@@ -220,12 +231,14 @@ class ReviewTask(models.Model):
     class Meta:
         indexes = [
             models.Index(
-                "queue", models.F("priority").desc(), "due_at", "id",
+                "queue",
+                models.F("priority").desc(),
+                "due_at",
+                "id",
                 name="reviewtask_claim",
                 condition=Q(status="open"),
             ),
             models.Index(fields=["leased_by"], name="reviewtask_leased_by", condition=Q(status="open")),
-            models.Index(fields=["item"], name="reviewtask_item"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -285,8 +298,12 @@ class ServiceToken(models.Model):
     key_hash = models.CharField(max_length=64, unique=True)
     scopes = models.JSONField(default=list)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
-        related_name="service_tokens", help_text="Person the token acts for, if any.",
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="service_tokens",
+        help_text="Person the token acts for, if any.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

@@ -36,9 +36,7 @@ class PolicyFactory(factory.django.DjangoModelFactory):
     name = factory.LazyAttribute(lambda p: p.key.replace("-", " ").title())
     guideline = "Remove content that targets a person with insults."
     severity_weight = 1.0
-    version = factory.RelatedFactory(
-        "tests.factories.PolicyVersionFactory", factory_related_name="policy", number=1
-    )
+    version = factory.RelatedFactory("tests.factories.PolicyVersionFactory", factory_related_name="policy", number=1)
 
 
 class PolicyVersionFactory(factory.django.DjangoModelFactory):

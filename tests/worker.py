@@ -35,10 +35,31 @@ def celery_worker(log_path: Path, *, concurrency: int = 1) -> Iterator[subproces
     app.control.purge()  # tasks left by an earlier, interrupted run must not run against this database
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "reviewapp", "worker", "-n", name, "-Q", QUEUES,
-             "--pool", "prefork", "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
-             "-l", "info"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "reviewapp",
+                "worker",
+                "-n",
+                name,
+                "-Q",
+                QUEUES,
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "info",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         _wait_until_ready(process, name, log_path)

@@ -2,13 +2,13 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import labeling.models
 from django.conf import settings
 from django.db import migrations, models
 
+import labeling.models
+
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,37 +17,60 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Policy',
+            name="Policy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.SlugField(help_text='Stable identifier used by APIs.', max_length=64, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('guideline', models.TextField(blank=True, help_text='Current guideline draft, Markdown.')),
-                ('severity_weight', models.FloatField(default=1.0, help_text='Relative harm of a miss; multiplies queue priority.')),
-                ('is_active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.SlugField(help_text="Stable identifier used by APIs.", max_length=64, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("guideline", models.TextField(blank=True, help_text="Current guideline draft, Markdown.")),
+                (
+                    "severity_weight",
+                    models.FloatField(default=1.0, help_text="Relative harm of a miss; multiplies queue priority."),
+                ),
+                ("is_active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name_plural': 'policies',
-                'ordering': ['key'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('severity_weight__gt', 0)), name='policy_severity_weight_positive')],
+                "verbose_name_plural": "policies",
+                "ordering": ["key"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("severity_weight__gt", 0)), name="policy_severity_weight_positive"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PolicyVersion',
+            name="PolicyVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('guideline', models.TextField(help_text='Guideline text in Markdown, as of this version.')),
-                ('label_schema', models.JSONField(validators=[labeling.models.check_label_schema])),
-                ('effective_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='versions', to='labeling.policy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("number", models.PositiveIntegerField()),
+                ("guideline", models.TextField(help_text="Guideline text in Markdown, as of this version.")),
+                ("label_schema", models.JSONField(validators=[labeling.models.check_label_schema])),
+                ("effective_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="versions", to="labeling.policy"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['policy', '-number'],
-                'constraints': [models.UniqueConstraint(fields=('policy', 'number'), name='policyversion_unique_number')],
+                "ordering": ["policy", "-number"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("policy", "number"), name="policyversion_unique_number")
+                ],
             },
         ),
     ]

@@ -1,9 +1,10 @@
 """Ingest: upstream model decisions in, routed tasks out.
 
-A batch is validated row by row in Python, then written with a handful of set-based statements
-(`INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING`) in one transaction, so 1,000 rows cost
-a few round trips rather than thousands. Rows are sorted by key before writing, so concurrent
-batches that overlap take row locks in the same order and cannot deadlock each other.
+A batch is validated row by row in Python, then COPYed into per-connection staging tables and
+written with a few set-based statements (`INSERT … SELECT … ON CONFLICT DO NOTHING`), audit
+events included, in one transaction: 1,000 rows cost a handful of round trips and no per-row
+Python on the database side. Rows are inserted in key order, so concurrent batches that overlap
+take row locks in the same order and cannot deadlock each other.
 
 Semantics (also in the API docs): per row. Valid rows are stored even when others in the batch
 are not; invalid rows are reported by index and nothing of them is stored. A decision is
@@ -23,7 +24,8 @@ from django.utils import timezone
 
 from labeling.models import Policy, PolicyVersion
 
-from ..audit import Actor, audit_event, audit_record_many
+from ..audit import Actor, current_request_id
+from ..db import copy_rows, stage_table
 from ..models import Queue, RoutingRule, TaskReason
 from .routing import Route, route_score, task_priority
 from .validation import DecisionRow, ItemRow, RowError, check_decision_row
@@ -47,6 +49,7 @@ class _Planned:
     version_id: int | None
     rule: RoutingRule
     route: Route
+    route_queue: Queue | None
 
 
 def decisions_ingest(*, rows: Sequence[Any], actor: Actor) -> IngestResult:
@@ -91,9 +94,10 @@ def _plan_routes(checked: list[tuple[int, DecisionRow]], result: IngestResult) -
     policies = {p.key: p for p in Policy.objects.filter(key__in=keys, is_active=True)}
     versions = _current_version_ids(policies.values())
     rules = {
-        (rule.policy_id, rule.model_name): rule
-        for rule in RoutingRule.objects.filter(policy__in=policies.values())
+        (rule.policy_id, rule.model_name): rule for rule in RoutingRule.objects.filter(policy__in=policies.values())
     }
+    queue_ids = {rule.queue_id for rule in rules.values()} | {rule.audit_queue_id for rule in rules.values()}
+    queues = Queue.objects.in_bulk(queue_ids - {None})
     planned = []
     for index, row in checked:
         policy = policies.get(row.policy_key)
@@ -108,7 +112,8 @@ def _plan_routes(checked: list[tuple[int, DecisionRow]], result: IngestResult) -
             continue
         sample_key = "\x1f".join(row.key)
         route = route_score(score=row.score, rule=rule, sample_key=sample_key)
-        planned.append(_Planned(index, row, policy, versions.get(policy.pk), rule, route))
+        queue = queues[route.queue_id] if route.queue_id is not None else None
+        planned.append(_Planned(index, row, policy, versions.get(policy.pk), rule, route, queue))
     return planned
 
 
@@ -123,65 +128,77 @@ def _current_version_ids(policies: Any) -> dict[int, int]:
 
 
 def _store(planned: list[_Planned], actor: Actor, result: IngestResult) -> None:
-    planned.sort(key=lambda p: p.row.key)
     item_ids = upsert_items([p.row.item for p in planned])
-    decisions = _insert_decisions(planned, item_ids)
-    new = [p for p in planned if decisions[_decision_key(p, item_ids)]["created"]]
-    tasks = _insert_decision_tasks(new, item_ids, decisions)
-    events = []
-    seen_decisions: set[int] = set()
+    keyed = {p.index: _decision_key(p, item_ids) for p in planned}
+    new = _insert_decisions(planned, keyed, actor)
+    stored = {**_earlier_decisions(sorted(set(keyed.values()) - set(new))), **new}
+    specs = [
+        TaskSpec(
+            item_id=keyed[p.index][0],
+            policy_id=p.policy.pk,
+            queue=p.route_queue,
+            reason=p.route.task_reason or TaskReason.LOW_CONFIDENCE,
+            priority=task_priority(severity_weight=p.policy.severity_weight, score=p.row.score, reach=p.row.item.reach),
+            sampling_propensity=p.route.sampling_propensity,
+            decision_id=new[keyed[p.index]]["id"],
+        )
+        for p in _first_per_key(planned, keyed)
+        if keyed[p.index] in new and p.route_queue is not None
+    ]
+    tasks = {spec.decision_id: task_id for spec, task_id in insert_tasks(specs, actor=actor)}
+    reported: set[int] = set()
     for p in planned:
-        stored = decisions[_decision_key(p, item_ids)]
-        if stored["score"] != p.row.score:
-            message = f"this decision was already recorded with score {stored['score']}; send a new model_version to re-score"
+        decision = stored[keyed[p.index]]
+        if decision["score"] != p.row.score:
+            message = (
+                f"this decision was already recorded with score {decision['score']}; "
+                "send a new model_version to re-score"
+            )
             result.errors.append({"index": p.index, "field": "score", "message": message})
             continue
-        decision_id = stored["id"]
-        created = stored["created"] and decision_id not in seen_decisions
-        seen_decisions.add(decision_id)
-        task_id = tasks.get(decision_id) if stored["created"] else stored["task_id"]
+        created = keyed[p.index] in new and decision["id"] not in reported
+        reported.add(decision["id"])
         result.results.append(
             {
                 "index": p.index,
                 "status": "created" if created else "duplicate",
-                "item_id": item_ids[(p.row.item.source, p.row.item.external_id)],
-                "decision_id": decision_id,
-                "routing_outcome": stored["routing_outcome"],
-                "audit_sampled": stored["audit_sampled"],
-                "task_id": task_id,
+                "item_id": keyed[p.index][0],
+                "decision_id": decision["id"],
+                "routing_outcome": decision["routing_outcome"],
+                "audit_sampled": decision["audit_sampled"],
+                "task_id": tasks.get(decision["id"], decision["task_id"]),
             }
         )
-        if created:
-            events.extend(_ingest_events(p, stored, task_id, actor, item_ids))
-    audit_record_many(events)
 
 
-def _ingest_events(p: _Planned, stored: dict[str, Any], task_id: int | None, actor: Actor, item_ids: dict) -> list:
-    item_id = item_ids[(p.row.item.source, p.row.item.external_id)]
-    decision_after = {
-        "policy": p.policy.key,
-        "model": f"{p.row.model_name}@{p.row.model_version}",
-        "score": p.row.score,
-        "routing_outcome": p.route.outcome,
-        "audit_sampled": p.route.audit_sampled,
-        "sampling_propensity": p.route.sampling_propensity,
-    }
-    events = [
-        audit_event(actor=actor, action="decision.ingested", object_type="decision",
-                    object_id=stored["id"], item_id=item_id, after=decision_after)
-    ]
-    if task_id is not None:
-        task_after = {"queue_id": p.route.queue_id, "reason": p.route.task_reason, "status": "open"}
-        events.append(
-            audit_event(actor=actor, action="task.created", object_type="task",
-                        object_id=task_id, item_id=item_id, after=task_after)
-        )
-    return events
+def _first_per_key(planned: list[_Planned], keyed: dict[int, tuple]) -> list[_Planned]:
+    first: dict[tuple, _Planned] = {}
+    for p in planned:
+        first.setdefault(keyed[p.index], p)
+    return list(first.values())
 
 
 def _decision_key(p: _Planned, item_ids: dict) -> tuple[int, int, str, str]:
     item_id = item_ids[(p.row.item.source, p.row.item.external_id)]
     return (item_id, p.policy.pk, p.row.model_name, p.row.model_version)
+
+
+ITEM_STAGE = """
+    ord int, source text, external_id text, modality text, title text, text text, media_urls jsonb,
+    context jsonb, metadata jsonb, reach bigint, embedding float8[]
+"""
+ITEM_COLUMNS = (
+    "source",
+    "external_id",
+    "modality",
+    "title",
+    "text",
+    "media_urls",
+    "context",
+    "metadata",
+    "reach",
+    "embedding",
+)
 
 
 def upsert_items(items: Sequence[ItemRow]) -> dict[tuple[str, str], int]:
@@ -190,42 +207,42 @@ def upsert_items(items: Sequence[ItemRow]) -> dict[tuple[str, str], int]:
     Call inside a transaction. The first version of an item that arrives is the one kept:
     content is evidence and is never rewritten by a later message.
     """
-    unique: dict[tuple[str, str], ItemRow] = {}
-    for item in items:
-        unique.setdefault((item.source, item.external_id), item)
-    rows = [unique[key] for key in sorted(unique)]
+    stage_table("stage_items", ITEM_STAGE)
+    copy_rows(
+        "stage_items",
+        ("ord", *ITEM_COLUMNS),
+        (
+            (
+                ord_,
+                r.source,
+                r.external_id,
+                r.modality,
+                r.title,
+                r.text,
+                json.dumps(r.media_urls),
+                json.dumps(r.context),
+                json.dumps(r.metadata),
+                r.reach,
+                _pg_float_array(r.embedding),
+            )
+            for ord_, r in enumerate(items)
+        ),
+    )
+    columns = ", ".join(ITEM_COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            INSERT INTO reviewapp_contentitem
-                (source, external_id, modality, title, text, media_urls, context, metadata, reach, embedding)
-            SELECT u.source, u.external_id, u.modality, u.title, u.text, u.media_urls::jsonb,
-                   u.context::jsonb, u.metadata::jsonb, u.reach, u.embedding::float8[]
-            FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                        %s::text[], %s::text[], %s::bigint[], %s::text[])
-                 AS u(source, external_id, modality, title, text, media_urls, context, metadata, reach, embedding)
+            f"""
+            INSERT INTO reviewapp_contentitem ({columns})
+            SELECT DISTINCT ON (source, external_id) {columns} FROM stage_items
+            ORDER BY source, external_id, ord
             ON CONFLICT (source, external_id) DO NOTHING
-            """,
-            [
-                [r.source for r in rows],
-                [r.external_id for r in rows],
-                [r.modality for r in rows],
-                [r.title for r in rows],
-                [r.text for r in rows],
-                [json.dumps(r.media_urls) for r in rows],
-                [json.dumps(r.context) for r in rows],
-                [json.dumps(r.metadata) for r in rows],
-                [r.reach for r in rows],
-                [_pg_float_array(r.embedding) for r in rows],
-            ],
+            """,  # noqa: S608 (only constant column names are interpolated)
         )
         cursor.execute(
             """
-            SELECT c.id, c.source, c.external_id FROM reviewapp_contentitem c
-            JOIN unnest(%s::text[], %s::text[]) AS k(source, external_id)
-              ON c.source = k.source AND c.external_id = k.external_id
-            """,
-            [[r.source for r in rows], [r.external_id for r in rows]],
+            SELECT DISTINCT c.id, c.source, c.external_id FROM stage_items s
+            JOIN reviewapp_contentitem c ON c.source = s.source AND c.external_id = s.external_id
+            """
         )
         return {(source, external_id): item_id for item_id, source, external_id in cursor.fetchall()}
 
@@ -236,103 +253,129 @@ def _pg_float_array(values: list[float] | None) -> str | None:
     return "{" + ",".join(repr(v) for v in values) + "}"
 
 
-def _insert_decisions(planned: list[_Planned], item_ids: dict) -> dict[tuple, dict[str, Any]]:
-    """Insert new decisions; return every planned decision's stored state keyed by identity."""
-    fresh: dict[tuple, _Planned] = {}
-    for p in planned:
-        fresh.setdefault(_decision_key(p, item_ids), p)
-    rows = list(fresh.values())
+DECISION_STAGE = """
+    ord int, item_id bigint, policy_id bigint, policy_version_id bigint, model_name text,
+    model_version text, score float8, predicted_label text, evidence_spans jsonb, decided_at timestamptz,
+    routing_rule_id bigint, routing_outcome text, auto_clear_threshold float8,
+    auto_action_threshold float8, audit_sampled boolean, sampling_propensity float8
+"""
+DECISION_COLUMNS = (
+    "item_id",
+    "policy_id",
+    "policy_version_id",
+    "model_name",
+    "model_version",
+    "score",
+    "predicted_label",
+    "evidence_spans",
+    "decided_at",
+    "routing_rule_id",
+    "routing_outcome",
+    "auto_clear_threshold",
+    "auto_action_threshold",
+    "audit_sampled",
+    "sampling_propensity",
+)
+
+
+def _insert_decisions(planned: list[_Planned], keyed: dict[int, tuple], actor: Actor) -> dict[tuple, dict]:
+    """Insert decisions not stored yet, with a `decision.ingested` audit event each.
+
+    Returns the stored state of the decisions this call created, by decision key.
+    """
+    stage_table("stage_decisions", DECISION_STAGE)
+    copy_rows(
+        "stage_decisions",
+        ("ord", *DECISION_COLUMNS),
+        (
+            (
+                p.index,
+                *keyed[p.index][:2],
+                p.version_id,
+                p.row.model_name,
+                p.row.model_version,
+                p.row.score,
+                p.row.predicted_label,
+                json.dumps(p.row.evidence_spans),
+                p.row.decided_at,
+                p.rule.pk,
+                p.route.outcome,
+                p.rule.auto_clear,
+                p.rule.auto_action,
+                p.route.audit_sampled,
+                p.route.sampling_propensity,
+            )
+            for p in planned
+        ),
+    )
+    columns = ", ".join(DECISION_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH new AS (
+                INSERT INTO reviewapp_modeldecision ({columns})
+                SELECT DISTINCT ON (item_id, policy_id, model_name, model_version) {columns}
+                FROM stage_decisions ORDER BY item_id, policy_id, model_name, model_version, ord
+                ON CONFLICT (item_id, policy_id, model_name, model_version) DO NOTHING
+                RETURNING *
+            ), audit AS (
+                INSERT INTO reviewapp_auditevent
+                    (actor_id, actor_label, action, object_type, object_id, item_id, after, request_id)
+                SELECT %s, %s, 'decision.ingested', 'decision', new.id::text, new.item_id,
+                       jsonb_build_object(
+                           'policy_id', new.policy_id, 'model', new.model_name || '@' || new.model_version,
+                           'score', new.score, 'routing_outcome', new.routing_outcome,
+                           'audit_sampled', new.audit_sampled, 'sampling_propensity', new.sampling_propensity),
+                       %s
+                FROM new
+            )
+            SELECT id, item_id, policy_id, model_name, model_version, score, routing_outcome, audit_sampled
+            FROM new
+            """,  # noqa: S608 (constant column names only)
+            [actor.id, actor.label, current_request_id.get()],
+        )
+        return {
+            (item, policy, name, version): {
+                "id": pk,
+                "score": score,
+                "routing_outcome": outcome,
+                "audit_sampled": sampled,
+                "task_id": None,
+            }
+            for pk, item, policy, name, version, score, outcome, sampled in cursor.fetchall()
+        }
+
+
+def _earlier_decisions(keys: list[tuple]) -> dict[tuple, dict[str, Any]]:
+    """The stored state of decisions sent before (resends), with their first task."""
+    if not keys:
+        return {}
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            INSERT INTO reviewapp_modeldecision
-                (item_id, policy_id, policy_version_id, model_name, model_version, score, predicted_label,
-                 evidence_spans, routing_rule_id, routing_outcome, auto_clear_threshold,
-                 auto_action_threshold, audit_sampled, sampling_propensity, decided_at)
-            SELECT u.item_id, u.policy_id, u.version_id, u.model_name, u.model_version, u.score, u.label,
-                   u.spans::jsonb, u.rule_id, u.outcome, u.auto_clear, u.auto_action, u.sampled,
-                   u.propensity, u.decided_at
-            FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::float8[],
-                        %s::text[], %s::text[], %s::bigint[], %s::text[], %s::float8[], %s::float8[],
-                        %s::boolean[], %s::float8[], %s::timestamptz[])
-                 AS u(item_id, policy_id, version_id, model_name, model_version, score, label, spans,
-                      rule_id, outcome, auto_clear, auto_action, sampled, propensity, decided_at)
-            ON CONFLICT (item_id, policy_id, model_name, model_version) DO NOTHING
-            RETURNING id, item_id, policy_id, model_name, model_version
+            SELECT d.id, d.item_id, d.policy_id, d.model_name, d.model_version, d.score,
+                   d.routing_outcome, d.audit_sampled,
+                   (SELECT t.id FROM reviewapp_reviewtask t WHERE t.decision_id = d.id
+                    ORDER BY t.decision_id, t.id LIMIT 1)  -- this order uses the decision_id index
+            FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[])
+                 AS k(item_id, policy_id, model_name, model_version)
+            JOIN reviewapp_modeldecision d
+              ON d.item_id = k.item_id AND d.policy_id = k.policy_id
+             AND d.model_name = k.model_name AND d.model_version = k.model_version
             """,
-            [
-                [item_ids[(p.row.item.source, p.row.item.external_id)] for p in rows],
-                [p.policy.pk for p in rows],
-                [p.version_id for p in rows],
-                [p.row.model_name for p in rows],
-                [p.row.model_version for p in rows],
-                [p.row.score for p in rows],
-                [p.row.predicted_label for p in rows],
-                [json.dumps(p.row.evidence_spans) for p in rows],
-                [p.rule.pk for p in rows],
-                [p.route.outcome for p in rows],
-                [p.rule.auto_clear for p in rows],
-                [p.rule.auto_action for p in rows],
-                [p.route.audit_sampled for p in rows],
-                [p.route.sampling_propensity for p in rows],
-                [p.row.decided_at for p in rows],
-            ],
+            [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys]],
         )
-        stored: dict[tuple, dict[str, Any]] = {}
-        for decision_id, item_id, policy_id, model_name, model_version in cursor.fetchall():
-            p = fresh[(item_id, policy_id, model_name, model_version)]
-            stored[(item_id, policy_id, model_name, model_version)] = {
-                "id": decision_id, "created": True, "score": p.row.score, "task_id": None,
-                "routing_outcome": p.route.outcome, "audit_sampled": p.route.audit_sampled,
+        rows = cursor.fetchall()
+        return {
+            (item_id, policy_id, model_name, model_version): {
+                "id": decision_id,
+                "score": score,
+                "routing_outcome": outcome,
+                "audit_sampled": sampled,
+                "task_id": task_id,
             }
-        missing = [key for key in fresh if key not in stored]
-        if missing:
-            stored.update(_existing_decisions(cursor, missing))
-    return stored
-
-
-def _existing_decisions(cursor: Any, keys: list[tuple]) -> dict[tuple, dict[str, Any]]:
-    cursor.execute(
-        """
-        SELECT d.id, d.item_id, d.policy_id, d.model_name, d.model_version, d.score,
-               d.routing_outcome, d.audit_sampled,
-               (SELECT min(t.id) FROM reviewapp_reviewtask t WHERE t.decision_id = d.id)
-        FROM reviewapp_modeldecision d
-        JOIN unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[])
-             AS k(item_id, policy_id, model_name, model_version)
-          ON d.item_id = k.item_id AND d.policy_id = k.policy_id
-         AND d.model_name = k.model_name AND d.model_version = k.model_version
-        """,
-        [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys]],
-    )
-    return {
-        (item_id, policy_id, model_name, model_version): {
-            "id": decision_id, "created": False, "score": score, "task_id": task_id,
-            "routing_outcome": outcome, "audit_sampled": sampled,
+            for (decision_id, item_id, policy_id, model_name, model_version, score, outcome, sampled, task_id) in rows
         }
-        for decision_id, item_id, policy_id, model_name, model_version, score, outcome, sampled, task_id
-        in cursor.fetchall()
-    }
-
-
-def _insert_decision_tasks(new: list[_Planned], item_ids: dict, decisions: dict) -> dict[int, int]:
-    """Create the review/audit tasks of newly stored decisions; map decision id → task id."""
-    wanted = [p for p in new if p.route.queue_id is not None]
-    queues = Queue.objects.in_bulk({p.route.queue_id for p in wanted})
-    specs = [
-        TaskSpec(
-            item_id=item_ids[(p.row.item.source, p.row.item.external_id)],
-            policy_id=p.policy.pk,
-            queue=queues[p.route.queue_id],
-            reason=p.route.task_reason or TaskReason.LOW_CONFIDENCE,
-            priority=task_priority(severity_weight=p.policy.severity_weight, score=p.row.score, reach=p.row.item.reach),
-            sampling_propensity=p.route.sampling_propensity,
-            decision_id=decisions[_decision_key(p, item_ids)]["id"],
-        )
-        for p in wanted
-    ]
-    created = insert_tasks(specs)
-    return {spec.decision_id: task_id for spec, task_id in created if spec.decision_id is not None}
 
 
 @dataclass
@@ -346,39 +389,74 @@ class TaskSpec:
     decision_id: int | None = None
 
 
-def insert_tasks(specs: Sequence[TaskSpec]) -> list[tuple[TaskSpec, int]]:
+TASK_STAGE = """
+    ord int, item_id bigint, policy_id bigint, decision_id bigint, queue_id bigint, reason text,
+    priority float8, sla_minutes int, sampling_propensity float8
+"""
+
+
+def insert_tasks(specs: Sequence[TaskSpec], *, actor: Actor) -> list[tuple[TaskSpec, int]]:
     """Open tasks for specs that have no open task yet in the same (item, policy, queue).
 
-    Call inside a transaction. Due times come from the database clock plus the queue's SLA.
-    Returns (spec, new task id) for the tasks actually created.
+    Call inside a transaction. Writes a `task.created` audit event per task. Due times come from
+    the database clock plus the queue's SLA. Returns (spec, task id) for the tasks created.
     """
     if not specs:
         return []
-    ordered = sorted(specs, key=lambda s: (s.item_id, s.policy_id, s.queue.pk))
+    stage_table("stage_tasks", TASK_STAGE)
+    copy_rows(
+        "stage_tasks",
+        (
+            "ord",
+            "item_id",
+            "policy_id",
+            "decision_id",
+            "queue_id",
+            "reason",
+            "priority",
+            "sla_minutes",
+            "sampling_propensity",
+        ),
+        (
+            (
+                ord_,
+                s.item_id,
+                s.policy_id,
+                s.decision_id,
+                s.queue.pk,
+                s.reason,
+                s.priority,
+                s.queue.sla_minutes,
+                s.sampling_propensity,
+            )
+            for ord_, s in enumerate(specs)
+        ),
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            INSERT INTO reviewapp_reviewtask
-                (item_id, policy_id, decision_id, queue_id, reason, priority, due_at,
-                 sampling_propensity, status)
-            SELECT u.item_id, u.policy_id, u.decision_id, u.queue_id, u.reason, u.priority,
-                   now() + make_interval(mins => u.sla_minutes), u.propensity, 'open'
-            FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[],
-                        %s::float8[], %s::int[], %s::float8[])
-                 AS u(item_id, policy_id, decision_id, queue_id, reason, priority, sla_minutes, propensity)
-            ON CONFLICT (item_id, policy_id, queue_id) WHERE status = 'open' DO NOTHING
-            RETURNING id, item_id, policy_id, queue_id
+            WITH new AS (
+                INSERT INTO reviewapp_reviewtask
+                    (item_id, policy_id, decision_id, queue_id, reason, priority, due_at, sampling_propensity,
+                     status)
+                SELECT DISTINCT ON (item_id, policy_id, queue_id)
+                       item_id, policy_id, decision_id, queue_id, reason, priority,
+                       now() + make_interval(mins => sla_minutes), sampling_propensity, 'open'
+                FROM stage_tasks ORDER BY item_id, policy_id, queue_id, ord
+                ON CONFLICT (item_id, policy_id, queue_id) WHERE status = 'open' DO NOTHING
+                RETURNING id, item_id, policy_id, queue_id, reason
+            ), audit AS (
+                INSERT INTO reviewapp_auditevent
+                    (actor_id, actor_label, action, object_type, object_id, item_id, after, request_id)
+                SELECT %s, %s, 'task.created', 'task', new.id::text, new.item_id,
+                       jsonb_build_object('queue_id', new.queue_id, 'policy_id', new.policy_id,
+                                          'reason', new.reason, 'status', 'open'),
+                       %s
+                FROM new
+            )
+            SELECT id, item_id, policy_id, queue_id FROM new
             """,
-            [
-                [s.item_id for s in ordered],
-                [s.policy_id for s in ordered],
-                [s.decision_id for s in ordered],
-                [s.queue.pk for s in ordered],
-                [s.reason for s in ordered],
-                [s.priority for s in ordered],
-                [s.queue.sla_minutes for s in ordered],
-                [s.sampling_propensity for s in ordered],
-            ],
+            [actor.id, actor.label, current_request_id.get()],
         )
-        by_key = {(s.item_id, s.policy_id, s.queue.pk): s for s in ordered}
+        by_key = {(s.item_id, s.policy_id, s.queue.pk): s for s in reversed(specs)}
         return [(by_key[(i, p, q)], task_id) for task_id, i, p, q in cursor.fetchall()]

@@ -32,8 +32,12 @@ def task_leases_expire(*, limit: int = SWEEP_BATCH) -> int:
         released = cursor.fetchall()
         audit_record_many(
             audit_event(
-                actor=SYSTEM, action="task.lease_expired", object_type="task", object_id=task_id,
-                item_id=item_id, before={"leased_by": user_id, "lease_expires_at": expires.isoformat()},
+                actor=SYSTEM,
+                action="task.lease_expired",
+                object_type="task",
+                object_id=task_id,
+                item_id=item_id,
+                before={"leased_by": user_id, "lease_expires_at": expires.isoformat()},
                 after={"leased_by": None, "lease_expires_at": None},
             )
             for task_id, item_id, user_id, expires in released

@@ -23,8 +23,13 @@ def token_create(*, name: str, scopes: list[str], actor: Actor, user: User | Non
         token = ServiceToken.objects.create(
             name=name, prefix=secret[:8], key_hash=ServiceToken.hash_secret(secret), scopes=sorted(scopes), user=user
         )
-        audit_record(actor=actor, action="token.created", object_type="service_token", object_id=token.pk,
-                     after={"name": name, "scopes": token.scopes, "user_id": user.pk if user else None})
+        audit_record(
+            actor=actor,
+            action="token.created",
+            object_type="service_token",
+            object_id=token.pk,
+            after={"name": name, "scopes": token.scopes, "user_id": user.pk if user else None},
+        )
     return token, secret
 
 
@@ -35,6 +40,12 @@ def token_revoke(*, token_id: int, actor: Actor) -> ServiceToken:
         if token.revoked_at is None:
             token.revoked_at = timezone.now()
             token.save(update_fields=["revoked_at"])
-            audit_record(actor=actor, action="token.revoked", object_type="service_token", object_id=token.pk,
-                         before={"revoked_at": None}, after={"revoked_at": token.revoked_at.isoformat()})
+            audit_record(
+                actor=actor,
+                action="token.revoked",
+                object_type="service_token",
+                object_id=token.pk,
+                before={"revoked_at": None},
+                after={"revoked_at": token.revoked_at.isoformat()},
+            )
     return token

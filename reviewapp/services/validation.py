@@ -28,11 +28,24 @@ MAX_EMBEDDING_DIM = 4096
 MAX_SPANS = 200
 
 ITEM_FIELDS = {
-    "source", "external_id", "modality", "title", "text", "media_urls", "context", "metadata",
-    "reach", "embedding",
+    "source",
+    "external_id",
+    "modality",
+    "title",
+    "text",
+    "media_urls",
+    "context",
+    "metadata",
+    "reach",
+    "embedding",
 }
 DECISION_FIELDS = {
-    "policy", "model_name", "model_version", "score", "predicted_label", "evidence_spans",
+    "policy",
+    "model_name",
+    "model_version",
+    "score",
+    "predicted_label",
+    "evidence_spans",
     "decided_at",
 }
 MODALITIES = set(Modality.values)

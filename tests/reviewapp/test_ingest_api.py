@@ -15,8 +15,13 @@ URL = "/api/v1/decisions"
 
 def row(external_id: str = "c-1", score: float = 0.5, **kwargs) -> dict:  # type: ignore[no-untyped-def]
     values = {
-        "source": "comments", "external_id": external_id, "text": "you are a clown",
-        "policy": "harassment", "model_name": "tox-bert", "model_version": "v1", "score": score,
+        "source": "comments",
+        "external_id": external_id,
+        "text": "you are a clown",
+        "policy": "harassment",
+        "model_name": "tox-bert",
+        "model_version": "v1",
+        "score": score,
     }
     values.update(kwargs)
     return values
@@ -72,11 +77,19 @@ class TestIdempotency:
     def test_resending_a_batch_creates_nothing_and_returns_same_outcomes(self, ingest_client) -> None:
         batch = [row("a", score=0.5), row("b", score=0.95), row("c", score=0.1)]
         first = post(ingest_client, batch).json()
-        counts = (ContentItem.objects.count(), ModelDecision.objects.count(), ReviewTask.objects.count(),
-                  AuditEvent.objects.count())
+        counts = (
+            ContentItem.objects.count(),
+            ModelDecision.objects.count(),
+            ReviewTask.objects.count(),
+            AuditEvent.objects.count(),
+        )
         second = post(ingest_client, batch).json()
-        assert counts == (ContentItem.objects.count(), ModelDecision.objects.count(), ReviewTask.objects.count(),
-                          AuditEvent.objects.count())
+        assert counts == (
+            ContentItem.objects.count(),
+            ModelDecision.objects.count(),
+            ReviewTask.objects.count(),
+            AuditEvent.objects.count(),
+        )
         assert second["created"] == 0 and second["accepted"] == 3
         strip = [{k: v for k, v in r.items() if k != "status"} for r in first["results"]]
         assert strip == [{k: v for k, v in r.items() if k != "status"} for r in second["results"]]
@@ -159,7 +172,7 @@ class TestValidation:
         assert ContentItem.objects.count() == 1
 
     def test_hostile_text_is_stored_verbatim(self, ingest_client) -> None:
-        payload = '<script>alert(1)</script>\u202egnp.exe <svg onload=alert(1)> zero\u200dwidth'
+        payload = "<script>alert(1)</script>\u202egnp.exe <svg onload=alert(1)> zero\u200dwidth"
         post(ingest_client, [row(text=payload)])
         assert ContentItem.objects.get().text == payload
 

@@ -9,8 +9,14 @@ from reviewapp.services.routing import route_score, sample_unit, task_priority
 
 
 def rule(**kwargs) -> RoutingRule:  # type: ignore[no-untyped-def]
-    values = {"auto_clear": 0.2, "auto_action": 0.9, "audit_rate_clear": 0.0, "audit_rate_action": 0.0,
-              "queue_id": 1, "audit_queue_id": 2}
+    values = {
+        "auto_clear": 0.2,
+        "auto_action": 0.9,
+        "audit_rate_clear": 0.0,
+        "audit_rate_action": 0.0,
+        "queue_id": 1,
+        "audit_queue_id": 2,
+    }
     values.update(kwargs)
     return RoutingRule(**values)
 

@@ -17,13 +17,19 @@ pytestmark = pytest.mark.worker
 def _task(policy, queue, user, *, lease_ends):  # type: ignore[no-untyped-def]
     item = ContentItem.objects.create(source="s", external_id=f"e-{lease_ends.timestamp()}", text="hi")
     return ReviewTask.objects.create(
-        item=item, policy=policy, queue=queue, reason="low_confidence", due_at=timezone.now(),
-        leased_by=user, lease_expires_at=lease_ends,
+        item=item,
+        policy=policy,
+        queue=queue,
+        reason="low_confidence",
+        due_at=timezone.now(),
+        leased_by=user,
+        lease_expires_at=lease_ends,
     )
 
 
-def test_worker_sweeps_expired_leases_and_audits(transactional_db, celery_worker_process, policy, queue,
-                                                  django_user_model) -> None:
+def test_worker_sweeps_expired_leases_and_audits(
+    transactional_db, celery_worker_process, policy, queue, django_user_model
+) -> None:
     reviewer = django_user_model.objects.create_user("reviewer")
     expired = _task(policy, queue, reviewer, lease_ends=timezone.now() - timedelta(minutes=1))
     live = _task(policy, queue, reviewer, lease_ends=timezone.now() + timedelta(minutes=10))
