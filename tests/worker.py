@@ -31,7 +31,11 @@ def test_database_url() -> str:
 def celery_worker(log_path: Path, *, concurrency: int = 1) -> Iterator[subprocess.Popen]:
     """Run `celery worker` until the block exits; wait until it answers a ping."""
     name = f"test-{uuid.uuid4().hex[:8]}@localhost"
-    env = {**os.environ, "DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "reviewapp.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+    }
     app.control.purge()  # tasks left by an earlier, interrupted run must not run against this database
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

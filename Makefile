@@ -1,0 +1,53 @@
+# Developer and CI entry points. The service logic lives in reviewapp/stack.py.
+#   make run                        migrate, seed demo data, start web + worker + beat
+#   make test PYTEST_ARGS='-x -q'   run the tests against ready PostgreSQL/Redis
+#   make stop / make clean          stop the project-local servers / also delete .run/
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BOOTSTRAP_PYTHON := $(shell command -v python3.11 || command -v python3)
+
+.PHONY: venv run test lint stop clean system-deps
+
+venv: $(STAMP)
+
+# Reinstalls only when a requirements file changed since the last successful install.
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(BOOTSTRAP_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+run: venv
+	$(PY) -m reviewapp.stack run
+
+test: venv system-deps
+	$(PY) -m reviewapp.stack test $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# Chromium for the browser tests (Debian packages). Needs root; otherwise only says so.
+system-deps:
+	@if [ -x /usr/bin/chromium ]; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	else \
+		echo "system-deps: /usr/bin/chromium is missing and this is not root;" \
+			"install it with: sudo apt-get install -y chromium chromium-driver" \
+			"(browser tests cannot run without it)"; \
+	fi
+
+# stack.py needs only the standard library, so stop works without the venv too
+# (run as a file, since importing the reviewapp package loads Celery; -P keeps
+# reviewapp/ itself off sys.path).
+stop:
+	@if [ -x $(PY) ]; then $(PY) -m reviewapp.stack stop; \
+	else $(BOOTSTRAP_PYTHON) -P reviewapp/stack.py stop; fi
+
+clean: stop
+	@if [ -L .run/pg ]; then rm -rf "$$(readlink .run/pg)"; fi
+	rm -rf .run

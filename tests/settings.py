@@ -1,0 +1,16 @@
+"""Settings for the test suite: production settings with the few changes tests need.
+
+Tests run with DEBUG off, like production; only the HTTPS redirect (tests speak plain HTTP to
+the test client and live server) and password hashing cost (speed) differ.
+"""
+
+from reviewapp.settings import *  # noqa: F403
+
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# No collectstatic before tests: serve static files from the app folders, unhashed.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
