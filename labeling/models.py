@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -89,3 +90,45 @@ class PolicyVersion(models.Model):
     @property
     def label_values(self) -> list[str]:
         return [label["value"] for label in self.label_schema["labels"]]
+
+
+class AnnotationSource(models.TextChoices):
+    WORKSPACE = "workspace", "Review workspace"
+    API = "api", "REST API"
+    LABEL_STUDIO = "label_studio", "Label Studio"
+
+
+class Annotation(models.Model):
+    """One reviewer's judgement of one task, under the policy version they were shown.
+
+    Never edited; an undo within the short window sets `retracted_at`, and the reviewer may then
+    label the item again. A reviewer has at most one live annotation per (item, policy).
+    """
+
+    task = models.ForeignKey("reviewapp.ReviewTask", on_delete=models.PROTECT, related_name="annotations")
+    item = models.ForeignKey("reviewapp.ContentItem", on_delete=models.PROTECT, related_name="annotations")
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="annotations")
+    policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="annotations")
+    reviewer = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="annotations")
+    submission_id = models.UUIDField(unique=True, help_text="Client-generated; makes retries idempotent.")
+    labels = models.JSONField(help_text="Label values from the policy version's schema.")
+    severity = models.CharField(max_length=50, blank=True)
+    rationale = models.TextField(blank=True)
+    handle_time_ms = models.PositiveIntegerField(help_text="From render to submit, capped by the lease time.")
+    late = models.BooleanField(default=False, help_text="Submitted after the reviewer's lease had expired.")
+    source = models.CharField(max_length=20, choices=AnnotationSource.choices, default=AnnotationSource.WORKSPACE)
+    created_at = models.DateTimeField(db_default=Now())
+    retracted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "policy", "reviewer"],
+                condition=models.Q(retracted_at__isnull=True),
+                name="annotation_one_live_per_reviewer",
+            )
+        ]
+        indexes = [models.Index(fields=["reviewer", "created_at"], name="annotation_reviewer_time")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id} → {self.labels} on task {self.task_id}"

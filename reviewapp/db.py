@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, migrations
@@ -55,3 +56,12 @@ def stage_table(name: str, columns_sql: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns_sql}) ON COMMIT DELETE ROWS")
         cursor.execute(f"TRUNCATE {name}")
+
+
+def db_now() -> datetime:
+    """The database clock. Leases and windows compare against it, so clock skew between web and
+    worker machines cannot matter. statement_timestamp(), not now(): the time of this statement even
+    inside a long transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        return cursor.fetchone()[0]

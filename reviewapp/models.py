@@ -10,6 +10,7 @@ import secrets
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
@@ -21,6 +22,9 @@ class Modality(models.TextChoices):
     AUDIO = "audio"
     VIDEO = "video"
     MIXED = "mixed"
+
+
+GRAPHIC_MODALITIES = ("image", "video", "mixed")
 
 
 class ContentItem(models.Model):
@@ -50,6 +54,11 @@ class ContentItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}:{self.external_id}"
+
+    @property
+    def is_graphic(self) -> bool:
+        """Visual media, or flagged graphic upstream: blurred until revealed, counted when revealed."""
+        return self.metadata.get("graphic") is True or (self.modality in GRAPHIC_MODALITIES and bool(self.media_urls))
 
 
 class RoutingOutcome(models.TextChoices):
@@ -115,6 +124,9 @@ class Queue(models.Model):
     lease_seconds = models.PositiveIntegerField(default=600, help_text="How long a claim lasts.")
     required_annotations = models.PositiveSmallIntegerField(default=1)
     blind_review = models.BooleanField(default=False, help_text="Hide model scores from reviewers.")
+    graphic_daily_cap = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most graphic items one reviewer is given per day here; empty: no cap."
+    )
     is_active = models.BooleanField(default=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="review_queues")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -196,6 +208,7 @@ class TaskReason(models.TextChoices):
 class TaskStatus(models.TextChoices):
     OPEN = "open"
     COMPLETED = "completed"
+    ESCALATED = "escalated", "Escalated to a policy lead"
     CANCELLED = "cancelled"
 
 
@@ -225,6 +238,8 @@ class ReviewTask(models.Model):
         db_index=False,  # the partial index below covers the only lookups: open tasks by holder
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    annotation_count = models.PositiveSmallIntegerField(db_default=0, help_text="Live annotations so far.")
     created_at = models.DateTimeField(db_default=Now())
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -259,6 +274,37 @@ class ReviewTask(models.Model):
         return f"task {self.pk} ({self.reason}) in {self.queue_id}"
 
 
+class TaskSkip(models.Model):
+    """A reviewer passed on a task; the claim query does not hand it to them again."""
+
+    task = models.ForeignKey(ReviewTask, on_delete=models.PROTECT, related_name="skips")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(max_length=200)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "reviewer"], name="taskskip_once")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id} skipped task {self.task_id}"
+
+
+class MediaExposure(models.Model):
+    """A reviewer revealed graphic media: the basis of wellness counters and daily caps."""
+
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    item = models.ForeignKey(ContentItem, on_delete=models.PROTECT, related_name="+")
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="+")
+    revealed_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["reviewer", "item", "queue"], name="exposure_once")]
+        indexes = [models.Index(fields=["reviewer", "revealed_at"], name="exposure_reviewer_time")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id} revealed item {self.item_id}"
+
+
 class AuditEvent(models.Model):
     """Append-only record of a state change. The database refuses UPDATE and DELETE on it.
 
@@ -273,8 +319,8 @@ class AuditEvent(models.Model):
     object_type = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64)
     item_id = models.BigIntegerField(null=True, blank=True, help_text="The content item concerned.")
-    before = models.JSONField(null=True, blank=True)
-    after = models.JSONField(null=True, blank=True)
+    before = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
     request_id = models.CharField(max_length=64, blank=True)
 
     class Meta:

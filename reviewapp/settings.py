@@ -169,6 +169,11 @@ if envbool("DJANGO_BEHIND_TLS_PROXY", "0"):
 # Media (images, audio, video) is only ever shown from these hosts; the server never fetches it.
 MEDIA_ALLOWED_HOSTS = envlist("REVIEWAPP_MEDIA_ALLOWED_HOSTS", "")
 
+# Reviewer workspace: undo window, wellness prompts.
+UNDO_WINDOW_SECONDS = envint("REVIEWAPP_UNDO_WINDOW_SECONDS", "60", minimum=0)
+REVIEWER_SHIFT_HOURS = envint("REVIEWAPP_SHIFT_HOURS", "8", minimum=1)
+REVIEWER_BREAK_AFTER_GRAPHIC = envint("REVIEWAPP_BREAK_AFTER_GRAPHIC", "25", minimum=1)
+
 # Ingest limits: rows per POST /api/v1/decisions and bytes per request body.
 INGEST_MAX_ROWS = envint("REVIEWAPP_INGEST_MAX_ROWS", "1000", minimum=1)
 INGEST_MAX_BODY_BYTES = envint("REVIEWAPP_INGEST_MAX_BODY_BYTES", str(8 * 1024 * 1024), minimum=1024)

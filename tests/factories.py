@@ -70,3 +70,24 @@ class RoutingRuleFactory(factory.django.DjangoModelFactory):
     audit_rate_clear = 0.0
     audit_rate_action = 0.0
     queue = factory.SubFactory(QueueFactory)
+
+
+class ContentItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "reviewapp.ContentItem"
+
+    source = "comments"
+    external_id = factory.Sequence(lambda n: f"item-{n}")
+    text = "you are a clown"
+
+
+class ReviewTaskFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "reviewapp.ReviewTask"
+
+    item = factory.SubFactory(ContentItemFactory)
+    policy = factory.SubFactory(PolicyFactory)
+    queue = factory.SubFactory(QueueFactory)
+    reason = "low_confidence"
+    priority = 1.0
+    due_at = factory.LazyFunction(lambda: __import__("django.utils.timezone").utils.timezone.now())

@@ -441,7 +441,7 @@ def insert_tasks(specs: Sequence[TaskSpec], *, actor: Actor) -> list[tuple[TaskS
                      status)
                 SELECT DISTINCT ON (item_id, policy_id, queue_id)
                        item_id, policy_id, decision_id, queue_id, reason, priority,
-                       now() + make_interval(mins => sla_minutes), sampling_propensity, 'open'
+                       statement_timestamp() + make_interval(mins => sla_minutes), sampling_propensity, 'open'
                 FROM stage_tasks ORDER BY item_id, policy_id, queue_id, ord
                 ON CONFLICT (item_id, policy_id, queue_id) WHERE status = 'open' DO NOTHING
                 RETURNING id, item_id, policy_id, queue_id, reason

@@ -22,7 +22,7 @@ def task_leases_expire(*, limit: int = SWEEP_BATCH) -> int:
             UPDATE reviewapp_reviewtask t
                SET leased_by_id = NULL, lease_expires_at = NULL
               FROM (SELECT id, leased_by_id, lease_expires_at FROM reviewapp_reviewtask
-                     WHERE status = 'open' AND lease_expires_at < now()
+                     WHERE status = 'open' AND lease_expires_at < statement_timestamp()
                      ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) AS expired
              WHERE t.id = expired.id
             RETURNING t.id, t.item_id, expired.leased_by_id, expired.lease_expires_at

@@ -1,0 +1,256 @@
+"""Annotation transitions: submit and undo. Used by the workspace, the REST API and integrations."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from reviewapp.audit import Actor, audit_record
+from reviewapp.db import db_now
+from reviewapp.models import ReviewTask, TaskStatus
+
+from .models import Annotation, AnnotationSource, PolicyVersion
+
+MAX_RATIONALE_CHARS = 5000
+MAX_HANDLE_TIME_MS = 24 * 3600 * 1000
+
+
+class SubmissionRejected(Exception):
+    """The answer was not recorded as an annotation (it is kept in the audit log); say why."""
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    annotation: Annotation
+    created: bool  # False: this submission id had already been recorded (retry, double click)
+    task_completed: bool
+
+
+def check_labels(version: PolicyVersion, labels: Any, severity: str) -> list[str]:
+    """Validate labels and severity against the version's schema; return the labels list."""
+    if isinstance(labels, str):
+        labels = [labels]
+    if not isinstance(labels, list) or not labels or not all(isinstance(v, str) for v in labels):
+        raise ValidationError("Choose a label.")
+    allowed = version.label_values
+    unknown = [value for value in labels if value not in allowed]
+    if unknown:
+        raise ValidationError(f"Unknown label {unknown[0]!r} for {version}; allowed: {', '.join(allowed)}.")
+    if len(set(labels)) != len(labels):
+        raise ValidationError("A label was chosen twice.")
+    if len(labels) > 1 and not version.label_schema.get("allow_multiple", False):
+        raise ValidationError(f"{version} takes exactly one label.")
+    if severity and severity not in version.label_schema.get("severity_levels", []):
+        raise ValidationError(f"Unknown severity {severity!r} for {version}.")
+    return labels
+
+
+def annotation_submit(
+    *,
+    task_id: int,
+    reviewer: User,
+    submission_id: uuid.UUID,
+    labels: Any,
+    severity: str = "",
+    rationale: str = "",
+    handle_time_ms: int | None = None,
+    policy_version_id: int | None = None,
+    source: str = AnnotationSource.WORKSPACE,
+) -> SubmitResult:
+    """Record a reviewer's answer to a task. Idempotent per `submission_id`.
+
+    Locks the task row for the check-and-write. Accepted when the reviewer holds the lease, or
+    when it expired and nobody else holds the task (a late answer, flagged). Otherwise raises
+    SubmissionRejected, after writing the answer to the audit log so it is never silently lost.
+    Raises ValidationError for labels the policy version does not allow.
+    """
+    previous = _previous_submission(submission_id, reviewer)
+    if previous is not None:
+        return previous
+    rationale = rationale.strip()
+    if len(rationale) > MAX_RATIONALE_CHARS:
+        raise ValidationError(f"The rationale is longer than {MAX_RATIONALE_CHARS} characters.")
+    with transaction.atomic():
+        task = ReviewTask.objects.select_for_update().select_related("queue").get(pk=task_id)
+        previous = _previous_submission(submission_id, reviewer)  # a concurrent double click won
+        if previous is not None:
+            return previous
+        version = _version_for(task, policy_version_id)
+        labels = check_labels(version, labels, severity)
+        answer = {"labels": labels, "severity": severity, "rationale": rationale, "submission_id": str(submission_id)}
+        now = db_now()
+        refusal = _refusal(task, reviewer, now)
+        if refusal is None:
+            result = _record(task, reviewer, version, answer, handle_time_ms, now, source)
+    if refusal is not None:
+        _record_rejection(task, reviewer, answer, refusal)
+        raise SubmissionRejected(refusal)
+    return result
+
+
+def _previous_submission(submission_id: uuid.UUID, reviewer: User) -> SubmitResult | None:
+    annotation = Annotation.objects.filter(submission_id=submission_id).select_related("task").first()
+    if annotation is None:
+        return None
+    if annotation.reviewer_id != reviewer.pk:
+        raise SubmissionRejected("This submission id belongs to another reviewer's answer.")
+    return SubmitResult(annotation, created=False, task_completed=annotation.task.status == TaskStatus.COMPLETED)
+
+
+def _version_for(task: ReviewTask, policy_version_id: int | None) -> PolicyVersion:
+    if policy_version_id is not None:
+        version = PolicyVersion.objects.filter(pk=policy_version_id, policy_id=task.policy_id).first()
+        if version is None:
+            raise ValidationError("That policy version does not belong to this item's policy.")
+        return version
+    version = task.policy.current_version()
+    if version is None:
+        raise ValidationError(f"Policy {task.policy.key!r} has no version in force; a lead must publish one.")
+    return version
+
+
+def _refusal(task: ReviewTask, reviewer: User, now: Any) -> str | None:
+    if task.status != TaskStatus.OPEN:
+        return f"This item was already {task.get_status_display().lower()}; your answer was kept in the audit log."
+    held_by_other = task.leased_by_id not in (None, reviewer.pk) and task.lease_expires_at > now
+    if held_by_other:
+        return "Your claim expired and another reviewer now has this item; your answer was kept in the audit log."
+    already = Annotation.objects.filter(
+        item_id=task.item_id, policy_id=task.policy_id, reviewer=reviewer, retracted_at__isnull=True
+    ).exists()
+    if already:
+        return "You have already labelled this item."
+    return None
+
+
+def _record(
+    task: ReviewTask,
+    reviewer: User,
+    version: PolicyVersion,
+    answer: dict,
+    handle_time_ms: int | None,
+    now: Any,
+    source: str,
+) -> SubmitResult:
+    late = not (task.leased_by_id == reviewer.pk and task.lease_expires_at > now)
+    try:
+        with transaction.atomic():
+            annotation = Annotation.objects.create(
+                task=task,
+                item_id=task.item_id,
+                policy_id=task.policy_id,
+                policy_version=version,
+                reviewer=reviewer,
+                submission_id=answer["submission_id"],
+                labels=answer["labels"],
+                severity=answer["severity"],
+                rationale=answer["rationale"],
+                handle_time_ms=_handle_time(handle_time_ms, task, now),
+                late=late,
+                source=source,
+            )
+    except IntegrityError:
+        raise SubmissionRejected("You have already labelled this item.") from None
+    task.annotation_count += 1
+    task.leased_by = None
+    task.lease_expires_at = None
+    completed = task.annotation_count >= task.queue.required_annotations
+    if completed:
+        task.status = TaskStatus.COMPLETED
+        task.completed_at = now
+    task.save(update_fields=["annotation_count", "leased_by", "lease_expires_at", "status", "completed_at"])
+    actor = Actor.of(reviewer)
+    audit_record(
+        actor=actor,
+        action="annotation.submitted",
+        object_type="annotation",
+        object_id=annotation.pk,
+        item_id=task.item_id,
+        after={**answer, "task_id": task.pk, "late": late, "policy_version_id": version.pk},
+    )
+    if completed:
+        audit_record(
+            actor=actor,
+            action="task.completed",
+            object_type="task",
+            object_id=task.pk,
+            item_id=task.item_id,
+            before={"status": TaskStatus.OPEN},
+            after={"status": TaskStatus.COMPLETED},
+        )
+    return SubmitResult(annotation, created=True, task_completed=completed)
+
+
+def _handle_time(client_ms: int | None, task: ReviewTask, now: Any) -> int:
+    """The client's render-to-submit time, never more than the time since the claim."""
+    server_ms = int((now - task.claimed_at).total_seconds() * 1000) if task.claimed_at else None
+    if client_ms is None or client_ms < 0:
+        client_ms = server_ms if server_ms is not None else 0
+    if server_ms is not None:
+        client_ms = min(client_ms, server_ms)
+    return min(client_ms, MAX_HANDLE_TIME_MS)
+
+
+def _record_rejection(task: ReviewTask, reviewer: User, answer: dict, reason: str) -> None:
+    # Its own transaction: the submission's transaction ended without writing anything.
+    audit_record(
+        actor=Actor.of(reviewer),
+        action="annotation.rejected",
+        object_type="task",
+        object_id=task.pk,
+        item_id=task.item_id,
+        after={**answer, "reason": reason},
+    )
+
+
+def annotation_retract(*, annotation_id: int, reviewer: User) -> ReviewTask:
+    """Undo the reviewer's own recent annotation; reopen its task and lease it back to them.
+
+    Locks the task, then the annotation (the same order as submit). Allowed within
+    UNDO_WINDOW_SECONDS of the submission.
+    """
+    with transaction.atomic():
+        task_id = Annotation.objects.values_list("task_id", flat=True).get(pk=annotation_id)
+        task = ReviewTask.objects.select_for_update().select_related("queue").get(pk=task_id)
+        annotation = Annotation.objects.select_for_update().get(pk=annotation_id)
+        now = db_now()
+        _check_retractable(annotation, reviewer, now)
+        annotation.retracted_at = now
+        annotation.save(update_fields=["retracted_at"])
+        before = {"status": task.status, "annotation_count": task.annotation_count}
+        task.annotation_count -= 1
+        task.status = TaskStatus.OPEN
+        task.completed_at = None
+        if task.leased_by_id is None or task.lease_expires_at <= now:
+            task.leased_by = reviewer
+            task.lease_expires_at = now + timedelta(seconds=task.queue.lease_seconds)
+            task.claimed_at = now
+        task.save(
+            update_fields=["annotation_count", "status", "completed_at", "leased_by", "lease_expires_at", "claimed_at"]
+        )
+        audit_record(
+            actor=Actor.of(reviewer),
+            action="annotation.retracted",
+            object_type="annotation",
+            object_id=annotation.pk,
+            item_id=task.item_id,
+            before=before,
+            after={"status": task.status, "annotation_count": task.annotation_count},
+        )
+    return task
+
+
+def _check_retractable(annotation: Annotation, reviewer: User, now: Any) -> None:
+    if annotation.reviewer_id != reviewer.pk:
+        raise SubmissionRejected("You can only undo your own answers.")
+    if annotation.retracted_at is not None:
+        raise SubmissionRejected("That answer was already undone.")
+    if now - annotation.created_at > timedelta(seconds=settings.UNDO_WINDOW_SECONDS):
+        raise SubmissionRejected(f"Answers can be undone for {settings.UNDO_WINDOW_SECONDS} seconds only.")
