@@ -1,0 +1,104 @@
+"""manage.py import_dataset: load a moderation dataset into review queues (idempotent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from labeling.datasets import DatasetError
+from reviewapp.audit import SYSTEM
+from reviewapp.services.imports import FORMATS, DatasetImport, TableColumns, dataset_import
+
+MAX_INVALID_SHOWN = 10
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a dataset as content items with one backfill review task each. Toxic Spans and "
+        "ConvAbuse take the dataset folder; csv and jsonl take a file. Re-running creates nothing new."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("format", choices=FORMATS, help="Dataset format.")
+        parser.add_argument("path", help="Dataset folder (toxic-spans, convabuse) or file (csv, jsonl).")
+        parser.add_argument(
+            "--policy",
+            help="Policy key (default: toxicity, abuse, or the file name). Created with a first version when missing.",
+        )
+        parser.add_argument("--queue", help="Queue slug (default: <policy>-review), created when missing.")
+        parser.add_argument("--limit", type=int, help="Import only the first N records.")
+        parser.add_argument("--text-col", default="text", help="csv/jsonl: text column (default: text).")
+        parser.add_argument("--label-col", help="csv/jsonl: label column (default: 'label' when present).")
+        parser.add_argument("--id-col", help="csv/jsonl: id column (default: 'id' when present, else row number).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        outcome = import_or_fail(
+            fmt=options["format"],
+            path=Path(options["path"]),
+            policy_key=options["policy"],
+            queue_slug=options["queue"],
+            limit=options["limit"],
+            columns=TableColumns(
+                text=options["text_col"], label=options["label_col"] or "label", id=options["id_col"] or "id"
+            ),
+        )
+        report_import(self, outcome)
+
+
+def import_or_fail(
+    *,
+    fmt: str,
+    path: Path,
+    policy_key: str | None = None,
+    queue_slug: str | None = None,
+    limit: int | None = None,
+    columns: TableColumns | None = None,
+) -> DatasetImport:
+    """Run `dataset_import`, turning input problems into CommandError (shared with seed_demo)."""
+    if limit is not None and limit < 0:
+        raise CommandError("--limit must be 0 or more")
+    if not path.exists():
+        raise CommandError(f"{path} does not exist")
+    try:
+        return dataset_import(
+            fmt=fmt, path=path, actor=SYSTEM, policy_key=policy_key, queue_slug=queue_slug, limit=limit, columns=columns
+        )
+    except DatasetError as error:
+        raise CommandError(str(error)) from error
+    except ValidationError as error:
+        raise CommandError("; ".join(error.messages)) from error
+
+
+def report_import(command: BaseCommand, outcome: DatasetImport) -> None:
+    """Print what an import did, in the command's output."""
+    write = command.stdout.write
+    for created, what, name in (
+        (outcome.policy_created, "policy", outcome.policy.key),
+        (outcome.queue_created, "queue", outcome.queue.slug),
+    ):
+        if created:
+            write(f"created {what} {name}")
+    stats, result = outcome.stats, outcome.result
+    write(f"read {stats.records} records into {outcome.policy.key} / {outcome.queue.slug}")
+    skipped = [
+        (stats.skipped_empty, "with empty text"),
+        (len(stats.excluded), "excluded as outliers"),
+        (stats.spans_dropped, "spans outside their text"),
+        (stats.annotations_dropped, "unreadable labels"),
+    ]
+    for count, why in skipped:
+        if count:
+            write(f"  skipped {count} {why}")
+    write(
+        f"items: {result.items_created} created, {result.items_existing} already present; "
+        f"tasks: {result.tasks_created} created; invalid: {len(result.invalid)}"
+    )
+    for external_id, message in result.invalid[:MAX_INVALID_SHOWN]:
+        write(f"  invalid {external_id}: {message}")
+    if len(result.invalid) > MAX_INVALID_SHOWN:
+        write(f"  … and {len(result.invalid) - MAX_INVALID_SHOWN} more invalid records")
+    if not result.created_anything:
+        write("nothing new: this data was imported before")

@@ -1,0 +1,186 @@
+"""The synthetic demo corpus and `manage.py seed_demo`."""
+
+from __future__ import annotations
+
+import io
+import re
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from labeling.models import Policy, PolicyVersion, check_label_schema
+from reviewapp.demo import demo_decision_rows, demo_policies, demo_queues
+from reviewapp.models import (
+    AuditEvent,
+    ContentItem,
+    ModelDecision,
+    Queue,
+    ReviewTask,
+    RoutingOutcome,
+    RoutingRule,
+    ServiceToken,
+)
+from reviewapp.services.validation import check_decision_row
+
+
+class TestDemoRows:
+    @pytest.mark.parametrize("seed", [7, 8, 123])
+    def test_every_demo_row_passes_ingest_validation(self, seed: int) -> None:
+        for row in demo_decision_rows(seed=seed):
+            check_decision_row(row)
+
+    def test_rows_are_deterministic_per_seed(self) -> None:
+        assert demo_decision_rows(n=50) == demo_decision_rows(n=50)
+        assert demo_decision_rows(n=50, seed=1) != demo_decision_rows(n=50, seed=2)
+
+    def test_rows_cover_modalities_languages_models_and_the_score_range(self) -> None:
+        rows = demo_decision_rows()
+        assert len({row["external_id"] for row in rows}) == 600
+        assert {row["modality"] for row in rows} == {"text", "image", "video", "audio", "mixed"}
+        assert {row["metadata"]["language"] for row in rows} == {"en", "es", "de", "fr", "pt"}
+        assert {row["policy"] for row in rows} == {policy.key for policy in demo_policies()}
+        assert len({(row["model_name"], row["model_version"]) for row in rows}) == 3
+        scores = [row["score"] for row in rows]
+        assert min(scores) < 0.05 and max(scores) > 0.97
+        assert sum(1 for row in rows if row.get("context")) >= 30
+        reach = sorted(row["reach"] for row in rows)
+        assert reach[len(reach) // 2] < 100 < 10_000 < reach[-1]  # heavy-tailed
+
+    def test_media_lives_on_the_example_host(self) -> None:
+        urls = [url for row in demo_decision_rows() for url in row.get("media_urls", [])]
+        assert urls and all(url.startswith("https://media.example.com/") for url in urls)
+
+    def test_evidence_spans_cite_parts_of_the_text(self) -> None:
+        rows = [row for row in demo_decision_rows() if row.get("evidence_spans")]
+        assert len(rows) >= 30
+        for row in rows:
+            for span in row["evidence_spans"]:
+                assert row["text"][span["start"] : span["end"]].strip()
+
+
+class TestDemoSpecs:
+    def test_policies_have_valid_schemas_and_ordered_thresholds(self) -> None:
+        policies = demo_policies()
+        assert {"harassment", "hate", "violent_threat", "spam", "self_harm", "sexual_content"} <= {
+            p.key for p in policies
+        }
+        queues = {q.slug for q in demo_queues()}
+        for policy in policies:
+            check_label_schema(policy.label_schema)
+            assert 2 <= len(policy.label_schema["labels"]) <= 4 and policy.label_schema["severity_levels"]
+            assert {policy.violating_label, policy.benign_label} <= {
+                label["value"] for label in policy.label_schema["labels"]
+            }
+            assert policy.guideline.count("\n\n") >= 2 and "**Not" in policy.guideline
+            if policy.auto_clear is not None and policy.auto_action is not None:
+                assert policy.auto_clear < policy.auto_action
+            assert {policy.queue, policy.audit_queue} <= queues
+
+    def test_queues_mix_kinds_required_annotations_and_blind_review(self) -> None:
+        queues = demo_queues()
+        assert {q.kind for q in queues} == {"review", "audit", "adjudication"}
+        assert {q.required_annotations for q in queues} >= {1, 2, 3}
+        assert any(q.blind_review for q in queues)
+
+
+@pytest.fixture
+def logins_file(tmp_path: Path) -> Path:
+    return tmp_path / "run" / "demo-logins.txt"
+
+
+def seed(logins_file: Path, *args: str) -> str:
+    out = io.StringIO()
+    call_command("seed_demo", "--logins-file", str(logins_file), *args, stdout=out)
+    return out.getvalue()
+
+
+def db_counts() -> dict[str, int]:
+    models = [
+        User,
+        Policy,
+        PolicyVersion,
+        Queue,
+        RoutingRule,
+        ServiceToken,
+        ContentItem,
+        ModelDecision,
+        ReviewTask,
+        AuditEvent,
+    ]
+    return {model.__name__: model._default_manager.count() for model in models}
+
+
+@pytest.mark.django_db
+class TestSeedDemo:
+    def test_seed_demo_twice_is_idempotent(self, logins_file: Path) -> None:
+        first = seed(logins_file)
+        after_first = db_counts()
+        second = seed(logins_file)
+        assert db_counts() == after_first
+        assert re.search(r"ingested \d{3} demo decisions", first)
+        assert "nothing new" in second
+        assert f"their logins are in {logins_file}" in second
+        assert "rva_" not in second  # no secret printed again
+
+    def test_after_seed_demo_tasks_are_open_in_several_queues_and_both_auto_outcomes_exist(
+        self, logins_file: Path
+    ) -> None:
+        seed(logins_file)
+        queues_with_tasks = set(ReviewTask.objects.filter(status="open").values_list("queue__slug", flat=True))
+        assert {"harassment-hate", "threats", "spam", "self-harm", "sexual-content"} <= queues_with_tasks
+        assert "automation-audit" in queues_with_tasks
+        outcomes = set(ModelDecision.objects.values_list("routing_outcome", flat=True))
+        assert outcomes == {RoutingOutcome.AUTO_ACTION, RoutingOutcome.AUTO_CLEAR, RoutingOutcome.REVIEW}
+
+    def test_users_groups_memberships_and_token(self, logins_file: Path) -> None:
+        seed(logins_file)
+        admin, lead, reviewer = (User.objects.get(username=name) for name in ("admin", "lead", "reviewer"))
+        assert admin.is_superuser and admin.is_staff
+        assert lead.is_staff and not lead.is_superuser
+        assert not reviewer.is_staff
+        assert set(reviewer.groups.values_list("name", flat=True)) == {"reviewer"}
+        assert set(lead.groups.values_list("name", flat=True)) == {"policy_lead"}
+        assert "escalations" not in set(reviewer.review_queues.values_list("slug", flat=True))
+        assert {"escalations", "harassment-hate"} <= set(lead.review_queues.values_list("slug", flat=True))
+        assert ServiceToken.objects.get(name="demo-upstream").scopes == ["decisions:write"]
+        version = Policy.objects.get(key="hate").current_version()
+        assert version is not None and version.number == 1
+
+    def test_logins_are_printed_once_and_saved_privately(self, logins_file: Path) -> None:
+        output = seed(logins_file)
+        saved = logins_file.read_text()
+        assert stat.S_IMODE(logins_file.stat().st_mode) == 0o600
+        for username in ("reviewer", "reviewer2", "lead", "admin"):
+            line = next(line for line in saved.splitlines() if line.startswith(f"user {username}: "))
+            password = line.split(": ", 1)[1]
+            assert password in output
+            assert User.objects.get(username=username).check_password(password)
+        secret = next(line for line in saved.splitlines() if line.startswith("token demo-upstream: ")).split(": ")[1]
+        assert secret in output
+        assert ServiceToken.objects.filter(key_hash=ServiceToken.hash_secret(secret)).exists()
+
+    def test_seed_demo_with_data_imports_that_dataset(
+        self, logins_file: Path, tmp_path: Path, current_labels: Callable[[str], list[str]]
+    ) -> None:
+        data = tmp_path / "forum_posts.csv"
+        data.write_text("id,text,label\np1,hello there,ok\np2,buy followers now,spam\n", encoding="utf-8")
+        output = seed(logins_file, "--data", str(data))
+        assert "items: 2 created" in output
+        assert ModelDecision.objects.count() == 0  # the synthetic corpus is not loaded
+        assert ReviewTask.objects.filter(queue__slug="forum_posts-review", reason="backfill").count() == 2
+        labels = current_labels("forum_posts")
+        assert labels == ["ok", "spam"]
+
+    def test_seed_demo_with_unrecognised_data_path_fails_before_creating_anything(
+        self, logins_file: Path, tmp_path: Path
+    ) -> None:
+        notes = tmp_path / "notes.txt"
+        notes.write_text("hello\n", encoding="utf-8")
+        with pytest.raises(CommandError, match=r"cannot tell the format .*pass --format"):
+            seed(logins_file, "--data", str(notes))
+        assert not User.objects.exists()
