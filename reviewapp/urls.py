@@ -8,6 +8,13 @@ from . import health, views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("queues/<int:queue_id>/work", views.queue_work, name="queue-work"),
+    path("tasks/<int:task_id>/submit", views.task_submit, name="task-submit"),
+    path("tasks/<int:task_id>/skip", views.task_skip, name="task-skip"),
+    path("tasks/<int:task_id>/escalate", views.task_escalate_view, name="task-escalate"),
+    path("tasks/<int:task_id>/heartbeat", views.task_heartbeat, name="task-heartbeat"),
+    path("tasks/<int:task_id>/reveal", views.task_reveal_media, name="task-reveal"),
+    path("annotations/<int:annotation_id>/undo", views.annotation_undo, name="annotation-undo"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("reviewapp.api.urls")),

@@ -1,29 +1,226 @@
-"""Browser pages of the review workflow."""
+"""Browser pages of the review workflow: the queue list and the reviewer workspace.
+
+Every workspace action renders the `task` partial of `reviewapp/workspace.html` for htmx
+requests (the next item appears without a page load) and redirects to the queue page for plain
+form posts, so the workspace also works without JavaScript.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Min, Q
+from django.core.exceptions import ValidationError
+from django.db.models import Count, IntegerField, Min, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
 
-from .models import Queue, TaskStatus
+from labeling.models import Annotation
+from labeling.services import SubmissionRejected, annotation_retract, annotation_submit
+
+from .access import access_queue, access_task, visible_queues
+from .content import highlight_spans, media_for, render_guideline
+from .forms import AnnotationForm, EscalateForm, SkipForm
+from .models import MediaExposure, Queue, ReviewTask, TaskStatus
+from .services.claims import ClaimError, task_claim_next, task_escalate, task_lease_renew, task_release
+from .services.wellness import break_due, graphic_exposures_this_shift, media_reveal
+
+WORKSPACE = "reviewapp/workspace.html"
 
 
+@require_GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """Queues the user can see, with their depth, oldest open item and SLA breaches."""
-    queues = _visible_queues(request.user).annotate(
+    """Queues the user can work, with depth, oldest open item, SLA breaches and their count today."""
+    now = timezone.now()
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    mine_today = (
+        Annotation.objects.filter(
+            task__queue=OuterRef("pk"), reviewer=request.user, created_at__gte=day_start, retracted_at__isnull=True
+        )
+        .values("task__queue")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    queues = visible_queues(request.user).annotate(
         open_count=Count("tasks", filter=Q(tasks__status=TaskStatus.OPEN)),
         oldest_open=Min("tasks__created_at", filter=Q(tasks__status=TaskStatus.OPEN)),
-        breached=Count("tasks", filter=Q(tasks__status=TaskStatus.OPEN, tasks__due_at__lt=timezone.now())),
+        breached=Count("tasks", filter=Q(tasks__status=TaskStatus.OPEN, tasks__due_at__lt=now)),
+        mine_today=Coalesce(Subquery(mine_today, output_field=IntegerField()), 0),
     )
-    return render(request, "reviewapp/home.html", {"queues": queues, "now": timezone.now()})
+    return render(request, "reviewapp/home.html", {"queues": queues, "now": now})
 
 
-def _visible_queues(user):  # type: ignore[no-untyped-def]
-    queues = Queue.objects.filter(is_active=True)
-    if user.is_superuser or user.groups.filter(name__in=["policy_lead", "admin"]).exists():
-        return queues
-    return queues.filter(members=user)
+@require_GET
+@login_required
+def queue_work(request: HttpRequest, queue_id: int) -> HttpResponse:
+    """Claim (or resume) the reviewer's next task in the queue and show it."""
+    queue = access_queue(request.user, queue_id)
+    claim = task_claim_next(reviewer=request.user, queue=queue)
+    return _render_workspace(request, queue, claim.task if claim else None)
+
+
+@require_POST
+@login_required
+def task_submit(request: HttpRequest, task_id: int) -> HttpResponse:
+    task = access_task(request.user, task_id)
+    form = AnnotationForm(request.POST)
+    if not form.is_valid():
+        return _render_workspace(request, task.queue, task, form=form)
+    try:
+        result = annotation_submit(task_id=task.pk, reviewer=request.user, **form.submission())
+    except ValidationError as error:
+        form.add_error(None, error)
+        return _render_workspace(request, task.queue, task, form=form)
+    except SubmissionRejected as error:
+        return _next(request, task.queue, notice=str(error))
+    return _next(request, task.queue, notice="Saved.", last_annotation=result.annotation)
+
+
+@require_POST
+@login_required
+def task_skip(request: HttpRequest, task_id: int) -> HttpResponse:
+    task = access_task(request.user, task_id)
+    form = SkipForm(request.POST)
+    if not form.is_valid():
+        return _render_workspace(request, task.queue, task, notice="Choose why you are skipping.")
+    task_release(task_id=task.pk, reviewer=request.user, reason=form.cleaned_data["reason"])
+    return _next(request, task.queue, notice="Skipped.")
+
+
+@require_POST
+@login_required
+def task_escalate_view(request: HttpRequest, task_id: int) -> HttpResponse:
+    task = access_task(request.user, task_id)
+    form = EscalateForm(request.POST)
+    note = form.cleaned_data["note"] if form.is_valid() else ""
+    try:
+        task_escalate(task_id=task.pk, reviewer=request.user, note=note)
+    except ClaimError as error:
+        return _next(request, task.queue, notice=str(error))
+    return _next(request, task.queue, notice="Escalated to a policy lead.")
+
+
+@require_POST
+@login_required
+def annotation_undo(request: HttpRequest, annotation_id: int) -> HttpResponse:
+    annotation = Annotation.objects.filter(pk=annotation_id, reviewer=request.user).first()
+    if annotation is None:
+        return _next(request, None, notice="Nothing to undo.")
+    task = access_task(request.user, annotation.task_id)
+    try:
+        annotation_retract(annotation_id=annotation.pk, reviewer=request.user)
+    except SubmissionRejected as error:
+        return _next(request, task.queue, notice=str(error))
+    task.refresh_from_db()
+    return _render_workspace(request, task.queue, task, notice="Undone: label it again.")
+
+
+@require_POST
+@login_required
+def task_heartbeat(request: HttpRequest, task_id: int) -> HttpResponse:
+    """Renew the lease while the page is open; tell the reviewer if it was lost."""
+    task = access_task(request.user, task_id)
+    try:
+        task_lease_renew(task_id=task.pk, reviewer=request.user)
+    except ClaimError as error:
+        return render(request, "reviewapp/partials/_lease_lost.html", {"message": str(error), "queue": task.queue})
+    return HttpResponse(status=204)
+
+
+@require_POST
+@login_required
+def task_reveal_media(request: HttpRequest, task_id: int) -> HttpResponse:
+    """Unblur an item's media on request, counting the exposure for wellness limits."""
+    task = access_task(request.user, task_id)
+    exposures = media_reveal(task=task, reviewer=request.user)
+    context = {
+        "task": task,
+        "media": media_for(task.item.media_urls, task.item.modality),
+        "revealed": True,
+        "exposures": exposures,
+        "break_due": break_due(exposures=exposures),
+    }
+    if not request.htmx:
+        return redirect("queue-work", queue_id=task.queue_id)
+    return render(request, "reviewapp/partials/_media.html", context)
+
+
+def _next(request: HttpRequest, queue: Queue | None, *, notice: str, last_annotation: Annotation | None = None):  # type: ignore[no-untyped-def]
+    if queue is None or not request.htmx:
+        messages.info(request, notice)
+        return redirect("queue-work", queue_id=queue.pk) if queue else redirect("home")
+    claim = task_claim_next(reviewer=request.user, queue=queue)
+    return _render_workspace(
+        request, queue, claim.task if claim else None, notice=notice, last_annotation=last_annotation
+    )
+
+
+def _render_workspace(
+    request: HttpRequest,
+    queue: Queue,
+    task: ReviewTask | None,
+    *,
+    form: AnnotationForm | None = None,
+    notice: str = "",
+    last_annotation: Annotation | None = None,
+) -> HttpResponse:
+    context = _workspace_context(request, queue, task, form, notice, last_annotation)
+    template = WORKSPACE + "#task" if request.htmx else WORKSPACE
+    return render(request, template, context)
+
+
+def _workspace_context(
+    request: HttpRequest,
+    queue: Queue,
+    task: ReviewTask | None,
+    form: AnnotationForm | None,
+    notice: str,
+    last_annotation: Annotation | None,
+) -> dict[str, Any]:
+    exposures = graphic_exposures_this_shift(reviewer=request.user)
+    context: dict[str, Any] = {
+        "queue": queue,
+        "task": task,
+        "notice": notice,
+        "last_annotation": last_annotation,
+        "undo_seconds": settings.UNDO_WINDOW_SECONDS,
+        "exposures": exposures,
+        "break_due": break_due(exposures=exposures),
+    }
+    if task is None:
+        return context
+    version = task.policy.current_version()
+    decision = None if queue.blind_review else task.decision
+    item = task.item
+    revealed = item.is_graphic and MediaExposure.objects.filter(reviewer=request.user, item=item, queue=queue).exists()
+    context.update(
+        version=version,
+        guideline_html=render_guideline(version.guideline) if version else "",
+        decision=decision,
+        segments=highlight_spans(item.text, decision.evidence_spans if decision else []),
+        media=media_for(item.media_urls, item.modality),
+        revealed=revealed or not item.is_graphic,
+        form=form or AnnotationForm(initial={"policy_version": version.pk if version else None}),
+        skip_form=SkipForm(),
+        lease_remaining=max(0, int((task.lease_expires_at - timezone.now()).total_seconds()))
+        if task.lease_expires_at
+        else 0,
+        heartbeat_seconds=max(15, queue.lease_seconds // 3),
+        label_keys=_label_keys(version),
+        lease_deadline=task.lease_expires_at or timezone.now() + timedelta(seconds=queue.lease_seconds),
+    )
+    return context
+
+
+def _label_keys(version: Any) -> list[tuple[str, dict]]:
+    """Labels with their number key (1–9), in schema order."""
+    if version is None:
+        return []
+    return [(str(index + 1) if index < 9 else "", label) for index, label in enumerate(version.label_schema["labels"])]

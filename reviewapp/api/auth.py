@@ -108,3 +108,25 @@ class ServiceTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer", "description": "A service token: `Bearer rva_…`."}
+
+
+class ActsForPerson(permissions.BasePermission):
+    """A signed-in person (session), or a token that acts for a person and has `required_scope`.
+
+    Reviewer actions need a person to attribute the judgement to, so service tokens without a
+    user are refused.
+    """
+
+    message = "This endpoint needs a signed-in reviewer or a personal token."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        token = request.auth
+        if isinstance(token, ServiceToken):
+            scope = getattr(view, "required_scope", None)
+            if token.user_id is None:
+                return False
+            if scope not in token.scopes:
+                self.message = f"This token lacks the '{scope}' scope."
+                return False
+            return True
+        return bool(request.user and request.user.is_authenticated)

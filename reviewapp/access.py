@@ -1,0 +1,55 @@
+"""Who may see and do what. Fetch-and-check helpers named access_*, used by pages and APIs alike."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404
+
+from .models import Queue, ReviewTask
+
+REVIEWER, POLICY_LEAD, ADMIN = "reviewer", "policy_lead", "admin"
+
+
+def is_lead(user: User | AnonymousUser) -> bool:
+    """Policy leads and admins see every queue and the lead-only views."""
+    if not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    cached = getattr(user, "_reviewapp_is_lead", None)
+    if cached is None:
+        cached = user.groups.filter(name__in=[POLICY_LEAD, ADMIN]).exists()
+        user._reviewapp_is_lead = cached  # type: ignore[union-attr]
+    return cached
+
+
+def visible_queues(user: User) -> QuerySet[Queue]:
+    queues = Queue.objects.filter(is_active=True)
+    return queues if is_lead(user) else queues.filter(members=user)
+
+
+def access_queue(user: User, queue_id: int) -> Queue:
+    """The queue if the user may work it; 404 otherwise, so queue ids do not leak."""
+    queue = visible_queues(user).filter(pk=queue_id).first()
+    if queue is None:
+        raise Http404("No such queue.")
+    return queue
+
+
+def access_task(user: User, task_id: int) -> ReviewTask:
+    """A task in a queue the user may work (with item, policy and queue loaded); 404 otherwise."""
+    task = (
+        ReviewTask.objects.select_related("item", "policy", "queue", "decision")
+        .filter(pk=task_id, queue__in=visible_queues(user))
+        .first()
+    )
+    if task is None:
+        raise Http404("No such task.")
+    return task
+
+
+def check_lead(user: User) -> None:
+    if not is_lead(user):
+        raise PermissionDenied("Policy leads only.")

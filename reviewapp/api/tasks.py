@@ -1,0 +1,209 @@
+"""REST for external review tools: claim work, renew or release a lease, submit annotations."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labeling.models import AnnotationSource
+from labeling.services import SubmissionRejected, annotation_submit
+
+from ..access import access_queue, access_task
+from ..models import ReviewTask
+from ..services.claims import ClaimError, task_claim_next, task_escalate, task_lease_renew, task_release
+from .auth import ActsForPerson
+from .serializers import ErrorSerializer
+
+
+class ItemOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    source = serializers.CharField()
+    external_id = serializers.CharField()
+    modality = serializers.CharField()
+    title = serializers.CharField()
+    text = serializers.CharField()
+    media_urls = serializers.ListField(child=serializers.CharField())
+    context = serializers.ListField(child=serializers.DictField())
+    metadata = serializers.DictField()
+
+
+class PolicyVersionOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    policy = serializers.CharField(source="policy.key")
+    number = serializers.IntegerField()
+    guideline = serializers.CharField()
+    label_schema = serializers.DictField()
+
+
+class ModelEvidenceOut(serializers.Serializer):
+    model_name = serializers.CharField()
+    model_version = serializers.CharField()
+    score = serializers.FloatField()
+    predicted_label = serializers.CharField()
+    evidence_spans = serializers.ListField(child=serializers.DictField())
+
+
+class TaskOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    queue = serializers.IntegerField(source="queue_id")
+    reason = serializers.CharField()
+    priority = serializers.FloatField()
+    due_at = serializers.DateTimeField()
+    lease_expires_at = serializers.DateTimeField()
+    annotation_count = serializers.IntegerField()
+    item = ItemOut()
+    policy_version = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField(help_text="Null on blind-review queues.")
+
+    @extend_schema_field(PolicyVersionOut)
+    def get_policy_version(self, task: ReviewTask) -> dict | None:
+        version = task.policy.current_version()
+        return PolicyVersionOut(version).data if version else None
+
+    @extend_schema_field(ModelEvidenceOut(allow_null=True))
+    def get_model(self, task: ReviewTask) -> dict | None:
+        if task.queue.blind_review or task.decision is None:
+            return None
+        return ModelEvidenceOut(task.decision).data
+
+
+class AnnotationIn(serializers.Serializer):
+    submission_id = serializers.UUIDField(help_text="Generate one per answer; retries with it are no-ops.")
+    labels = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=20)
+    severity = serializers.CharField(required=False, allow_blank=True, default="", max_length=50)
+    rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    handle_time_ms = serializers.IntegerField(required=False, min_value=0, allow_null=True, default=None)
+    policy_version = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class AnnotationOut(serializers.Serializer):
+    id = serializers.IntegerField(source="annotation.pk")
+    created = serializers.BooleanField()
+    task_completed = serializers.BooleanField()
+    labels = serializers.ListField(source="annotation.labels", child=serializers.CharField())
+    late = serializers.BooleanField(source="annotation.late")
+
+
+class ReasonIn(serializers.Serializer):
+    reason = serializers.CharField(max_length=200)
+
+
+class NoteIn(serializers.Serializer):
+    note = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
+
+
+class LeaseOut(serializers.Serializer):
+    lease_expires_at = serializers.DateTimeField()
+
+
+class _ReviewerView(APIView):
+    permission_classes = [ActsForPerson]
+    required_scope = "tasks:write"
+
+
+class QueueClaimView(_ReviewerView):
+    @extend_schema(
+        operation_id="queue_claim",
+        summary="Claim the next task of a queue (or get back the one you hold)",
+        request=None,
+        responses={200: TaskOut, 204: OpenApiResponse(description="Nothing to claim right now.")},
+    )
+    def post(self, request: Request, queue_id: int) -> Response:
+        queue = access_queue(request.user, queue_id)
+        claim = task_claim_next(reviewer=request.user, queue=queue)
+        if claim is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(TaskOut(claim.task).data)
+
+
+class TaskAnnotationsView(_ReviewerView):
+    @extend_schema(
+        operation_id="task_annotate",
+        summary="Submit an annotation (idempotent by submission_id)",
+        description="201 when recorded now, 200 when this submission_id was already recorded, 409 when "
+        "the answer could not be accepted (the item is with another reviewer or already decided: the "
+        "answer is kept in the audit log), 400 for labels the policy version does not allow.",
+        request=AnnotationIn,
+        responses={201: AnnotationOut, 200: AnnotationOut, 400: ErrorSerializer, 409: ErrorSerializer},
+    )
+    def post(self, request: Request, task_id: int) -> Response:
+        task = access_task(request.user, task_id)
+        data = _valid(AnnotationIn, request.data)
+        try:
+            result = annotation_submit(
+                task_id=task.pk,
+                reviewer=request.user,
+                submission_id=data["submission_id"],
+                labels=data["labels"],
+                severity=data["severity"],
+                rationale=data["rationale"],
+                handle_time_ms=data["handle_time_ms"],
+                policy_version_id=data["policy_version"],
+                source=AnnotationSource.API,
+            )
+        except ValidationError as error:
+            return Response({"detail": " ".join(error.messages)}, status=status.HTTP_400_BAD_REQUEST)
+        except SubmissionRejected as error:
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(AnnotationOut(result).data, status=code)
+
+
+class TaskLeaseView(_ReviewerView):
+    @extend_schema(
+        operation_id="task_lease_renew",
+        summary="Renew your lease (heartbeat)",
+        request=None,
+        responses={200: LeaseOut, 409: ErrorSerializer},
+    )
+    def post(self, request: Request, task_id: int) -> Response:
+        task = access_task(request.user, task_id)
+        try:
+            expires = task_lease_renew(task_id=task.pk, reviewer=request.user)
+        except ClaimError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        return Response({"lease_expires_at": expires})
+
+
+class TaskReleaseView(_ReviewerView):
+    @extend_schema(
+        operation_id="task_release",
+        summary="Skip a task, with a reason",
+        request=ReasonIn,
+        responses={204: None, 400: ErrorSerializer},
+    )
+    def post(self, request: Request, task_id: int) -> Response:
+        task = access_task(request.user, task_id)
+        data = _valid(ReasonIn, request.data)
+        try:
+            task_release(task_id=task.pk, reviewer=request.user, reason=data["reason"])
+        except ClaimError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TaskEscalateView(_ReviewerView):
+    @extend_schema(
+        operation_id="task_escalate",
+        summary="Escalate a task to policy leads",
+        request=NoteIn,
+        responses={204: None, 409: ErrorSerializer},
+    )
+    def post(self, request: Request, task_id: int) -> Response:
+        task = access_task(request.user, task_id)
+        data = _valid(NoteIn, request.data)
+        try:
+            task_escalate(task_id=task.pk, reviewer=request.user, note=data["note"])
+        except ClaimError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _valid(serializer_class: type[serializers.Serializer], data: object) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

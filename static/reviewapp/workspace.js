@@ -1,0 +1,85 @@
+// Keyboard-first reviewer workspace. No inline script: this file is loaded under a strict CSP.
+// The page works without it (plain forms); it adds shortcuts, handle time and focus management.
+(function () {
+  "use strict";
+
+  let renderedAt = performance.now();
+
+  function region() {
+    return document.getElementById("task-region");
+  }
+
+  function isTyping(target) {
+    const tag = target && target.tagName;
+    return tag === "TEXTAREA" || tag === "SELECT" || (tag === "INPUT" && !["radio", "checkbox"].includes(target.type));
+  }
+
+  function openPanel(id, focusSelector) {
+    const panel = document.getElementById(id);
+    if (!panel) return;
+    panel.open = true;
+    const field = panel.querySelector(focusSelector);
+    if (field) field.focus();
+  }
+
+  function chooseLabel(key) {
+    const input = region().querySelector('#annotate-form input[name="labels"][data-key="' + key + '"]');
+    if (!input) return;
+    input.checked = input.type === "radio" ? true : !input.checked;
+    input.focus();
+  }
+
+  function submit(formId) {
+    const form = document.getElementById(formId);
+    if (form) form.requestSubmit();
+  }
+
+  function onTaskShown() {
+    renderedAt = performance.now();
+    const first = region().querySelector('#annotate-form input[name="labels"]');
+    if (first) {
+      first.focus({ preventScroll: true });
+    } else {
+      const notice = region().querySelector(".notice, .empty h2");
+      if (notice) { notice.setAttribute("tabindex", "-1"); notice.focus({ preventScroll: true }); }
+    }
+  }
+
+  document.addEventListener("submit", function (event) {
+    if (event.target.id !== "annotate-form") return;
+    const field = event.target.querySelector('input[name="handle_time_ms"]');
+    if (field) field.value = String(Math.round(performance.now() - renderedAt));
+  }, true);
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (isTyping(event.target)) {
+      if (event.key === "Escape") event.target.blur();
+      if (event.key === "Enter" && event.target.tagName === "SELECT") {
+        event.preventDefault();
+        event.target.form.requestSubmit();
+      }
+      return;
+    }
+    const key = event.key;
+    if (/^[1-9]$/.test(key)) { chooseLabel(key); event.preventDefault(); return; }
+    switch (key) {
+      case "Enter":
+        if (event.target.tagName === "BUTTON" || event.target.tagName === "A" || event.target.tagName === "SUMMARY") return;
+        submit("annotate-form"); break;
+      case "s": openPanel("skip-panel", "select"); break;
+      case "e": openPanel("escalate-panel", "textarea"); break;
+      case "u": submit("undo-form"); break;
+      case "r": { const button = document.getElementById("reveal-button"); if (button) button.click(); break; }
+      case "g": { const guide = document.getElementById("guideline"); if (guide) guide.open = !guide.open; break; }
+      case "?": { const help = document.getElementById("shortcuts"); if (help) help.open = !help.open; break; }
+      default: return;
+    }
+    event.preventDefault();
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "task-region") onTaskShown();
+  });
+  document.addEventListener("DOMContentLoaded", onTaskShown);
+})();
