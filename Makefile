@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BOOTSTRAP_PYTHON := $(shell command -v python3.11 || command -v python3)
 
-.PHONY: venv run test lint stop clean system-deps
+.PHONY: venv run test lint stop clean system-deps bench
 
 venv: $(STAMP)
 
@@ -25,6 +25,12 @@ run: venv
 
 test: venv system-deps
 	$(PY) -m reviewapp.stack test $(PYTEST_ARGS)
+
+# Benchmarks print their figures; each works in its own database on the same server.
+bench: venv
+	eval "$$($(PY) -m reviewapp.stack services)" && for script in bench/*.py; do \
+		case "$$script" in bench/_*) continue;; esac; \
+		echo "== $$script"; $(PY) "$$script" || exit 1; done
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
