@@ -915,6 +915,9 @@ def cmd_test(pytest_args: Sequence[str]) -> int:
         env = child_env(services)
         if not env.get("DJANGO_SECRET_KEY"):
             env["DJANGO_SECRET_KEY"] = TEST_SECRET_KEY
+        # Importing the reviewapp package (to run this module) set DJANGO_SETTINGS_MODULE for
+        # Celery; tests use their own settings module, named in pyproject.toml.
+        env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
         cmd = [sys.executable, "-m", "pytest", *pytest_args]
         log("$ " + " ".join(shlex.quote(part) for part in cmd))
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
