@@ -132,3 +132,161 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer_id} → {self.labels} on task {self.task_id}"
+
+
+class GoldSource(models.TextChoices):
+    CONSENSUS = "consensus", "Reviewer consensus"
+    ADJUDICATION = "adjudication", "Lead adjudication"
+    HONEYPOT = "honeypot", "Honeypot answer key"
+    APPEAL = "appeal", "Appeal outcome"
+
+
+class GoldLabel(models.Model):
+    """The label an item carries under a policy, with where it came from. Never edited.
+
+    A correction is a new row with the next `version` that names the row it supersedes; the
+    current gold label of (item, policy) is the one with the highest version.
+    """
+
+    item = models.ForeignKey("reviewapp.ContentItem", on_delete=models.PROTECT, related_name="gold_labels")
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="gold_labels")
+    policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="gold_labels")
+    version = models.PositiveIntegerField(default=1)
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
+    )
+    labels = models.JSONField()
+    severity = models.CharField(max_length=50, blank=True)
+    source = models.CharField(max_length=20, choices=GoldSource.choices)
+    task = models.ForeignKey("reviewapp.ReviewTask", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    annotation_ids = models.JSONField(default=list, help_text="The annotations this label was decided from.")
+    n_annotations = models.PositiveSmallIntegerField(default=0)
+    agreement = models.FloatField(null=True, blank=True, help_text="Share of annotations agreeing with it.")
+    adjudicator = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="adjudicated_gold"
+    )
+    route = models.CharField(max_length=40, blank=True, help_text="Why the item reached people (task reason).")
+    routing_outcome = models.CharField(max_length=12, blank=True, help_text="What automation did, if anything.")
+    sampling_propensity = models.FloatField(default=1.0, help_text="Probability the item was sent to people.")
+    note = models.TextField(blank=True)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "policy", "version"], name="gold_unique_version"),
+            models.CheckConstraint(
+                condition=models.Q(version=1, supersedes__isnull=True)
+                | models.Q(version__gt=1, supersedes__isnull=False),
+                name="gold_versions_chain",
+            ),
+        ]
+        indexes = [models.Index(fields=["policy", "created_at"], name="gold_policy_created")]
+
+    def __str__(self) -> str:
+        return f"gold {self.item_id}/{self.policy_id} v{self.version} {self.labels}"
+
+
+class AdjudicationReason(models.TextChoices):
+    DISAGREEMENT = "disagreement", "Reviewers disagreed"
+    LOW_CONFIDENCE = "low_confidence", "Weighted consensus below threshold"
+    ESCALATED = "escalated", "Escalated by a reviewer"
+    CONFIRM = "confirm", "Agreed; a lead confirms"
+
+
+class AdjudicationStatus(models.TextChoices):
+    OPEN = "open"
+    DECIDED = "decided"
+    SENT_BACK = "sent_back", "Sent back to reviewers"
+
+
+class Adjudication(models.Model):
+    """A task waiting for a policy lead's decision."""
+
+    task = models.ForeignKey("reviewapp.ReviewTask", on_delete=models.PROTECT, related_name="adjudications")
+    reason = models.CharField(max_length=20, choices=AdjudicationReason.choices)
+    proposed_labels = models.JSONField(null=True, blank=True, help_text="The consensus label, where there is one.")
+    confidence = models.FloatField(null=True, blank=True)
+    note = models.TextField(blank=True, help_text="The reviewer's escalation note or the lead's note.")
+    status = models.CharField(max_length=12, choices=AdjudicationStatus.choices, default=AdjudicationStatus.OPEN)
+    decided_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    gold = models.ForeignKey(GoldLabel, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task"], condition=models.Q(status="open"), name="adjudication_one_open_per_task"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="adjudication_status")]
+
+    def __str__(self) -> str:
+        return f"adjudication {self.pk} of task {self.task_id} ({self.reason}, {self.status})"
+
+
+class ReviewerReliability(models.Model):
+    """A reviewer's estimated confusion matrix under a policy (Dawid–Skene), refreshed periodically."""
+
+    reviewer = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="reliabilities")
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="+")
+    labels = models.JSONField(help_text="Class order of the confusion matrix rows and columns.")
+    confusion = models.JSONField(help_text="P(reviewer says column | true class row).")
+    accuracy = models.FloatField()
+    n_items = models.PositiveIntegerField()
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["reviewer", "policy"], name="reliability_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id}/{self.policy_id}: {self.accuracy:.2f}"
+
+
+class HoneypotCheck(models.Model):
+    """A reviewer's answer to a known-answer item, scored against its gold label."""
+
+    task = models.OneToOneField("reviewapp.ReviewTask", on_delete=models.PROTECT, related_name="honeypot")
+    gold = models.ForeignKey(GoldLabel, on_delete=models.PROTECT, related_name="+")
+    reviewer = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    annotation = models.OneToOneField(
+        Annotation, null=True, blank=True, on_delete=models.PROTECT, related_name="honeypot_check"
+    )
+    correct = models.BooleanField(null=True)
+    created_at = models.DateTimeField(db_default=Now())
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"honeypot task {self.task_id}: {self.correct}"
+
+
+class AppealStatus(models.TextChoices):
+    OPEN = "open"
+    UPHELD = "upheld", "Original decision upheld"
+    OVERTURNED = "overturned"
+
+
+class Appeal(models.Model):
+    """A user's appeal against a moderation outcome; reviewed in an appeals queue."""
+
+    item = models.ForeignKey("reviewapp.ContentItem", on_delete=models.PROTECT, related_name="appeals")
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="appeals")
+    decision = models.ForeignKey(
+        "reviewapp.ModelDecision", null=True, blank=True, on_delete=models.PROTECT, related_name="appeals"
+    )
+    original_labels = models.JSONField(help_text="What the appealed outcome said, e.g. ['violating'].")
+    original_source = models.CharField(max_length=20, help_text="'model' or the gold label source.")
+    external_ref = models.CharField(max_length=255, help_text="The appeal's id upstream (idempotency key).")
+    statement = models.TextField(blank=True, help_text="The user's words. Untrusted.")
+    task = models.ForeignKey("reviewapp.ReviewTask", null=True, on_delete=models.PROTECT, related_name="appeals")
+    status = models.CharField(max_length=12, choices=AppealStatus.choices, default=AppealStatus.OPEN)
+    outcome_gold = models.ForeignKey(GoldLabel, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(db_default=Now())
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["external_ref"], name="appeal_unique_ref")]
+
+    def __str__(self) -> str:
+        return f"appeal {self.external_ref} ({self.status})"

@@ -161,7 +161,7 @@ def _record(
     task.annotation_count += 1
     task.leased_by = None
     task.lease_expires_at = None
-    completed = task.annotation_count >= task.queue.required_annotations
+    completed = task.annotation_count >= task.required_annotations
     if completed:
         task.status = TaskStatus.COMPLETED
         task.completed_at = now
@@ -185,7 +185,22 @@ def _record(
             before={"status": TaskStatus.OPEN},
             after={"status": TaskStatus.COMPLETED},
         )
+        _schedule_resolution(task.pk)
     return SubmitResult(annotation, created=True, task_completed=completed)
+
+
+def _schedule_resolution(task_id: int) -> None:
+    """Take consensus once the undo window has closed: inline when there is no window, otherwise
+    by a Celery task enqueued after commit (a periodic sweep catches any message that is lost)."""
+    if settings.UNDO_WINDOW_SECONDS == 0:
+        from .consensus import task_resolve
+
+        task_resolve(task_id=task_id)
+        return
+    from .tasks import resolve_task
+
+    countdown = settings.UNDO_WINDOW_SECONDS + 1
+    transaction.on_commit(lambda: resolve_task.apply_async((task_id,), countdown=countdown))
 
 
 def _handle_time(client_ms: int | None, task: ReviewTask, now: Any) -> int:
@@ -252,5 +267,7 @@ def _check_retractable(annotation: Annotation, reviewer: User, now: Any) -> None
         raise SubmissionRejected("You can only undo your own answers.")
     if annotation.retracted_at is not None:
         raise SubmissionRejected("That answer was already undone.")
+    if annotation.task.resolved_at is not None:
+        raise SubmissionRejected("This item has already been decided; ask a lead to correct its label.")
     if now - annotation.created_at > timedelta(seconds=settings.UNDO_WINDOW_SECONDS):
         raise SubmissionRejected(f"Answers can be undone for {settings.UNDO_WINDOW_SECONDS} seconds only.")

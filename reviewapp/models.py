@@ -115,6 +115,12 @@ class QueueKind(models.TextChoices):
     APPEALS = "appeals"
 
 
+class ConsensusRule(models.TextChoices):
+    UNANIMOUS = "unanimous", "Unanimous"
+    MAJORITY = "majority", "Majority with a minimum margin"
+    WEIGHTED = "weighted", "Reliability-weighted (Dawid–Skene)"
+
+
 class Queue(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
@@ -127,6 +133,21 @@ class Queue(models.Model):
     graphic_daily_cap = models.PositiveIntegerField(
         null=True, blank=True, help_text="Most graphic items one reviewer is given per day here; empty: no cap."
     )
+    consensus_rule = models.CharField(max_length=12, choices=ConsensusRule.choices, default=ConsensusRule.MAJORITY)
+    min_margin = models.FloatField(
+        default=0.0, help_text="Majority rule: (top votes − runner-up votes) / votes must exceed this."
+    )
+    min_confidence = models.FloatField(
+        default=0.8, help_text="Weighted rule: posterior probability the consensus label needs."
+    )
+    adaptive = models.BooleanField(
+        default=False, help_text="On disagreement, ask more reviewers (up to max_annotations) before a lead."
+    )
+    max_annotations = models.PositiveSmallIntegerField(default=3)
+    auto_gold = models.BooleanField(
+        default=True, help_text="Agreed labels become gold directly; otherwise a lead confirms them."
+    )
+    honeypot_rate = models.FloatField(default=0.0, help_text="Share of served items that are known-answer checks.")
     is_active = models.BooleanField(default=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="review_queues")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -139,6 +160,21 @@ class Queue(models.Model):
                 name="queue_required_annotations_1_5",
             ),
             models.CheckConstraint(condition=Q(lease_seconds__gte=30), name="queue_lease_at_least_30s"),
+            models.CheckConstraint(
+                condition=Q(max_annotations__gte=models.F("required_annotations"), max_annotations__lte=5),
+                name="queue_max_annotations_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    min_margin__gte=0,
+                    min_margin__lt=1,
+                    min_confidence__gt=0,
+                    min_confidence__lte=1,
+                    honeypot_rate__gte=0,
+                    honeypot_rate__lt=1,
+                ),
+                name="queue_consensus_parameters_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -203,6 +239,7 @@ class TaskReason(models.TextChoices):
     HONEYPOT = "honeypot"
     RELABEL = "relabel"
     BACKFILL = "backfill", "Imported for labeling"
+    LABEL_ERROR = "label_error", "Likely label error"
 
 
 class TaskStatus(models.TextChoices):
@@ -240,11 +277,22 @@ class ReviewTask(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     annotation_count = models.PositiveSmallIntegerField(db_default=0, help_text="Live annotations so far.")
+    extra_annotations = models.PositiveSmallIntegerField(
+        db_default=0, help_text="Added by adaptive redundancy or a lead sending the item back."
+    )
     created_at = models.DateTimeField(db_default=Now())
     completed_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(
+        null=True, blank=True, help_text="When consensus was taken (after the undo window closed)."
+    )
 
     class Meta:
         indexes = [
+            models.Index(
+                fields=["completed_at"],
+                name="reviewtask_unresolved",
+                condition=Q(status="completed", resolved_at__isnull=True),
+            ),
             models.Index(
                 "queue",
                 models.F("priority").desc(),
@@ -272,6 +320,13 @@ class ReviewTask(models.Model):
 
     def __str__(self) -> str:
         return f"task {self.pk} ({self.reason}) in {self.queue_id}"
+
+    @property
+    def required_annotations(self) -> int:
+        """Independent annotations this task needs; a honeypot measures one reviewer at a time."""
+        if self.reason == TaskReason.HONEYPOT:
+            return 1
+        return self.queue.required_annotations + self.extra_annotations
 
 
 class TaskSkip(models.Model):

@@ -220,6 +220,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Installed into django-celery-beat's tables at beat start-up, so the schedule lives in Postgres.
 CELERY_BEAT_SCHEDULE = {
     "sweep-expired-leases": {"task": "reviewapp.sweep_expired_leases", "schedule": 60.0},
+    "resolve-due-tasks": {"task": "labeling.resolve_due_tasks", "schedule": 60.0},
+    "honeypots-top-up": {"task": "labeling.honeypots_top_up", "schedule": 300.0},
 }
 CELERY_TIMEZONE = TIME_ZONE
 

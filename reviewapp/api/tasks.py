@@ -50,7 +50,6 @@ class ModelEvidenceOut(serializers.Serializer):
 class TaskOut(serializers.Serializer):
     id = serializers.IntegerField()
     queue = serializers.IntegerField(source="queue_id")
-    reason = serializers.CharField()
     priority = serializers.FloatField()
     due_at = serializers.DateTimeField()
     lease_expires_at = serializers.DateTimeField()

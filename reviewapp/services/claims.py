@@ -162,23 +162,14 @@ def task_escalate(*, task_id: int, reviewer: User, note: str) -> ReviewTask:
 
     Locks the task row.
     """
+    from labeling.consensus import adjudication_request
+    from labeling.models import AdjudicationReason
+
     note = note.strip()[:2000]
     with transaction.atomic():
         task = ReviewTask.objects.select_for_update().get(pk=task_id)
         _check_holds_lease(task, reviewer)
-        task.status = TaskStatus.ESCALATED
-        task.leased_by = None
-        task.lease_expires_at = None
-        task.save(update_fields=["status", "leased_by", "lease_expires_at"])
-        audit_record(
-            actor=Actor.of(reviewer),
-            action="task.escalated",
-            object_type="task",
-            object_id=task.pk,
-            item_id=task.item_id,
-            before={"status": TaskStatus.OPEN},
-            after={"status": task.status, "note": note},
-        )
+        adjudication_request(task=task, reason=AdjudicationReason.ESCALATED, actor=Actor.of(reviewer), note=note)
     return task
 
 
