@@ -96,6 +96,7 @@ class AnnotationSource(models.TextChoices):
     WORKSPACE = "workspace", "Review workspace"
     API = "api", "REST API"
     LABEL_STUDIO = "label_studio", "Label Studio"
+    IMPORT = "import", "Imported dataset (crowd annotators)"
 
 
 class Annotation(models.Model):
