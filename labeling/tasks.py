@@ -27,3 +27,15 @@ def resolve_due_tasks() -> int:
 @shared_task(name="labeling.honeypots_top_up", acks_late=True, time_limit=300, soft_time_limit=280, **RETRY)
 def honeypots_top_up_all() -> int:
     return sum(honeypots_top_up(queue=queue) for queue in Queue.objects.filter(is_active=True, honeypot_rate__gt=0))
+
+
+@shared_task(name="labeling.refresh_reliability", acks_late=True, time_limit=900, soft_time_limit=840, **RETRY)
+def refresh_reliability(policy_id: int | None = None) -> int:
+    """Re-fit Dawid–Skene reliability for one policy, or for every active policy."""
+    from .models import Policy
+    from .quality import reliability_refresh
+
+    policies = Policy.objects.filter(is_active=True)
+    if policy_id is not None:
+        policies = policies.filter(pk=policy_id)
+    return sum(reliability_refresh(policy=policy) for policy in policies)

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "reviewapp",
     "labeling",
+    "labeling.labelstudio",
     "activelearning",
 ]
 
@@ -104,6 +105,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "reviewapp.context_processors.roles",
             ],
         },
     },
@@ -174,6 +176,10 @@ UNDO_WINDOW_SECONDS = envint("REVIEWAPP_UNDO_WINDOW_SECONDS", "60", minimum=0)
 REVIEWER_SHIFT_HOURS = envint("REVIEWAPP_SHIFT_HOURS", "8", minimum=1)
 REVIEWER_BREAK_AFTER_GRAPHIC = envint("REVIEWAPP_BREAK_AFTER_GRAPHIC", "25", minimum=1)
 
+# Reviewer quality: flag reviewers whose honeypot or estimated accuracy falls below this.
+HONEYPOT_MIN_ACCURACY = float(os.environ.get("REVIEWAPP_HONEYPOT_MIN_ACCURACY", "0.7"))
+HONEYPOT_MIN_ANSWERS = envint("REVIEWAPP_HONEYPOT_MIN_ANSWERS", "5", minimum=1)
+
 # Ingest limits: rows per POST /api/v1/decisions and bytes per request body.
 INGEST_MAX_ROWS = envint("REVIEWAPP_INGEST_MAX_ROWS", "1000", minimum=1)
 INGEST_MAX_BODY_BYTES = envint("REVIEWAPP_INGEST_MAX_BODY_BYTES", str(8 * 1024 * 1024), minimum=1024)
@@ -222,8 +228,19 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-expired-leases": {"task": "reviewapp.sweep_expired_leases", "schedule": 60.0},
     "resolve-due-tasks": {"task": "labeling.resolve_due_tasks", "schedule": 60.0},
     "honeypots-top-up": {"task": "labeling.honeypots_top_up", "schedule": 300.0},
+    "refresh-reliability": {"task": "labeling.refresh_reliability", "schedule": 3600.0},
 }
 CELERY_TIMEZONE = TIME_ZONE
+
+# Label Studio interop (labeling/labelstudio/). Connection tokens are stored encrypted with these
+# Fernet keys (comma-separated, newest first); empty: a key derived from DJANGO_SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = envlist("REVIEWAPP_FIELD_ENCRYPTION_KEY", "")
+LABEL_STUDIO_TIMEOUT_SECONDS = envint("REVIEWAPP_LABEL_STUDIO_TIMEOUT", "30", minimum=1)
+LABEL_STUDIO_PULL_EVERY_SECONDS = envint("REVIEWAPP_LABEL_STUDIO_PULL_EVERY", "300", minimum=10)
+CELERY_BEAT_SCHEDULE["labelstudio-pull-all"] = {
+    "task": "labelstudio.pull_all",
+    "schedule": float(LABEL_STUDIO_PULL_EVERY_SECONDS),
+}
 
 LOGGING = {
     "version": 1,

@@ -15,6 +15,7 @@ urlpatterns = [
     path("tasks/<int:task_id>/heartbeat", views.task_heartbeat, name="task-heartbeat"),
     path("tasks/<int:task_id>/reveal", views.task_reveal_media, name="task-reveal"),
     path("annotations/<int:annotation_id>/undo", views.annotation_undo, name="annotation-undo"),
+    path("lead/", include("labeling.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("reviewapp.api.urls")),

@@ -1,0 +1,201 @@
+"""Reviewer and policy quality: Dawid–Skene reliability, agreement reports, reviewer statistics.
+
+Numbers come from `labeling.agreement` and `labeling.dawid_skene` (checked against reference
+packages); this module only selects the annotations and stores or shapes the results.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import QuerySet
+
+from reviewapp.models import TaskReason
+
+from .agreement import (
+    ConfidenceInterval,
+    bootstrap_ci,
+    fleiss_kappa,
+    krippendorff_alpha,
+    pairwise_kappas,
+    percent_agreement,
+    units_from_triples,
+)
+from .dawid_skene import fit_dawid_skene
+from .honeypots import honeypot_accuracy
+from .models import Annotation, GoldLabel, Policy, ReviewerReliability
+
+MIN_ITEMS_FOR_RELIABILITY = 20
+
+
+def _annotations(
+    policy: Policy, *, queue_id: int | None = None, since: datetime | None = None, until: datetime | None = None
+) -> QuerySet[Annotation]:
+    """Live, single-label annotations of real work under a policy (honeypots measure, not vote)."""
+    rows = Annotation.objects.filter(policy=policy, retracted_at__isnull=True).exclude(task__reason=TaskReason.HONEYPOT)
+    if queue_id is not None:
+        rows = rows.filter(task__queue_id=queue_id)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    return rows
+
+
+def _triples(rows: QuerySet[Annotation]) -> list[tuple[str, str, str]]:
+    return [
+        (str(item), str(reviewer), labels[0])
+        for item, reviewer, labels in rows.order_by("created_at").values_list("item_id", "reviewer_id", "labels")
+        if len(labels) == 1
+    ]
+
+
+def reliability_refresh(*, policy: Policy) -> int:
+    """Fit Dawid–Skene on the policy's annotations and store each reviewer's confusion matrix.
+
+    Reviewers with fewer than MIN_ITEMS_FOR_RELIABILITY labels are left out of the stored
+    results (their estimates are mostly prior). Multi-label answers are not modelled. Returns
+    the number of reviewers stored.
+    """
+    version = policy.current_version()
+    triples = _triples(_annotations(policy))
+    if version is None or not triples:
+        return 0
+    model = fit_dawid_skene(triples, classes=sorted(set(version.label_values) | {t[2] for t in triples}))
+    stored = 0
+    with transaction.atomic():
+        for summary in model.reliability():
+            if summary.n_labels < MIN_ITEMS_FOR_RELIABILITY:
+                continue
+            matrix = model.confusion_of(summary.annotator)
+            ReviewerReliability.objects.update_or_create(
+                reviewer_id=int(summary.annotator),
+                policy=policy,
+                defaults={
+                    "labels": list(model.classes),
+                    "confusion": [[matrix[t][s] for s in model.classes] for t in model.classes],
+                    "accuracy": summary.accuracy,
+                    "n_items": summary.n_labels,
+                },
+            )
+            stored += 1
+    return stored
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    units: int
+    annotations: int
+    percent: ConfidenceInterval
+    fleiss: ConfidenceInterval
+    alpha: ConfidenceInterval
+
+
+def agreement_report(
+    *,
+    policy: Policy,
+    queue_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    resamples: int = 500,
+) -> AgreementReport | None:
+    """Percent agreement, Fleiss' kappa and Krippendorff's alpha with bootstrap 95 % intervals."""
+    triples = _triples(_annotations(policy, queue_id=queue_id, since=since, until=until))
+    units = [u for u in units_from_triples(triples) if len(u) >= 2]
+    if not units:
+        return None
+    ci = partial(bootstrap_ci, units=units, n_resamples=resamples, seed=0)
+    return AgreementReport(
+        units=len(units),
+        annotations=sum(len(u) for u in units),
+        percent=ci(percent_agreement),
+        fleiss=ci(fleiss_kappa),
+        alpha=ci(krippendorff_alpha),
+    )
+
+
+def agreement_over_time(*, policy: Policy, weeks: int = 8, now: datetime) -> list[tuple[datetime, AgreementReport]]:
+    """Weekly alpha (and the rest) for the last `weeks` weeks that have overlapping annotations."""
+    points = []
+    for back in range(weeks, 0, -1):
+        start = now - timedelta(weeks=back)
+        report = agreement_report(policy=policy, since=start, until=start + timedelta(weeks=1), resamples=200)
+        if report is not None:
+            points.append((start, report))
+    return points
+
+
+def reviewer_pairs(*, policy: Policy, min_overlap: int = 20, limit: int = 30) -> list:
+    """Cohen's kappa for the reviewer pairs who labelled the most items in common."""
+    units = units_from_triples(_triples(_annotations(policy)))
+    pairs = pairwise_kappas(units, min_overlap=min_overlap)
+    return sorted(pairs, key=lambda p: -p.overlap)[:limit]
+
+
+@dataclass
+class ReviewerStats:
+    reviewer: User
+    annotations: int = 0
+    median_handle_ms: int | None = None
+    agreement_with_gold: float | None = None
+    gold_compared: int = 0
+    honeypot_accuracy: float | None = None
+    honeypots_answered: int = 0
+    reliability: float | None = None
+    flags: list[str] = field(default_factory=list)
+
+
+def reviewer_stats(*, policy: Policy, since: datetime) -> list[ReviewerStats]:
+    """Per reviewer: throughput, handle time, agreement with gold, honeypot accuracy, reliability.
+
+    A reviewer is flagged when their honeypot accuracy is below HONEYPOT_MIN_ACCURACY over at least
+    HONEYPOT_MIN_ANSWERS honeypots, or their Dawid–Skene accuracy is below the same bar.
+    """
+    rows = (
+        _annotations(policy, since=since)
+        .select_related("reviewer")
+        .only("reviewer", "labels", "handle_time_ms", "item_id")
+    )
+    gold = dict(GoldLabel.objects.filter(policy=policy, superseded_by__isnull=True).values_list("item_id", "labels"))
+    stats: dict[int, ReviewerStats] = {}
+    handle: dict[int, list[int]] = defaultdict(list)
+    agree: dict[int, list[bool]] = defaultdict(list)
+    for annotation in rows:
+        entry = stats.setdefault(annotation.reviewer_id, ReviewerStats(reviewer=annotation.reviewer))
+        entry.annotations += 1
+        if annotation.handle_time_ms:
+            handle[annotation.reviewer_id].append(annotation.handle_time_ms)
+        if annotation.item_id in gold:
+            agree[annotation.reviewer_id].append(sorted(annotation.labels) == sorted(gold[annotation.item_id]))
+    for hp in honeypot_accuracy(policy_id=policy.pk):
+        if hp.reviewer_id in stats:
+            stats[hp.reviewer_id].honeypot_accuracy = hp.accuracy
+            stats[hp.reviewer_id].honeypots_answered = hp.answered
+    for rel in ReviewerReliability.objects.filter(policy=policy, reviewer_id__in=stats):
+        stats[rel.reviewer_id].reliability = rel.accuracy
+    for reviewer_id, entry in stats.items():
+        if handle[reviewer_id]:
+            entry.median_handle_ms = int(statistics.median(handle[reviewer_id]))
+        if agree[reviewer_id]:
+            entry.gold_compared = len(agree[reviewer_id])
+            entry.agreement_with_gold = sum(agree[reviewer_id]) / len(agree[reviewer_id])
+        entry.flags = _flags(entry)
+    return sorted(stats.values(), key=lambda s: (-len(s.flags), -s.annotations))
+
+
+def _flags(entry: ReviewerStats) -> list[str]:
+    bar = settings.HONEYPOT_MIN_ACCURACY
+    flags = []
+    if entry.honeypot_accuracy is not None and entry.honeypots_answered >= settings.HONEYPOT_MIN_ANSWERS:
+        if entry.honeypot_accuracy < bar:
+            flags.append(f"honeypot accuracy {entry.honeypot_accuracy:.0%} < {bar:.0%}")
+    if entry.reliability is not None and entry.reliability < bar:
+        flags.append(f"estimated accuracy {entry.reliability:.0%} < {bar:.0%}")
+    return flags

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("adjudications/", views.adjudication_list, name="adjudication-list"),
+    path("adjudications/confirm", views.adjudication_bulk_confirm, name="adjudication-bulk-confirm"),
+    path("adjudications/<int:pk>/", views.adjudication_detail, name="adjudication-detail"),
+    path("adjudications/<int:pk>/decide", views.adjudication_decide_view, name="adjudication-decide"),
+    path("adjudications/<int:pk>/send-back", views.adjudication_send_back_view, name="adjudication-send-back"),
+    path("gold/<int:item_id>/<int:policy_id>/", views.gold_history, name="gold-history"),
+    path("quality/", views.quality, name="quality"),
+    path("quality/refresh", views.reliability_refresh_view, name="quality-refresh"),
+]

@@ -1,0 +1,235 @@
+"""Policy lead pages: adjudication, gold history, reviewer and policy quality."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from reviewapp.access import check_lead
+from reviewapp.charts import Bar, Point, bar_chart, line_chart
+from reviewapp.content import highlight_spans, media_for, render_guideline
+
+from .adjudication import AdjudicationClosed, adjudication_decide, adjudication_send_back, adjudications_confirm_agreed
+from .appeals import appeal_overturn_rates
+from .models import Adjudication, AdjudicationStatus, GoldLabel, Policy, ReviewerReliability
+from .quality import agreement_over_time, agreement_report, reviewer_pairs, reviewer_stats
+from .tasks import refresh_reliability
+
+
+def lead_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Signed in and a policy lead (or admin); reviewers get 403."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        check_lead(request.user)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@require_GET
+@lead_required
+def adjudication_list(request: HttpRequest) -> HttpResponse:
+    adjudications = (
+        Adjudication.objects.filter(status=AdjudicationStatus.OPEN)
+        .select_related("task__item", "task__policy", "task__queue")
+        .annotate(n_annotations=Count("task__annotations"))
+        .order_by("created_at")
+    )
+    policy_key = request.GET.get("policy", "")
+    if policy_key:
+        adjudications = adjudications.filter(task__policy__key=policy_key)
+    page = list(adjudications[:200])
+    context = {
+        "adjudications": page,
+        "policies": Policy.objects.all(),
+        "policy_key": policy_key,
+        "total": adjudications.count(),
+    }
+    return render(request, "labeling/adjudication_list.html", context)
+
+
+@require_GET
+@lead_required
+def adjudication_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    adjudication = get_object_or_404(
+        Adjudication.objects.select_related("task__item", "task__policy", "task__queue", "task__decision"), pk=pk
+    )
+    return render(request, "labeling/adjudication_detail.html", _detail_context(adjudication))
+
+
+def _detail_context(adjudication: Adjudication, error: str = "") -> dict[str, Any]:
+    task = adjudication.task
+    version = task.policy.current_version()
+    annotations = list(task.annotations.select_related("reviewer", "policy_version").order_by("created_at"))
+    reliability = dict(
+        ReviewerReliability.objects.filter(
+            policy=task.policy, reviewer__in=[a.reviewer_id for a in annotations]
+        ).values_list("reviewer_id", "accuracy")
+    )
+    for annotation in annotations:
+        annotation.reliability = reliability.get(annotation.reviewer_id)  # type: ignore[attr-defined]
+    decision = task.decision
+    return {
+        "adjudication": adjudication,
+        "task": task,
+        "annotations": annotations,
+        "version": version,
+        "guideline_html": render_guideline(version.guideline) if version else "",
+        "decision": decision,
+        "segments": highlight_spans(task.item.text, decision.evidence_spans if decision else []),
+        "media": media_for(task.item.media_urls, task.item.modality),
+        "revealed": True,  # leads see media on purpose; their tool is not a work queue
+        "label_keys": [(str(i + 1) if i < 9 else "", label) for i, label in enumerate(version.label_schema["labels"])]
+        if version
+        else [],
+        "gold_history": GoldLabel.objects.filter(item=task.item, policy=task.policy).order_by("-version"),
+        "error": error,
+    }
+
+
+@require_POST
+@lead_required
+def adjudication_decide_view(request: HttpRequest, pk: int) -> HttpResponse:
+    adjudication = get_object_or_404(Adjudication.objects.select_related("task__item", "task__policy"), pk=pk)
+    try:
+        adjudication_decide(
+            adjudication_id=pk,
+            lead=request.user,
+            labels=request.POST.getlist("labels"),
+            severity=request.POST.get("severity", ""),
+            note=request.POST.get("note", "")[:2000],
+        )
+    except ValidationError as error:
+        return render(
+            request,
+            "labeling/adjudication_detail.html",
+            _detail_context(adjudication, " ".join(error.messages)),
+            status=400,
+        )
+    except AdjudicationClosed as error:
+        messages.warning(request, str(error))
+        return redirect("adjudication-list")
+    messages.success(request, "Decided: the gold label is recorded.")
+    return redirect(_next_adjudication_url(pk))
+
+
+@require_POST
+@lead_required
+def adjudication_send_back_view(request: HttpRequest, pk: int) -> HttpResponse:
+    adjudication = get_object_or_404(Adjudication.objects.select_related("task__item", "task__policy"), pk=pk)
+    try:
+        adjudication_send_back(adjudication_id=pk, lead=request.user, note=request.POST.get("note", "")[:2000])
+    except ValidationError as error:
+        return render(
+            request,
+            "labeling/adjudication_detail.html",
+            _detail_context(adjudication, " ".join(error.messages)),
+            status=400,
+        )
+    except AdjudicationClosed as error:
+        messages.warning(request, str(error))
+        return redirect("adjudication-list")
+    messages.success(request, "Sent back for another review.")
+    return redirect(_next_adjudication_url(pk))
+
+
+def _next_adjudication_url(after_pk: int) -> str:
+    following = Adjudication.objects.filter(status=AdjudicationStatus.OPEN).order_by("created_at").first()
+    if following is None:
+        return "/lead/adjudications/"
+    return f"/lead/adjudications/{following.pk}/"
+
+
+@require_POST
+@lead_required
+def adjudication_bulk_confirm(request: HttpRequest) -> HttpResponse:
+    ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()]
+    made = adjudications_confirm_agreed(adjudication_ids=ids, lead=request.user)
+    skipped = len(ids) - len(made)
+    messages.success(request, f"Confirmed {len(made)} agreed items as gold; {skipped} left for a decision.")
+    return redirect("adjudication-list")
+
+
+@require_GET
+@lead_required
+def gold_history(request: HttpRequest, item_id: int, policy_id: int) -> HttpResponse:
+    labels = (
+        GoldLabel.objects.filter(item_id=item_id, policy_id=policy_id)
+        .select_related("policy_version", "adjudicator", "item")
+        .order_by("-version")
+    )
+    if not labels:
+        return render(request, "labeling/gold_history.html", {"labels": [], "item_id": item_id}, status=404)
+    return render(request, "labeling/gold_history.html", {"labels": labels, "item": labels[0].item})
+
+
+@require_GET
+@lead_required
+def quality(request: HttpRequest) -> HttpResponse:
+    """Reviewer quality and policy agreement for one policy, with charts."""
+    policies = list(Policy.objects.filter(is_active=True))
+    policy = next((p for p in policies if p.key == request.GET.get("policy")), policies[0] if policies else None)
+    now = timezone.now()
+    context: dict[str, Any] = {"policies": policies, "policy": policy, "overturns": appeal_overturn_rates()}
+    if policy is None:
+        return render(request, "labeling/quality.html", context)
+    stats = reviewer_stats(policy=policy, since=now - timedelta(days=30))
+    report = agreement_report(policy=policy)
+    trend = agreement_over_time(policy=policy, now=now)
+    context.update(
+        stats=stats,
+        report=report,
+        pairs=reviewer_pairs(policy=policy),
+        accuracy_chart=bar_chart(
+            [
+                Bar(s.reviewer.get_username(), s.agreement_with_gold, note=f"({s.gold_compared} items)")
+                for s in stats
+                if s.agreement_with_gold is not None
+            ][:25],
+            title="Agreement with gold per reviewer",
+        ),
+        agreement_chart=bar_chart(
+            [
+                Bar(name, ci.point, ci.low, ci.high)
+                for name, ci in (
+                    ("Percent agreement", report.percent),
+                    ("Fleiss' kappa", report.fleiss),
+                    ("Krippendorff's alpha", report.alpha),
+                )
+            ]
+            if report
+            else [],
+            title="Agreement with 95% bootstrap intervals",
+            minimum=-0.2,
+            percent=False,
+        ),
+        trend_chart=line_chart(
+            [Point(start.strftime("%d %b"), r.alpha.point, r.alpha.low, r.alpha.high) for start, r in trend],
+            title="Krippendorff's alpha per week",
+        )
+        if len(trend) > 1
+        else None,
+    )
+    return render(request, "labeling/quality.html", context)
+
+
+@require_POST
+@lead_required
+def reliability_refresh_view(request: HttpRequest) -> HttpResponse:
+    policy = get_object_or_404(Policy, key=request.POST.get("policy", ""))
+    refresh_reliability.delay(policy.pk)
+    messages.info(request, f"Re-estimating reviewer reliability for {policy.name}; reload in a minute.")
+    return redirect(f"/lead/quality/?policy={policy.key}")

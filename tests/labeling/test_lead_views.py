@@ -1,0 +1,95 @@
+"""Lead pages: adjudication in the browser, gold history, quality dashboards; reviewers kept out."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from labeling.models import Adjudication, GoldLabel
+from labeling.services import annotation_submit
+from reviewapp.services.claims import task_claim_next
+from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _no_undo_window(settings):  # type: ignore[no-untyped-def]
+    settings.UNDO_WINDOW_SECONDS = 0
+
+
+@pytest.fixture
+def lead_client(db) -> Client:  # type: ignore[no-untyped-def]
+    lead = UserFactory(username="lead")
+    lead.groups.add(Group.objects.get_or_create(name="policy_lead")[0])
+    client = Client()
+    client.force_login(lead)
+    return client
+
+
+@pytest.fixture
+def disputed(policy, queue):  # type: ignore[no-untyped-def]
+    queue.required_annotations = 2
+    queue.save()
+    task = ReviewTaskFactory(policy=policy, queue=queue, item=ContentItemFactory(text="<b>contested</b> words"))
+    for labels, rationale in ((["violating"], "targets a person"), (["not_violating"], "<script>x</script>")):
+        reviewer = UserFactory()
+        task_claim_next(reviewer=reviewer, queue=queue)
+        annotation_submit(
+            task_id=task.pk, reviewer=reviewer, submission_id=uuid.uuid4(), labels=labels, rationale=rationale
+        )
+    return Adjudication.objects.get(task=task)
+
+
+def test_lead_sees_disagreement_with_answers_side_by_side(lead_client, disputed) -> None:
+    listing = lead_client.get("/lead/adjudications/").content.decode()
+    assert f"/lead/adjudications/{disputed.pk}/" in listing and "Reviewers disagreed" in listing
+    html = lead_client.get(f"/lead/adjudications/{disputed.pk}/").content.decode()
+    assert "targets a person" in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    assert "&lt;b&gt;contested&lt;/b&gt;" in html
+    assert html.count('name="labels"') == 2
+
+
+def test_lead_decides_in_the_browser(lead_client, disputed) -> None:
+    response = lead_client.post(f"/lead/adjudications/{disputed.pk}/decide", {"labels": "violating", "note": "ok"})
+    assert response.status_code == 302
+    gold = GoldLabel.objects.get()
+    assert gold.labels == ["violating"] and gold.adjudicator.username == "lead" and gold.n_annotations == 2
+    history = lead_client.get(f"/lead/gold/{gold.item_id}/{gold.policy_id}/").content.decode()
+    assert "v1" in history and "Lead adjudication" in history
+
+
+def test_decision_without_label_is_400_with_message(lead_client, disputed) -> None:
+    response = lead_client.post(f"/lead/adjudications/{disputed.pk}/decide", {"note": "?"})
+    assert response.status_code == 400 and "Choose a label" in response.content.decode()
+
+
+def test_send_back_from_the_browser(lead_client, disputed) -> None:
+    lead_client.post(f"/lead/adjudications/{disputed.pk}/send-back", {"note": "look at the context"})
+    disputed.refresh_from_db()
+    assert disputed.status == "sent_back"
+
+
+def test_reviewer_cannot_open_lead_pages(policy, queue) -> None:
+    client = Client()
+    client.force_login(UserFactory(username="rev"))
+    for url in ("/lead/adjudications/", "/lead/quality/"):
+        assert client.get(url).status_code == 403
+
+
+def test_quality_page_shows_agreement_and_reviewer_stats(lead_client, policy, queue) -> None:
+    queue.required_annotations = 3
+    queue.save()
+    reviewers = [UserFactory(username=f"q{i}") for i in range(3)]
+    for n in range(6):
+        task = ReviewTaskFactory(policy=policy, queue=queue)
+        for i, reviewer in enumerate(reviewers):
+            assert task_claim_next(reviewer=reviewer, queue=queue).task.pk == task.pk
+            label = "violating" if (n + (i == 2 and n % 2)) % 2 == 0 else "not_violating"
+            annotation_submit(task_id=task.pk, reviewer=reviewer, submission_id=uuid.uuid4(), labels=[label])
+    html = lead_client.get(f"/lead/quality/?policy={policy.key}").content.decode()
+    assert "Krippendorff" in html and "<svg" in html
+    assert re.search(r"6 items with two or more independent answers", html)
+    assert all(r.username in html for r in reviewers)

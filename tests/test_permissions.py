@@ -1,0 +1,203 @@
+"""Who may reach what: every URL of the project × every role, generated from the URL conf.
+
+A new URL without an entry in MATRIX fails `test_every_url_has_a_rule`, so nobody can add an
+endpoint without deciding who may use it.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from labeling.gold import gold_record
+from labeling.models import Adjudication
+from labeling.services import annotation_submit
+from reviewapp.audit import SYSTEM
+from reviewapp.services.claims import task_claim_next
+from reviewapp.services.tokens import token_create
+from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory
+
+ROLES = ("anonymous", "reviewer", "outsider", "lead", "admin", "upstream_token", "reviewer_token")
+OK, DENIED, LOGIN = "ok", "denied", "login"
+PUBLIC = dict.fromkeys(ROLES, OK)
+PAGE = {
+    "anonymous": LOGIN,
+    "reviewer": OK,
+    "outsider": OK,
+    "lead": OK,
+    "admin": OK,
+    "upstream_token": LOGIN,
+    "reviewer_token": LOGIN,
+}
+QUEUE_PAGE = {**PAGE, "outsider": DENIED}  # reviewers outside the queue get 404
+LEAD_PAGE = {**PAGE, "reviewer": DENIED, "outsider": DENIED}
+REVIEWER_API = {
+    "anonymous": DENIED,
+    "reviewer": OK,
+    "outsider": DENIED,
+    "lead": OK,
+    "admin": OK,
+    "upstream_token": DENIED,
+    "reviewer_token": OK,
+}
+UPSTREAM_API = {**dict.fromkeys(ROLES, DENIED), "upstream_token": OK}
+ADMIN = {**dict.fromkeys(ROLES, LOGIN), "admin": OK, "lead": OK}
+
+# url name → (method, expected outcome per role)
+MATRIX: dict[str, tuple[str, dict[str, str]]] = {
+    "home": ("get", PAGE),
+    "queue-work": ("get", QUEUE_PAGE),
+    "task-submit": ("post", QUEUE_PAGE),
+    "task-skip": ("post", QUEUE_PAGE),
+    "task-escalate": ("post", QUEUE_PAGE),
+    "task-heartbeat": ("post", QUEUE_PAGE),
+    "task-reveal": ("post", QUEUE_PAGE),
+    "annotation-undo": ("post", PAGE),  # only ever acts on the requester's own answers
+    "adjudication-list": ("get", LEAD_PAGE),
+    "adjudication-bulk-confirm": ("post", LEAD_PAGE),
+    "adjudication-detail": ("get", LEAD_PAGE),
+    "adjudication-decide": ("post", LEAD_PAGE),
+    "adjudication-send-back": ("post", LEAD_PAGE),
+    "gold-history": ("get", LEAD_PAGE),
+    "quality": ("get", LEAD_PAGE),
+    "quality-refresh": ("post", LEAD_PAGE),
+    "login": ("get", PUBLIC),
+    "logout": ("post", dict.fromkeys(ROLES, LOGIN)),  # logging out lands on the login page
+    "password_change": ("get", PAGE),
+    "password_change_done": ("get", PAGE),
+    "password_reset": ("get", PUBLIC),
+    "password_reset_done": ("get", PUBLIC),
+    "password_reset_confirm": ("get", PUBLIC),
+    "password_reset_complete": ("get", PUBLIC),
+    "api-decisions": ("post", UPSTREAM_API),
+    "api-appeals": ("post", {**dict.fromkeys(ROLES, DENIED), "upstream_token": OK}),
+    "api-queue-claim": ("post", {**REVIEWER_API, "outsider": DENIED}),
+    "api-task-annotations": ("post", REVIEWER_API),
+    "api-task-lease": ("post", REVIEWER_API),
+    "api-task-release": ("post", REVIEWER_API),
+    "api-task-escalate": ("post", REVIEWER_API),
+    "api-schema": ("get", PUBLIC),
+    "api-docs": ("get", PUBLIC),
+    "healthz": ("get", PUBLIC),
+    "readyz": ("get", PUBLIC),
+}
+ADMIN_NAMESPACE = "admin"
+
+
+def all_url_names() -> set[str]:
+    names: set[str] = set()
+
+    def walk(patterns, namespace=""):  # type: ignore[no-untyped-def]
+        for entry in patterns:
+            if isinstance(entry, URLResolver):
+                walk(entry.url_patterns, entry.namespace or namespace)
+            elif isinstance(entry, URLPattern) and entry.name:
+                names.add(f"{namespace}:{entry.name}" if namespace else entry.name)
+
+    walk(get_resolver().url_patterns)
+    return names
+
+
+def test_every_url_has_a_rule() -> None:
+    missing = sorted(n for n in all_url_names() if n not in MATRIX and not n.startswith(ADMIN_NAMESPACE + ":"))
+    assert not missing, f"add a permission rule to tests/test_permissions.py for: {', '.join(missing)}"
+
+
+@pytest.fixture
+def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
+    settings.UNDO_WINDOW_SECONDS = 0
+    lead_group = Group.objects.get_or_create(name="policy_lead")[0]
+    users = {
+        "reviewer": UserFactory(username="reviewer"),
+        "outsider": UserFactory(username="outsider"),
+        "lead": UserFactory(username="lead", is_staff=True),
+        "admin": UserFactory(username="admin", is_staff=True, is_superuser=True),
+    }
+    users["lead"].groups.add(lead_group)
+    queue.members.add(users["reviewer"])
+    queue.required_annotations = 2
+    queue.save()
+    disputed = ReviewTaskFactory(policy=policy, queue=queue, priority=9)
+    for name in ("lead", "admin"):
+        task_claim_next(reviewer=users[name], queue=queue)
+        annotation_submit(
+            task_id=disputed.pk,
+            reviewer=users[name],
+            submission_id=uuid.uuid4(),
+            labels=[(name == "lead" and "violating") or "not_violating"],
+        )
+    open_task = ReviewTaskFactory(policy=policy, queue=queue, priority=1)
+    gold = gold_record(
+        item_id=ContentItemFactory().pk,
+        policy_version=policy.current_version(),
+        labels=["violating"],
+        source="adjudication",
+        actor=SYSTEM,
+    )
+    _, upstream = token_create(name="upstream", scopes=["decisions:write", "appeals:write"], actor=SYSTEM)
+    _, personal = token_create(name="personal", scopes=["tasks:write"], user=users["reviewer"], actor=SYSTEM)
+    return {
+        "users": users,
+        "tokens": {"upstream_token": upstream, "reviewer_token": personal},
+        "kwargs": {
+            "queue_id": queue.pk,
+            "task_id": open_task.pk,
+            "pk": Adjudication.objects.get().pk,
+            "annotation_id": disputed.annotations.first().pk,
+            "item_id": gold.item_id,
+            "policy_id": policy.pk,
+            "uidb64": "MQ",
+            "token": "set-password",
+        },
+        "post": {"reason": "other", "policy": policy.key, "note": "n"},
+    }
+
+
+def client_for(role: str, world) -> Client:  # type: ignore[no-untyped-def]
+    if role in world["tokens"]:
+        return Client(HTTP_AUTHORIZATION=f"Bearer {world['tokens'][role]}")
+    client = Client()
+    if role in world["users"]:
+        client.force_login(world["users"][role])
+    return client
+
+
+def outcome(response) -> str:  # type: ignore[no-untyped-def]
+    if response.status_code in (301, 302) and "/login/" in response.get("Location", ""):
+        return LOGIN
+    if response.status_code in (401, 403, 404):
+        return DENIED
+    assert response.status_code < 500, response.content[:500]
+    return OK
+
+
+def url_for(name: str, kwargs: dict) -> str:  # type: ignore[no-untyped-def]
+    from django.urls import NoReverseMatch, reverse
+
+    for candidate in ({}, {k: v for k, v in kwargs.items()}):
+        pattern = get_resolver().reverse_dict.getlist(name)
+        try:
+            needed = {k: candidate[k] for k in pattern[0][0][0][1]} if pattern else {}
+            return reverse(name, kwargs=needed)
+        except (NoReverseMatch, KeyError):
+            continue
+    raise AssertionError(f"cannot build a URL for {name}")
+
+
+@pytest.mark.parametrize("name", sorted(MATRIX))
+def test_role_matrix(world, name: str) -> None:
+    method, expected = MATRIX[name]
+    url = url_for(name, world["kwargs"])
+    for role in ROLES:
+        response = getattr(client_for(role, world), method)(url, {} if method == "get" else world["post"])
+        assert outcome(response) == expected[role], f"{role} {method.upper()} {url}: {response.status_code}"
+
+
+def test_admin_is_staff_only(world) -> None:
+    for role in ROLES:
+        response = client_for(role, world).get("/admin/")
+        assert outcome(response) == ADMIN[role], role
