@@ -193,9 +193,9 @@ def reviewer_stats(*, policy: Policy, since: datetime) -> list[ReviewerStats]:
 def _flags(entry: ReviewerStats) -> list[str]:
     bar = settings.HONEYPOT_MIN_ACCURACY
     flags = []
-    if entry.honeypot_accuracy is not None and entry.honeypots_answered >= settings.HONEYPOT_MIN_ANSWERS:
-        if entry.honeypot_accuracy < bar:
-            flags.append(f"honeypot accuracy {entry.honeypot_accuracy:.0%} < {bar:.0%}")
+    enough = entry.honeypots_answered >= settings.HONEYPOT_MIN_ANSWERS
+    if entry.honeypot_accuracy is not None and enough and entry.honeypot_accuracy < bar:
+        flags.append(f"honeypot accuracy {entry.honeypot_accuracy:.0%} < {bar:.0%}")
     if entry.reliability is not None and entry.reliability < bar:
         flags.append(f"estimated accuracy {entry.reliability:.0%} < {bar:.0%}")
     return flags
