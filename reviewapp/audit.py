@@ -6,7 +6,6 @@ so the trail and the data can never disagree.
 
 from __future__ import annotations
 
-import contextvars
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,10 +14,8 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
+from .context import current_request_id
 from .models import AuditEvent
-
-# Set by RequestIdMiddleware for the duration of a request; Celery tasks leave it empty.
-current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 
 @dataclass(frozen=True)

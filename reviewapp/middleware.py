@@ -6,9 +6,11 @@ import uuid
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.signals import request_finished
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
-from .audit import current_request_id
+from .context import current_request_id
 
 
 def content_security_policy() -> str:
@@ -52,13 +54,17 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _is_safe_request_id(incoming) else uuid.uuid4().hex
-        token = current_request_id.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            current_request_id.reset(token)
+        # Cleared by `request_finished` rather than here, so Django's own response logging
+        # (which runs after the middleware chain) still carries the id.
+        current_request_id.set(request_id)
+        response = self.get_response(request)
         response.headers["X-Request-ID"] = request_id
         return response
+
+
+@receiver(request_finished)
+def _clear_request_id(**kwargs: object) -> None:
+    current_request_id.set("")
 
 
 def _is_safe_request_id(value: str) -> bool:

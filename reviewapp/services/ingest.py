@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from labeling.models import Policy, PolicyVersion
 
-from ..audit import Actor, current_request_id
+from ..audit import Actor
+from ..context import current_request_id
 from ..db import copy_rows, stage_table
 from ..models import Queue, RoutingRule, TaskReason
 from .routing import Route, route_score, task_priority
