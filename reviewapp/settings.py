@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "reviewapp",
     "labeling",
+    "labeling.exports",
     "labeling.labelstudio",
     "activelearning",
 ]
@@ -123,6 +124,7 @@ if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
     raise ImproperlyConfigured("reviewapp runs on PostgreSQL only; DATABASE_URL must be postgresql://")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 behaviour now: scheme-less URLs in forms mean https
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -196,6 +198,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "reviewapp.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["reviewapp.api.throttling.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"token": os.environ.get("REVIEWAPP_API_RATE", "1200/min")},
 }
 
 SPECTACULAR_SETTINGS = {
@@ -208,6 +212,17 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Shared cache (rate limits): Redis, the broker's server unless REVIEWAPP_CACHE_URL says otherwise.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ.get("REVIEWAPP_CACHE_URL") or envrequired("CELERY_BROKER_URL"),
+        "KEY_PREFIX": "reviewapp",
+    }
+}
+LOGIN_MAX_FAILURES = envint("REVIEWAPP_LOGIN_MAX_FAILURES", "5", minimum=1)
+LOGIN_LOCKOUT_SECONDS = envint("REVIEWAPP_LOGIN_LOCKOUT_SECONDS", "900", minimum=1)
 
 # Celery: Redis broker; tasks are acknowledged after they finish only where they are idempotent.
 CELERY_BROKER_URL = envrequired("CELERY_BROKER_URL")
@@ -241,6 +256,19 @@ CELERY_BEAT_SCHEDULE["labelstudio-pull-all"] = {
     "task": "labelstudio.pull_all",
     "schedule": float(LABEL_STUDIO_PULL_EVERY_SECONDS),
 }
+
+# Gold datasets (labeling/exports/): snapshots, exports and webhooks.
+# Export files are a cache of immutable snapshots; relative paths are under the project folder.
+EXPORT_DIR = BASE_DIR / os.environ.get("REVIEWAPP_EXPORT_DIR", ".run/exports")
+EXPORT_STREAM_MAX_ROWS = envint("REVIEWAPP_EXPORT_STREAM_MAX_ROWS", "1000000", minimum=0)
+EXPORT_CHUNK_ROWS = envint("REVIEWAPP_EXPORT_CHUNK_ROWS", "5000", minimum=100)
+EXPORT_JOB_TIME_LIMIT = envint("REVIEWAPP_EXPORT_JOB_TIME_LIMIT", "3600", minimum=60)
+EXPORT_FILE_RETENTION_HOURS = envint("REVIEWAPP_EXPORT_FILE_RETENTION_HOURS", "168", minimum=1)
+SNAPSHOT_SYNC_MAX_ROWS = envint("REVIEWAPP_SNAPSHOT_SYNC_MAX_ROWS", "50000", minimum=0)
+WEBHOOK_ALLOW_PRIVATE = envbool("REVIEWAPP_WEBHOOK_ALLOW_PRIVATE", "0")
+WEBHOOK_TIMEOUT_SECONDS = envint("REVIEWAPP_WEBHOOK_TIMEOUT", "10", minimum=1)
+WEBHOOK_MAX_ATTEMPTS = envint("REVIEWAPP_WEBHOOK_MAX_ATTEMPTS", "8", minimum=1)
+CELERY_BEAT_SCHEDULE["exports-sweep"] = {"task": "exports.sweep", "schedule": 300.0}
 
 LOG_FORMAT = os.environ.get("REVIEWAPP_LOG_FORMAT", "plain" if DEBUG else "json")
 if LOG_FORMAT not in ("plain", "json"):

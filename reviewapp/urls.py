@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import health, views
+from . import auth_views, health, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -16,6 +16,8 @@ urlpatterns = [
     path("tasks/<int:task_id>/reveal", views.task_reveal_media, name="task-reveal"),
     path("annotations/<int:annotation_id>/undo", views.annotation_undo, name="annotation-undo"),
     path("lead/", include("labeling.urls")),
+    path("labelstudio/", include("labeling.labelstudio.urls")),
+    path("accounts/login/", auth_views.RateLimitedLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("reviewapp.api.urls")),

@@ -4,6 +4,9 @@
   "use strict";
 
   let renderedAt = performance.now();
+  // True from an htmx request until its swapped-in content is settled and wired up. Keys pressed
+  // in between are ignored: the new form is not ready yet, and the old one is gone.
+  let busy = false;
 
   function region() {
     return document.getElementById("task-region");
@@ -53,6 +56,7 @@
 
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (busy && !isTyping(event.target)) { event.preventDefault(); return; }
     if (isTyping(event.target)) {
       if (event.key === "Escape") event.target.blur();
       if (event.key === "Enter" && event.target.tagName === "SELECT") {
@@ -78,7 +82,15 @@
     event.preventDefault();
   });
 
-  document.addEventListener("htmx:afterSwap", function (event) {
+  function targetsTask(event) {
+    return event.detail.target && event.detail.target.id === "task-region";
+  }
+  document.addEventListener("htmx:beforeRequest", function (event) { if (targetsTask(event)) busy = true; });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (targetsTask(event) && !event.detail.successful) busy = false;  // nothing will be swapped in
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    busy = false;
     if (event.detail.target && event.detail.target.id === "task-region") onTaskShown();
   });
   document.addEventListener("DOMContentLoaded", onTaskShown);

@@ -1,0 +1,71 @@
+"""The workspace fits small laptop screens and can be worked through with Tab alone."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, ViewportSize, expect
+
+from tests.factories import ContentItemFactory, ReviewTaskFactory
+
+pytestmark = pytest.mark.browser
+
+VIEWPORTS: list[ViewportSize] = [{"width": 1024, "height": 640}, {"width": 1280, "height": 720}]
+TEXT = " ".join(["You keep posting the same thing under every video I make, and I am tired of it."] * 8)
+
+# Tab stops of the annotate form in DOM order: visible, enabled controls, one stop per radio group.
+FORM_TAB_STOPS = """() => {
+  const seen = new Set();
+  return [...document.querySelectorAll("#annotate-form :is(input, select, textarea, button)")]
+    .filter((el) => el.type !== "hidden" && !el.disabled && el.tabIndex >= 0)
+    .filter((el) => el.type !== "radio" || (!seen.has(el.name) && seen.add(el.name)))
+    .map((el) => el.outerHTML.slice(0, 80));
+}"""
+UNLABELLED_CONTROLS = """() => [...document.querySelectorAll("#annotate-form :is(input, select, textarea)")]
+  .filter((el) => el.type !== "hidden" && el.labels.length === 0)
+  .map((el) => el.outerHTML)"""
+
+
+def assert_inside_width(page: Page, selector: str) -> None:
+    width = page.evaluate("window.innerWidth")
+    locator = page.locator(selector)
+    assert locator.count() > 0, selector
+    for element in locator.all():
+        expect(element).to_be_visible()
+        box = element.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (selector, box, width)
+
+
+def test_layout_at_narrow_width(page: Page, watch, screenshot, log_in, reviewer, policy, review_queue) -> None:
+    ReviewTaskFactory(policy=policy, queue=review_queue, item=ContentItemFactory(text=TEXT))
+    log_in(reviewer)
+
+    for viewport in VIEWPORTS:
+        page.set_viewport_size(viewport)
+        page.goto(f"/queues/{review_queue.pk}/work")
+        first_label = page.locator('#annotate-form input[name="labels"]').first
+        expect(first_label).to_be_focused()
+        screenshot(f"{viewport['width']}x{viewport['height']}")
+
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        for selector in (".content-text", '#annotate-form input[name="labels"]', "#annotate-form button[type=submit]"):
+            assert_inside_width(page, selector)
+
+        assert page.evaluate(UNLABELLED_CONTROLS) == []
+        expect(page.get_by_label("Severity (optional)")).to_be_visible()
+        expect(page.get_by_label("Rationale (optional)")).to_be_visible()
+
+        stops = page.evaluate(FORM_TAB_STOPS)
+        assert len(stops) == 4  # the label group, severity, rationale, submit
+        for expected in stops[1:]:
+            page.keyboard.press("Tab")
+            focused = page.evaluate("document.activeElement.outerHTML.slice(0, 80)")
+            assert focused == expected
+            outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+            assert outline != "none", f"no focus outline on {focused}"
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Shift+Tab")
+        expect(first_label).to_be_focused()
+        assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+
+    assert (watch.dialogs, watch.blocked_requests, watch.csp_violations) == ([], [], [])
