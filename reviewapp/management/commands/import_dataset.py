@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from labeling.crowd import CROWD_FORMATS, CrowdDatasetImport, CrowdImportResult, dataset_import_annotations
 from labeling.datasets import DatasetError
 from reviewapp.audit import SYSTEM
 from reviewapp.services.imports import FORMATS, DatasetImport, TableColumns, dataset_import
@@ -18,7 +19,9 @@ MAX_INVALID_SHOWN = 10
 class Command(BaseCommand):
     help = (
         "Import a dataset as content items with one backfill review task each. Toxic Spans and "
-        "ConvAbuse take the dataset folder; csv and jsonl take a file. Re-running creates nothing new."
+        "ConvAbuse take the dataset folder; csv and jsonl take a file. With --as-annotations, their "
+        "crowd labels become annotations that are resolved into gold labels and adjudications. "
+        "Re-running creates nothing new."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -33,8 +36,27 @@ class Command(BaseCommand):
         parser.add_argument("--text-col", default="text", help="csv/jsonl: text column (default: text).")
         parser.add_argument("--label-col", help="csv/jsonl: label column (default: 'label' when present).")
         parser.add_argument("--id-col", help="csv/jsonl: id column (default: 'id' when present, else row number).")
+        parser.add_argument(
+            "--as-annotations",
+            action="store_true",
+            help=(
+                "toxic-spans, convabuse: import every crowd worker's label as an annotation by a crowd reviewer "
+                "account and resolve each item by consensus (default queue: <policy>-crowd); ties go to leads."
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["as_annotations"]:
+            crowd = annotations_import_or_fail(
+                fmt=options["format"],
+                path=Path(options["path"]),
+                policy_key=options["policy"],
+                queue_slug=options["queue"],
+                limit=options["limit"],
+            )
+            report_import(self, crowd.dataset)
+            report_annotations(self, crowd.annotations)
+            return
         outcome = import_or_fail(
             fmt=options["format"],
             path=Path(options["path"]),
@@ -70,6 +92,46 @@ def import_or_fail(
         raise CommandError(str(error)) from error
     except ValidationError as error:
         raise CommandError("; ".join(error.messages)) from error
+
+
+def annotations_import_or_fail(
+    *, fmt: str, path: Path, policy_key: str | None = None, queue_slug: str | None = None, limit: int | None = None
+) -> CrowdDatasetImport:
+    """Run `dataset_import_annotations`, turning input problems into CommandError (shared with seed_demo)."""
+    if fmt not in CROWD_FORMATS:
+        raise CommandError(
+            f"--as-annotations needs per-annotator labels, which only {' and '.join(CROWD_FORMATS)} carry; "
+            f"a {fmt} file has one label column: import it without --as-annotations"
+        )
+    if limit is not None and limit < 0:
+        raise CommandError("--limit must be 0 or more")
+    if not path.exists():
+        raise CommandError(f"{path} does not exist")
+    try:
+        return dataset_import_annotations(
+            fmt=fmt, path=path, actor=SYSTEM, policy_key=policy_key, queue_slug=queue_slug, limit=limit
+        )
+    except DatasetError as error:
+        raise CommandError(str(error)) from error
+    except ValidationError as error:
+        raise CommandError("; ".join(error.messages)) from error
+
+
+def report_annotations(command: BaseCommand, result: CrowdImportResult) -> None:
+    """Print what a crowd annotations import did."""
+    write = command.stdout.write
+    write(
+        f"annotations: {result.annotations_created} created, {result.annotations_existing} already present; "
+        f"crowd reviewers: {result.users_created} created"
+    )
+    if result.repeats_skipped:
+        write(f"  skipped {result.repeats_skipped} repeat answers (kept on the item for intra-annotator agreement)")
+    if result.unattributed_skipped:
+        write(f"  skipped {result.unattributed_skipped} answers without an annotator id")
+    if result.records_without_task:
+        write(f"  {result.records_without_task} records have no task (invalid items)")
+    outcomes = ", ".join(f"{what} {count}" for what, count in sorted(result.outcomes.items())) or "none"
+    write(f"tasks completed: {result.tasks_completed}; resolved: {outcomes}")
 
 
 def report_import(command: BaseCommand, outcome: DatasetImport) -> None:
