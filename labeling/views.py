@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from reviewapp.access import check_lead
 from reviewapp.charts import Bar, Point, bar_chart, line_chart
 from reviewapp.content import highlight_spans, media_for, render_guideline
+from reviewapp.models import Queue
 
 from .adjudication import AdjudicationClosed, adjudication_decide, adjudication_send_back, adjudications_confirm_agreed
 from .appeals import appeal_overturn_rates
@@ -186,10 +187,14 @@ def quality(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"policies": policies, "policy": policy, "overturns": appeal_overturn_rates()}
     if policy is None:
         return render(request, "labeling/quality.html", context)
+    queues = list(Queue.objects.filter(tasks__policy=policy).distinct().order_by("slug"))
+    queue = next((q for q in queues if str(q.pk) == request.GET.get("queue")), None)
     stats = reviewer_stats(policy=policy, since=now - timedelta(days=30))
-    report = agreement_report(policy=policy)
+    report = agreement_report(policy=policy, queue_id=queue.pk if queue else None)
     trend = agreement_over_time(policy=policy, now=now)
     context.update(
+        queues=queues,
+        queue=queue,
         stats=stats,
         report=report,
         pairs=reviewer_pairs(policy=policy),
