@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from reviewapp import metrics
 from reviewapp.audit import Actor, audit_record
 from reviewapp.db import db_now
 from reviewapp.models import ReviewTask, TaskStatus
@@ -91,6 +92,7 @@ def annotation_submit(
             result = _record(task, reviewer, version, answer, handle_time_ms, now, source)
     if refusal is not None:
         _record_rejection(task, reviewer, answer, refusal)
+        metrics.count("submissions", task.queue.slug, "rejected")
         raise SubmissionRejected(refusal)
     return result
 
@@ -101,6 +103,7 @@ def _previous_submission(submission_id: uuid.UUID, reviewer: User) -> SubmitResu
         return None
     if annotation.reviewer_id != reviewer.pk:
         raise SubmissionRejected("This submission id belongs to another reviewer's answer.")
+    metrics.count("submissions", annotation.task.queue.slug, "duplicate")
     return SubmitResult(annotation, created=False, task_completed=annotation.task.status == TaskStatus.COMPLETED)
 
 
@@ -167,6 +170,10 @@ def _record(
         task.completed_at = now
     task.save(update_fields=["annotation_count", "leased_by", "lease_expires_at", "status", "completed_at"])
     actor = Actor.of(reviewer)
+    slug, seconds = task.queue.slug, annotation.handle_time_ms / 1000
+    transaction.on_commit(
+        lambda: (metrics.count("submissions", slug, "accepted"), metrics.observe_handle_time(seconds))
+    )
     audit_record(
         actor=actor,
         action="annotation.submitted",

@@ -124,7 +124,6 @@ if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
     raise ImproperlyConfigured("reviewapp runs on PostgreSQL only; DATABASE_URL must be postgresql://")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 behaviour now: scheme-less URLs in forms mean https
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -269,6 +268,7 @@ WEBHOOK_ALLOW_PRIVATE = envbool("REVIEWAPP_WEBHOOK_ALLOW_PRIVATE", "0")
 WEBHOOK_TIMEOUT_SECONDS = envint("REVIEWAPP_WEBHOOK_TIMEOUT", "10", minimum=1)
 WEBHOOK_MAX_ATTEMPTS = envint("REVIEWAPP_WEBHOOK_MAX_ATTEMPTS", "8", minimum=1)
 CELERY_BEAT_SCHEDULE["exports-sweep"] = {"task": "exports.sweep", "schedule": 300.0}
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["JobStatusEnum"] = "labeling.exports.models.JobStatus"
 
 LOG_FORMAT = os.environ.get("REVIEWAPP_LOG_FORMAT", "plain" if DEBUG else "json")
 if LOG_FORMAT not in ("plain", "json"):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
 
+from celery import shared_task
+from celery.signals import task_failure, task_retry, task_success
+
+from . import metrics
 from .services.leases import SWEEP_BATCH, task_leases_expire
 
 
@@ -23,3 +27,19 @@ def sweep_expired_leases() -> int:
     if released == SWEEP_BATCH:
         sweep_expired_leases.apply_async(countdown=1)
     return released
+
+
+# Task outcomes for /metrics, for every task of every app (the worker imports this module).
+@task_success.connect
+def _count_success(sender: Any = None, **kwargs: Any) -> None:
+    metrics.count("celery_tasks", sender.name, "success")
+
+
+@task_failure.connect
+def _count_failure(sender: Any = None, **kwargs: Any) -> None:
+    metrics.count("celery_tasks", sender.name, "failure")
+
+
+@task_retry.connect
+def _count_retry(sender: Any = None, **kwargs: Any) -> None:
+    metrics.count("celery_tasks", getattr(sender, "name", "unknown"), "retry")

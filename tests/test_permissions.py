@@ -83,6 +83,7 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-schema": ("get", PUBLIC),
     "api-docs": ("get", PUBLIC),
     "healthz": ("get", PUBLIC),
+    "metrics": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),  # staff or metrics:read token
     "readyz": ("get", PUBLIC),
 }
 ADMIN_NAMESPACE = "admin"

@@ -14,6 +14,7 @@ from datetime import datetime
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 
+from .. import metrics
 from ..audit import Actor, audit_record
 from ..db import db_now
 from ..models import Queue, ReviewTask, TaskSkip, TaskStatus
@@ -82,6 +83,7 @@ def task_claim_next(*, reviewer: User, queue: Queue) -> Claim | None:
         if row is None:
             return None
         task = ReviewTask.objects.select_related("item", "policy", "queue", "decision").get(pk=row[0])
+        transaction.on_commit(lambda: metrics.count("claims", queue.slug))
         audit_record(
             actor=Actor.of(reviewer),
             action="task.claimed",

@@ -15,6 +15,7 @@ nothing and returns the outcome recorded the first time.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from django.utils import timezone
 
 from labeling.models import Policy, PolicyVersion
 
+from .. import metrics
 from ..audit import Actor
 from ..context import current_request_id
 from ..db import copy_rows, stage_table
@@ -132,6 +134,8 @@ def _store(planned: list[_Planned], actor: Actor, result: IngestResult) -> None:
     item_ids = upsert_items([p.row.item for p in planned])
     keyed = {p.index: _decision_key(p, item_ids) for p in planned}
     new = _insert_decisions(planned, keyed, actor)
+    outcomes = Counter(decision["routing_outcome"] for decision in new.values())
+    transaction.on_commit(lambda: [metrics.count("decisions_ingested", o, amount=n) for o, n in outcomes.items()])
     stored = {**_earlier_decisions(sorted(set(keyed.values()) - set(new))), **new}
     specs = [
         TaskSpec(

@@ -1,0 +1,152 @@
+"""Prometheus metrics at /metrics.
+
+Web and worker processes are many and short-lived, so counters live in Redis (atomic increments
+shared by every process) instead of per-process memory; queue gauges are read from PostgreSQL at
+scrape time. Recording never raises: metrics must not break the work they describe.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Generator, Iterator
+
+from django.core.cache import cache
+from django.db import connection
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+HANDLE_TIME_BUCKETS = (2, 5, 10, 20, 30, 60, 120, 300, 600)  # seconds
+PREFIX = "metrics"
+# Counter name → its label names; the Redis key of a series is metrics:<name>:<label values>.
+COUNTERS = {
+    "claims": ("queue",),
+    "submissions": ("queue", "outcome"),
+    "decisions_ingested": ("routing_outcome",),
+    "celery_tasks": ("task", "state"),
+}
+SUBMISSION_OUTCOMES = ("accepted", "duplicate", "rejected")
+TASK_STATES = ("success", "failure", "retry")
+
+
+def _key(name: str, values: tuple[str, ...]) -> str:
+    return ":".join((PREFIX, name, *values))
+
+
+def count(name: str, *values: str, amount: int = 1) -> None:
+    """Add `amount` to a counter series (label values in COUNTERS order)."""
+    try:
+        key = _key(name, values)
+        if not cache.add(key, amount, timeout=None):
+            cache.incr(key, amount)
+    except Exception:  # a metrics outage must not fail a claim or a submission
+        log.warning("could not record metric %s", name, exc_info=True)
+
+
+def observe_handle_time(seconds: float) -> None:
+    bucket = next((b for b in HANDLE_TIME_BUCKETS if seconds <= b), math.inf)
+    count("handle_time_bucket", str(bucket))
+    count("handle_time_ms_sum", amount=int(seconds * 1000))
+
+
+class ReviewappCollector(Collector):
+    """Queue gauges from the database; counters and the handle-time histogram from Redis."""
+
+    def collect(self) -> Iterator[object]:
+        slugs = yield from self._queue_gauges()
+        series = self._series(slugs)
+        values = cache.get_many([_key(name, labels) for name, labels in series])
+        for name, label_names in COUNTERS.items():
+            family = CounterMetricFamily(f"reviewapp_{name}", f"{name.replace('_', ' ')}", labels=label_names)
+            for series_name, labels in series:
+                if series_name == name:
+                    family.add_metric(list(labels), values.get(_key(name, labels), 0))
+            yield family
+        yield self._handle_time(
+            cache.get_many(
+                [_key("handle_time_bucket", (str(b),)) for b in (*HANDLE_TIME_BUCKETS, math.inf)]
+                + [_key("handle_time_ms_sum", ())]
+            )
+        )
+
+    @staticmethod
+    def _series(slugs: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+        """Every series that can exist, so no index of keys has to be kept (and kept consistent)."""
+        from reviewapp.celery import app
+
+        from .models import RoutingOutcome
+
+        tasks = sorted(name for name in app.tasks if not name.startswith("celery."))
+        return (
+            [("claims", (slug,)) for slug in slugs]
+            + [("submissions", (slug, outcome)) for slug in slugs for outcome in SUBMISSION_OUTCOMES]
+            + [("decisions_ingested", (outcome,)) for outcome in RoutingOutcome.values]
+            + [("celery_tasks", (task, state)) for task in tasks for state in TASK_STATES]
+        )
+
+    def _queue_gauges(self) -> Generator[object, None, list[str]]:
+        depth = GaugeMetricFamily("reviewapp_queue_depth", "Open tasks per queue", labels=["queue"])
+        oldest = GaugeMetricFamily(
+            "reviewapp_queue_oldest_task_age_seconds", "Age of the oldest open task", labels=["queue"]
+        )
+        breaches = GaugeMetricFamily("reviewapp_queue_sla_breaches", "Open tasks past their due time", labels=["queue"])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT q.slug, count(t.id),
+                       coalesce(extract(epoch FROM statement_timestamp() - min(t.created_at)), 0),
+                       count(t.id) FILTER (WHERE t.due_at < statement_timestamp())
+                FROM reviewapp_queue q
+                LEFT JOIN reviewapp_reviewtask t ON t.queue_id = q.id AND t.status = 'open'
+                WHERE q.is_active GROUP BY q.slug ORDER BY q.slug
+                """
+            )
+            for slug, n, age, late in cursor.fetchall():
+                depth.add_metric([slug], n)
+                oldest.add_metric([slug], float(age))
+                breaches.add_metric([slug], late)
+        yield from (depth, oldest, breaches)
+        return [sample.labels["queue"] for sample in depth.samples]
+
+    def _handle_time(self, values: dict[str, int]) -> HistogramMetricFamily:
+        cumulative, buckets = 0, []
+        for bound in (*HANDLE_TIME_BUCKETS, math.inf):
+            cumulative += values.get(_key("handle_time_bucket", (str(bound),)), 0)
+            buckets.append(("+Inf" if bound == math.inf else str(bound), cumulative))
+        total_ms = values.get(_key("handle_time_ms_sum", ()), 0)
+        return HistogramMetricFamily(
+            "reviewapp_handle_time_seconds", "Time from render to submit", buckets=buckets, sum_value=total_ms / 1000
+        )
+
+
+def metrics_view(request):  # type: ignore[no-untyped-def]
+    """Prometheus exposition. Needs a token with `metrics:read` (Bearer) or a staff session."""
+    from django.http import HttpResponse
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    if not _may_scrape(request):
+        return HttpResponse(
+            "metrics need a token with the metrics:read scope\n",
+            status=401,
+            content_type="text/plain",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ReviewappCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def _may_scrape(request) -> bool:  # type: ignore[no-untyped-def]
+    from .models import ServiceToken
+
+    if request.user.is_authenticated and request.user.is_staff:
+        return True
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        return False
+    token = ServiceToken.objects.filter(
+        key_hash=ServiceToken.hash_secret(secret.strip()), revoked_at__isnull=True
+    ).first()
+    return token is not None and "metrics:read" in token.scopes
