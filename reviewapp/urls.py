@@ -15,6 +15,7 @@ urlpatterns = [
     path("tasks/<int:task_id>/heartbeat", views.task_heartbeat, name="task-heartbeat"),
     path("tasks/<int:task_id>/reveal", views.task_reveal_media, name="task-reveal"),
     path("annotations/<int:annotation_id>/undo", views.annotation_undo, name="annotation-undo"),
+    path("items/<int:item_id>/audit.jsonl", views.item_audit_export, name="item-audit-export"),
     path("lead/", include("labeling.urls")),
     path("labelstudio/", include("labeling.labelstudio.urls")),
     path("accounts/login/", auth_views.RateLimitedLoginView.as_view(), name="login"),

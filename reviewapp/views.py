@@ -7,6 +7,7 @@ form posts, so the workspace also works without JavaScript.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Count, IntegerField, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
@@ -224,3 +226,28 @@ def _label_keys(version: Any) -> list[tuple[str, dict]]:
     if version is None:
         return []
     return [(str(index + 1) if index < 9 else "", label) for index, label in enumerate(version.label_schema["labels"])]
+
+
+@require_GET
+@login_required
+def item_audit_export(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Every audit event about one content item, oldest first, as JSON lines (leads only)."""
+    from django.http import StreamingHttpResponse
+
+    from .access import check_lead
+    from .models import AuditEvent
+
+    check_lead(request.user)
+    events = AuditEvent.objects.filter(item_id=item_id).order_by("occurred_at", "id")
+    fields = ("id", "occurred_at", "actor_id", "actor_label", "action", "object_type", "object_id", "before",
+              "after", "request_id")
+
+    def lines():  # type: ignore[no-untyped-def]
+        for row in events.values_list(*fields).iterator(chunk_size=2000):
+            record = dict(zip(fields, row, strict=True))
+            record["occurred_at"] = record["occurred_at"].isoformat()
+            yield json.dumps(record, sort_keys=True, cls=DjangoJSONEncoder) + "\n"
+
+    response = StreamingHttpResponse(lines(), content_type="application/x-ndjson")
+    response["Content-Disposition"] = f'attachment; filename="item-{item_id}-audit.jsonl"'
+    return response

@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from labeling.gold import gold_record
+from labeling.labelstudio.services import connection_create
 from labeling.models import Adjudication
 from labeling.services import annotation_submit
 from reviewapp.audit import SYSTEM
@@ -63,6 +64,14 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "adjudication-decide": ("post", LEAD_PAGE),
     "adjudication-send-back": ("post", LEAD_PAGE),
     "gold-history": ("get", LEAD_PAGE),
+    "item-audit-export": ("get", LEAD_PAGE),
+    "labelstudio-connections": ("get", LEAD_PAGE),
+    "labelstudio-connection-new": ("post", LEAD_PAGE),
+    "labelstudio-test": ("post", LEAD_PAGE),
+    "labelstudio-sync-project": ("post", LEAD_PAGE),
+    "labelstudio-push": ("post", LEAD_PAGE),
+    "labelstudio-pull": ("post", LEAD_PAGE),
+    "labelstudio-webhook": ("post", dict.fromkeys(ROLES, DENIED)),  # only Label Studio, with its secret
     "quality": ("get", LEAD_PAGE),
     "quality-refresh": ("post", LEAD_PAGE),
     "login": ("get", PUBLIC),
@@ -139,6 +148,8 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
         source="adjudication",
         actor=SYSTEM,
     )
+    ls_connection = connection_create(name="ls", base_url="http://127.0.0.1:9", token="t" * 40, policy=policy,
+                                      queue=queue, actor=SYSTEM)
     _, upstream = token_create(name="upstream", scopes=["decisions:write", "appeals:write"], actor=SYSTEM)
     _, personal = token_create(name="personal", scopes=["tasks:write"], user=users["reviewer"], actor=SYSTEM)
     return {
@@ -152,6 +163,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "item_id": gold.item_id,
             "policy_id": policy.pk,
             "uidb64": "MQ",
+            "connection_id": ls_connection.pk,
             "token": "set-password",
         },
         "post": {"reason": "other", "policy": policy.key, "note": "n"},

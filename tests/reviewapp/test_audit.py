@@ -40,3 +40,25 @@ def test_deleting_a_user_leaves_their_history(django_user_model) -> None:
     audit_record(actor=Actor.of(user), action="x", object_type="t", object_id=1)
     user.delete()
     assert AuditEvent.objects.get(action="x").actor_label == "gone"
+
+
+def test_lead_exports_the_audit_trail_of_an_item(db, policy, routing_rule, make_token) -> None:
+    import json as jsonlib
+
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {make_token(['decisions:write'])}")
+    body = {"decisions": [{"source": "s", "external_id": "e1", "text": "t", "policy": policy.key,
+                           "model_name": "m", "model_version": "1", "score": 0.5}]}
+    item_id = client.post("/api/v1/decisions", body, content_type="application/json").json()["results"][0]["item_id"]
+    lead = UserFactory(username="lead")
+    lead.groups.add(Group.objects.get_or_create(name="policy_lead")[0])
+    browser = Client()
+    browser.force_login(lead)
+    response = browser.get(f"/items/{item_id}/audit.jsonl")
+    lines = [jsonlib.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert [line["action"] for line in lines] == ["decision.ingested", "task.created"]
+    assert all(line["actor_label"].startswith("token:") for line in lines)

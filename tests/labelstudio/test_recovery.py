@@ -1,0 +1,60 @@
+"""Nothing lost, nothing doubled: a push that died after sending, and an answer that met
+another reviewer's lease (real Label Studio server)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from labeling.labelstudio.labelconfig import choice_results
+from labeling.labelstudio.models import ImportOutcome, Project, PulledAnnotation, PushedTask
+from labeling.labelstudio.services import TASK_MARKER, annotations_pull, tasks_push
+from labeling.models import Annotation
+from reviewapp.models import AuditEvent, ReviewTask
+from tests.factories import UserFactory
+
+
+def test_a_push_that_died_after_sending_is_adopted_not_sent_again(make_connection, make_review_task, ls_admin) -> None:
+    sent, unsent = make_review_task("sent before the crash"), make_review_task("never sent")
+    connection = make_connection()
+    tasks_push(connection_id=connection.pk, triggered_by="test", task_ids=[])  # creates the project only
+    project = Project.objects.get()
+    ls_admin.client.projects.import_tasks(
+        id=project.ls_project_id, request=[{"data": {"text": "x", "context": "", TASK_MARKER: sent.pk}}]
+    )
+    for task in (sent, unsent):  # what a worker killed between import and bookkeeping leaves behind
+        PushedTask.objects.create(connection=connection, project=project, task=task, ls_task_id=None)
+
+    run = tasks_push(connection_id=connection.pk, triggered_by="test")
+
+    assert run.counts["pushed"] == 1  # only the task Label Studio never received
+    ls_ids = [t.id for t in ls_admin.client.tasks.list(project=project.ls_project_id, fields="task_only")]
+    assert len(ls_ids) == 2 and sorted(PushedTask.objects.values_list("ls_task_id", flat=True)) == sorted(ls_ids)
+
+
+def test_an_answer_meeting_another_reviewers_lease_waits_and_is_recorded_later(
+    make_connection, make_review_task, ls_admin
+) -> None:
+    task = make_review_task("leased here")
+    connection = make_connection()
+    tasks_push(connection_id=connection.pk, triggered_by="test")
+    in_app = UserFactory(username="in-app-reviewer")
+    ReviewTask.objects.filter(pk=task.pk).update(
+        leased_by=in_app, lease_expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    ls_admin.client.annotations.create(
+        id=PushedTask.objects.get(task=task).ls_task_id, result=choice_results(["violating"])
+    )
+
+    first = annotations_pull(connection_id=connection.pk, triggered_by="test")
+
+    assert first.counts == {ImportOutcome.WAITING: 1}
+    assert not Annotation.objects.exists()
+    assert AuditEvent.objects.filter(action="annotation.rejected").count() == 1  # the answer is kept meanwhile
+    ReviewTask.objects.filter(pk=task.pk).update(leased_by=None, lease_expires_at=None)
+
+    second = annotations_pull(connection_id=connection.pk, triggered_by="test")
+
+    assert second.counts == {"unchanged": 1, f"retried_{ImportOutcome.IMPORTED}": 1}
+    assert PulledAnnotation.objects.get().annotation == Annotation.objects.get()
