@@ -21,6 +21,9 @@ from .models import Annotation, AnnotationSource, PolicyVersion
 
 MAX_RATIONALE_CHARS = 5000
 MAX_HANDLE_TIME_MS = 24 * 3600 * 1000
+# Answers given in another tool (Label Studio) never held a lease here: they are not "late", do
+# not wait for an in-app reviewer's lease, and their handle time is the other tool's.
+EXTERNAL_SOURCES = frozenset({AnnotationSource.LABEL_STUDIO, AnnotationSource.IMPORT})
 
 
 class SubmissionRejected(Exception):
@@ -87,7 +90,7 @@ def annotation_submit(
         labels = check_labels(version, labels, severity)
         answer = {"labels": labels, "severity": severity, "rationale": rationale, "submission_id": str(submission_id)}
         now = db_now()
-        refusal = _refusal(task, reviewer, now)
+        refusal = _refusal(task, reviewer, now, external=source in EXTERNAL_SOURCES)
         if refusal is None:
             result = _record(task, reviewer, version, answer, handle_time_ms, now, source)
     if refusal is not None:
@@ -119,10 +122,10 @@ def _version_for(task: ReviewTask, policy_version_id: int | None) -> PolicyVersi
     return version
 
 
-def _refusal(task: ReviewTask, reviewer: User, now: Any) -> str | None:
+def _refusal(task: ReviewTask, reviewer: User, now: Any, *, external: bool) -> str | None:
     if task.status != TaskStatus.OPEN:
         return f"This item was already {task.get_status_display().lower()}; your answer was kept in the audit log."
-    held_by_other = task.leased_by_id not in (None, reviewer.pk) and task.lease_expires_at > now
+    held_by_other = not external and task.leased_by_id not in (None, reviewer.pk) and task.lease_expires_at > now
     if held_by_other:
         return "Your claim expired and another reviewer now has this item; your answer was kept in the audit log."
     already = Annotation.objects.filter(
@@ -142,7 +145,9 @@ def _record(
     now: Any,
     source: str,
 ) -> SubmitResult:
-    late = not (task.leased_by_id == reviewer.pk and task.lease_expires_at > now)
+    external = source in EXTERNAL_SOURCES
+    holds_lease = task.leased_by_id == reviewer.pk and task.lease_expires_at > now
+    late = not external and not holds_lease
     try:
         with transaction.atomic():
             annotation = Annotation.objects.create(
@@ -155,15 +160,16 @@ def _record(
                 labels=answer["labels"],
                 severity=answer["severity"],
                 rationale=answer["rationale"],
-                handle_time_ms=_handle_time(handle_time_ms, task, now),
+                handle_time_ms=_handle_time(handle_time_ms, task, now, external=external),
                 late=late,
                 source=source,
             )
     except IntegrityError:
         raise SubmissionRejected("You have already labelled this item.") from None
     task.annotation_count += 1
-    task.leased_by = None
-    task.lease_expires_at = None
+    if holds_lease or task.lease_expires_at is None or task.lease_expires_at <= now:
+        task.leased_by = None  # an external answer leaves an in-app reviewer's live lease alone
+        task.lease_expires_at = None
     completed = task.annotation_count >= task.required_annotations
     if completed:
         task.status = TaskStatus.COMPLETED
@@ -210,8 +216,11 @@ def _schedule_resolution(task_id: int) -> None:
     transaction.on_commit(lambda: resolve_task.apply_async((task_id,), countdown=countdown))
 
 
-def _handle_time(client_ms: int | None, task: ReviewTask, now: Any) -> int:
-    """The client's render-to-submit time, never more than the time since the claim."""
+def _handle_time(client_ms: int | None, task: ReviewTask, now: Any, *, external: bool = False) -> int:
+    """The client's render-to-submit time, never more than the time since the claim (for answers
+    given here; another tool's lead time is taken as it reports it)."""
+    if external:
+        return min(max(client_ms or 0, 0), MAX_HANDLE_TIME_MS)
     server_ms = int((now - task.claimed_at).total_seconds() * 1000) if task.claimed_at else None
     if client_ms is None or client_ms < 0:
         client_ms = server_ms if server_ms is not None else 0

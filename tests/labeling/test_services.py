@@ -179,3 +179,16 @@ def test_race_submit_after_expiry_loses_to_a_claim_in_flight(transactional_db, p
     assert AuditEvent.objects.filter(action="annotation.rejected", actor_label="a").exists()
     task.refresh_from_db()
     assert task.leased_by == rev_b
+
+
+def test_external_answer_does_not_disturb_an_in_app_lease(claimed, reviewer, queue) -> None:
+    from labeling.models import AnnotationSource
+
+    queue.required_annotations = 2
+    queue.save()
+    vendor = UserFactory(username="ls-annotator")
+    result = submit(claimed, vendor, source=AnnotationSource.LABEL_STUDIO, handle_time_ms=90_000)
+    claimed.refresh_from_db()
+    assert result.created and not result.annotation.late and result.annotation.handle_time_ms == 90_000
+    assert claimed.leased_by == reviewer  # the in-app reviewer keeps working on it
+    assert submit(claimed, reviewer).created
