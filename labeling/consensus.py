@@ -103,7 +103,9 @@ def task_resolve(*, task_id: int, actor: Actor = SYSTEM, force: bool = False) ->
             return "skipped"
         if not force and task.completed_at and now - task.completed_at < window:
             return "skipped"
-        annotations = list(task.annotations.filter(retracted_at__isnull=True).order_by("created_at"))
+        annotations = list(
+            task.annotations.filter(retracted_at__isnull=True).select_related("policy_version").order_by("created_at")
+        )
         task.resolved_at = now
         if task.reason == TaskReason.HONEYPOT:
             task.save(update_fields=["resolved_at"])

@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from reviewapp.audit import Actor, audit_record
-from reviewapp.models import ContentItem, ReviewTask
+from reviewapp.models import ContentItem, ReviewTask, TaskReason
 
 from .models import Annotation, GoldLabel, PolicyVersion
 
@@ -41,6 +41,7 @@ def gold_record(
         ContentItem.objects.select_for_update().filter(pk=item_id).first()
         current = gold_current(item_id=item_id, policy_id=policy_version.policy_id)
         agreeing = [a for a in annotations if sorted(a.labels) == sorted(labels)]
+        route, routing_outcome, propensity = _provenance(task, current)
         gold = GoldLabel.objects.create(
             item_id=item_id,
             policy_id=policy_version.policy_id,
@@ -55,9 +56,9 @@ def gold_record(
             n_annotations=len(annotations),
             agreement=len(agreeing) / len(annotations) if annotations else None,
             adjudicator=adjudicator,
-            route=task.reason if task else "",
-            routing_outcome=task.decision.routing_outcome if task and task.decision else "",
-            sampling_propensity=task.sampling_propensity if task else 1.0,
+            route=route,
+            routing_outcome=routing_outcome,
+            sampling_propensity=propensity,
             note=note,
             created_by_id=actor.id,
         )
@@ -76,3 +77,16 @@ def gold_record(
             },
         )
     return gold
+
+
+# A re-review does not change how the item first reached people: estimates that weight gold by
+# its route and sampling propensity must keep seeing the original ones.
+REREVIEW_REASONS = frozenset({TaskReason.RELABEL, TaskReason.LABEL_ERROR})
+
+
+def _provenance(task: ReviewTask | None, current: GoldLabel | None) -> tuple[str, str, float]:
+    if task is not None and task.reason in REREVIEW_REASONS and current is not None:
+        return current.route, current.routing_outcome, current.sampling_propensity
+    if task is None:
+        return "", "", 1.0
+    return task.reason, task.decision.routing_outcome if task.decision else "", task.sampling_propensity

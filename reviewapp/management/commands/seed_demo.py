@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.db.models import Count
 
+from labeling.crowd import CROWD_FORMATS
 from labeling.datasets import DatasetError
 from labeling.models import Policy
 from reviewapp.audit import SYSTEM, Actor, audit_record
@@ -22,7 +23,7 @@ from reviewapp.services.imports import FORMATS, PolicySpec, dataset_guess_format
 from reviewapp.services.ingest import decisions_ingest
 from reviewapp.services.tokens import token_create
 
-from .import_dataset import import_or_fail, report_import
+from .import_dataset import annotations_import_or_fail, import_or_fail, report_annotations, report_import
 
 GROUPS = ("reviewer", "policy_lead", "admin")
 # username → (group, is_staff, is_superuser)
@@ -34,6 +35,8 @@ DEMO_USERS = {
 }
 DEMO_TOKEN = "demo-upstream"  # noqa: S105 - the token's name, not its secret
 DEMO_TOKEN_SCOPES = ["decisions:write"]
+# Enough real items for agreement numbers and a few adjudications, small enough for `make run`.
+DEMO_DATA_LIMIT = 2000
 
 
 class Command(BaseCommand):
@@ -45,6 +48,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--data", help="Import this dataset (folder or file) instead of the synthetic corpus.")
         parser.add_argument("--format", choices=FORMATS, help="Format of --data (default: guessed from the path).")
+        parser.add_argument(
+            "--limit",
+            type=int,
+            default=DEMO_DATA_LIMIT,
+            help=f"Import the first N records of --data (default {DEMO_DATA_LIMIT}); --limit 0 imports them all.",
+        )
+        parser.add_argument(
+            "--items-only",
+            action="store_true",
+            help="Toxic Spans, ConvAbuse: import items and open tasks only, not the crowd labels as annotations.",
+        )
         parser.add_argument(
             "--logins-file",
             default=str(Path(settings.BASE_DIR) / ".run" / "demo-logins.txt"),
@@ -62,9 +76,20 @@ class Command(BaseCommand):
         credentials.update(self._token())
         self._report_credentials(credentials, logins_path)
         if data is not None:
-            report_import(self, import_or_fail(fmt=fmt or "", path=data))
+            self._import_data(data, fmt or "", options["limit"] or None, items_only=options["items_only"])
         else:
             self._ingest_demo_rows()
+
+    def _import_data(self, data: Path, fmt: str, limit: int | None, *, items_only: bool) -> None:
+        """A dataset with per-annotator labels arrives as crowd annotations, resolved into gold and
+        adjudications; the demo reviewers and lead join its queue so items a lead sends back are served."""
+        if items_only or fmt not in CROWD_FORMATS:
+            report_import(self, import_or_fail(fmt=fmt, path=data, limit=limit))
+            return
+        crowd = annotations_import_or_fail(fmt=fmt, path=data, limit=limit)
+        report_import(self, crowd.dataset)
+        report_annotations(self, crowd.annotations)
+        crowd.dataset.queue.members.add(*User.objects.filter(username__in=DEMO_USERS))
 
     @staticmethod
     def _guess(data: Path) -> str:
