@@ -82,7 +82,7 @@ def annotation_submit(
     if len(rationale) > MAX_RATIONALE_CHARS:
         raise ValidationError(f"The rationale is longer than {MAX_RATIONALE_CHARS} characters.")
     with transaction.atomic():
-        task = ReviewTask.objects.select_for_update().select_related("queue").get(pk=task_id)
+        task = ReviewTask.objects.select_for_update(of=("self",)).select_related("queue", "policy").get(pk=task_id)
         previous = _previous_submission(submission_id, reviewer)  # a concurrent double click won
         if previous is not None:
             return previous
@@ -249,7 +249,7 @@ def annotation_retract(*, annotation_id: int, reviewer: User) -> ReviewTask:
     """
     with transaction.atomic():
         task_id = Annotation.objects.values_list("task_id", flat=True).get(pk=annotation_id)
-        task = ReviewTask.objects.select_for_update().select_related("queue").get(pk=task_id)
+        task = ReviewTask.objects.select_for_update(of=("self",)).select_related("queue", "policy").get(pk=task_id)
         annotation = Annotation.objects.select_for_update().get(pk=annotation_id)
         now = db_now()
         _check_retractable(annotation, reviewer, now)

@@ -580,7 +580,11 @@ def _retry_waiting(connection: Connection, counts: Counter[str]) -> None:
 
 def _record_edit(existing: PulledAnnotation, seen: _Seen, counts: Counter[str]) -> None:
     with transaction.atomic():
-        row = PulledAnnotation.objects.select_for_update().select_related("pushed_task__task").get(pk=existing.pk)
+        row = (
+            PulledAnnotation.objects.select_for_update(of=("self",))
+            .select_related("pushed_task__task")
+            .get(pk=existing.pk)
+        )
         if row.ls_updated_at >= seen.updated_at:
             counts["unchanged"] += 1
             return
