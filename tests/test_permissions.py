@@ -20,6 +20,8 @@ from labeling.services import annotation_submit
 from reviewapp.audit import SYSTEM
 from reviewapp.services.claims import task_claim_next
 from reviewapp.services.tokens import token_create
+from tests.activelearning.test_django_helpers import permission_objects as al_world
+from tests.exports.world import export_world
 from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory
 
 ROLES = ("anonymous", "reviewer", "outsider", "lead", "admin", "upstream_token", "reviewer_token")
@@ -89,11 +91,44 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-task-lease": ("post", REVIEWER_API),
     "api-task-release": ("post", REVIEWER_API),
     "api-task-escalate": ("post", REVIEWER_API),
+    # Active learning: lead pages; the API also takes tokens with models:write (none of the test roles has it).
+    "al-models": ("get", LEAD_PAGE),
+    "al-round-start": ("post", LEAD_PAGE),
+    "al-run": ("get", LEAD_PAGE),
+    "al-run-cancel": ("post", LEAD_PAGE),
+    "al-proposal-approve": ("post", LEAD_PAGE),
+    "al-proposal-reject": ("post", LEAD_PAGE),
+    "api-models": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    "api-model-detail": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    "api-rounds": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    "api-round-detail": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    "api-threshold-approve": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    "api-threshold-reject": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-schema": ("get", PUBLIC),
     "api-docs": ("get", PUBLIC),
     "healthz": ("get", PUBLIC),
     "metrics": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),  # staff or metrics:read token
     "readyz": ("get", PUBLIC),
+    # Gold datasets: lead pages, and an API for service tokens with export:read / export:write only.
+    "dataset-list": ("get", LEAD_PAGE),
+    "dataset-new": ("get", LEAD_PAGE),
+    "dataset-detail": ("get", LEAD_PAGE),
+    "dataset-version-build": ("post", LEAD_PAGE),
+    "dataset-build-status": ("get", LEAD_PAGE),
+    "dataset-version": ("get", LEAD_PAGE),
+    "dataset-version-download": ("get", LEAD_PAGE),
+    "dataset-export-start": ("post", LEAD_PAGE),
+    "dataset-export-status": ("get", LEAD_PAGE),
+    "dataset-export-file": ("get", LEAD_PAGE),
+    "api-datasets": ("get", dict.fromkeys(ROLES, DENIED)),
+    "api-dataset": ("get", dict.fromkeys(ROLES, DENIED)),
+    "api-dataset-versions": ("post", dict.fromkeys(ROLES, DENIED)),
+    "api-dataset-version": ("get", dict.fromkeys(ROLES, DENIED)),
+    "api-dataset-export": ("get", dict.fromkeys(ROLES, DENIED)),
+    "api-dataset-diff": ("get", dict.fromkeys(ROLES, DENIED)),
+    "api-snapshot-build": ("get", dict.fromkeys(ROLES, DENIED)),
+    "api-export-job": ("get", dict.fromkeys(ROLES, DENIED)),
+    "api-export-download": ("get", dict.fromkeys(ROLES, DENIED)),
 }
 ADMIN_NAMESPACE = "admin"
 
@@ -165,6 +200,8 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "uidb64": "MQ",
             "connection_id": ls_connection.pk,
             "token": "set-password",
+            **export_world(),  # slug, version, build_id, job_id
+            **al_world(policy),  # run_id, model_id, proposal_id
         },
         "post": {"reason": "other", "policy": policy.key, "note": "n"},
     }

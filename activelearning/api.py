@@ -1,0 +1,285 @@
+"""REST for ML engineers and automation: the model registry, rounds, and threshold approval.
+
+Who: a signed-in policy lead, or a service token with the `models:write` scope (reading the
+registry and starting rounds). Approving thresholds changes routing, so it needs a person who is
+a lead: a session, or a personal token of a lead with `models:write`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import permissions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labeling.models import Policy
+from reviewapp.access import is_lead
+from reviewapp.api.auth import token_actor
+from reviewapp.api.serializers import ErrorSerializer
+from reviewapp.models import ServiceToken
+
+from .models import ModelVersion, PromotionDecision, RunTrigger, ThresholdProposal, TrainingRun
+from .services.rounds import RoundAlreadyActive, training_run_start
+from .services.thresholds import ProposalClosed, threshold_proposal_approve, threshold_proposal_reject
+
+SCOPE = "models:write"
+
+
+class LeadOrModelsToken(permissions.BasePermission):
+    """A signed-in policy lead, or any token carrying `models:write`."""
+
+    message = "Policy leads, or a token with the 'models:write' scope."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.auth, ServiceToken):
+            return SCOPE in request.auth.scopes
+        return is_lead(request.user)
+
+
+class LeadPerson(permissions.BasePermission):
+    """A policy lead in person: a session, or a lead's personal token with `models:write`."""
+
+    message = "Only a policy lead (session or personal token with 'models:write') may decide thresholds."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.auth, ServiceToken):
+            return SCOPE in request.auth.scopes and request.auth.user_id is not None and is_lead(request.user)
+        return is_lead(request.user)
+
+
+class DecisionOut(serializers.ModelSerializer):
+    champion = serializers.IntegerField(source="champion_id", allow_null=True)
+
+    class Meta:
+        model = PromotionDecision
+        fields = ["outcome", "reasons", "champion", "comparison", "created_at"]
+
+
+class ModelVersionOut(serializers.ModelSerializer):
+    policy = serializers.CharField(source="policy.key")
+    model_name = serializers.CharField()
+    version_label = serializers.CharField()
+    promotion = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "policy",
+            "model_name",
+            "version_label",
+            "number",
+            "status",
+            "training_run",
+            "encoder",
+            "encoder_id",
+            "hyperparameters",
+            "task",
+            "head_labels",
+            "classes",
+            "positive_label",
+            "artifact_sha256",
+            "artifact_bytes",
+            "gold_watermark",
+            "training_set_sha256",
+            "snapshot_id",
+            "n_train",
+            "n_dev",
+            "metrics",
+            "evaluated_at",
+            "created_at",
+            "promoted_at",
+            "retired_at",
+            "promotion",
+        ]
+
+    @extend_schema_field(DecisionOut(allow_null=True))
+    def get_promotion(self, version: ModelVersion) -> dict | None:
+        decision = PromotionDecision.objects.filter(challenger=version).first()
+        return DecisionOut(decision).data if decision else None
+
+
+class RunOut(serializers.ModelSerializer):
+    policy = serializers.CharField(source="policy.key")
+    model_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "policy",
+            "status",
+            "stage",
+            "progress",
+            "trigger",
+            "requested_by_label",
+            "params",
+            "attempts",
+            "gold_watermark",
+            "training_set_sha256",
+            "snapshot_id",
+            "counts",
+            "timings",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "model_version",
+        ]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_model_version(self, run: TrainingRun) -> int | None:
+        return ModelVersion.objects.filter(training_run=run).values_list("pk", flat=True).first()
+
+
+class RoundIn(serializers.Serializer):
+    policy = serializers.SlugField(help_text="Policy key.")
+    encoder = serializers.ChoiceField(choices=["hashed", "minilm", "upstream"], required=False)
+    strategy = serializers.CharField(required=False, help_text="A strategy of activelearning.strategies.STRATEGIES.")
+    budget = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+    balanced = serializers.BooleanField(required=False)
+    queue_id = serializers.IntegerField(required=False)
+    pipeline = serializers.ChoiceField(choices=["round", "train"], required=False)
+    n_bootstrap = serializers.IntegerField(required=False, min_value=0, max_value=5000)
+    num_buckets = serializers.IntegerField(required=False)
+    positive_label = serializers.CharField(required=False)
+    head = serializers.DictField(required=False, help_text='HeadConfig overrides, e.g. {"hidden": 0}.')
+
+
+class ProposalOut(serializers.ModelSerializer):
+    class Meta:
+        model = ThresholdProposal
+        fields = [
+            "id",
+            "model_version",
+            "model_name",
+            "target_precision",
+            "target_recall",
+            "auto_clear",
+            "auto_action",
+            "current_auto_clear",
+            "current_auto_action",
+            "estimates",
+            "status",
+            "decided_at",
+            "note",
+            "created_at",
+        ]
+
+
+class ThresholdNoteIn(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class ModelsView(APIView):
+    permission_classes = [LeadOrModelsToken]
+
+    @extend_schema(
+        operation_id="models_list",
+        summary="Model versions, newest first, with held-out metrics and promotion decisions",
+        parameters=[OpenApiParameter("policy", str, description="Only this policy's versions.")],
+        responses={200: ModelVersionOut(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        versions = ModelVersion.objects.select_related("policy").order_by("-created_at")
+        if request.query_params.get("policy"):
+            versions = versions.filter(policy__key=request.query_params["policy"])
+        return Response(ModelVersionOut(versions[:100], many=True).data)
+
+
+class ModelDetailView(APIView):
+    permission_classes = [LeadOrModelsToken]
+
+    @extend_schema(operation_id="models_retrieve", responses={200: ModelVersionOut, 404: ErrorSerializer})
+    def get(self, request: Request, model_id: int) -> Response:
+        version = get_object_or_404(ModelVersion.objects.select_related("policy"), pk=model_id)
+        return Response(ModelVersionOut(version).data)
+
+
+class RoundsView(APIView):
+    permission_classes = [LeadOrModelsToken]
+
+    @extend_schema(
+        operation_id="rounds_start",
+        summary="Start a round: retrain on gold, evaluate, promote or not, score the pool, select for review",
+        description="202 with the queued round; 409 with the round in progress when the policy already has one.",
+        request=RoundIn,
+        responses={202: RunOut, 400: ErrorSerializer, 404: ErrorSerializer, 409: RunOut},
+    )
+    def post(self, request: Request) -> Response:
+        data = RoundIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        params = dict(data.validated_data)
+        policy = get_object_or_404(Policy, key=params.pop("policy"), is_active=True)
+        user = request.user if isinstance(request.user, User) else None
+        try:
+            run = training_run_start(
+                policy=policy, actor=token_actor(request), params=params, trigger=RunTrigger.API, user=user
+            )
+        except RoundAlreadyActive as active:
+            return Response(RunOut(active.run).data, status=status.HTTP_409_CONFLICT)
+        except ValidationError as error:
+            return Response(
+                {"detail": "invalid round", "errors": error.message_dict}, status=status.HTTP_400_BAD_REQUEST
+            )
+        return Response(RunOut(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RunDetailView(APIView):
+    permission_classes = [LeadOrModelsToken]
+
+    @extend_schema(
+        operation_id="rounds_retrieve", summary="A round's progress", responses={200: RunOut, 404: ErrorSerializer}
+    )
+    def get(self, request: Request, run_id: int) -> Response:
+        return Response(RunOut(get_object_or_404(TrainingRun.objects.select_related("policy"), pk=run_id)).data)
+
+
+def _decide(request: Request, proposal_id: int, decision: str) -> Response:
+    proposal = get_object_or_404(ThresholdProposal, pk=proposal_id)
+    note = ThresholdNoteIn(data=request.data)
+    note.is_valid(raise_exception=True)
+    decide = threshold_proposal_approve if decision == "approve" else threshold_proposal_reject
+    try:
+        decide(proposal_id=proposal.pk, lead=cast(User, request.user), note=note.validated_data.get("note", ""))
+    except ProposalClosed as closed:
+        return Response({"detail": str(closed)}, status=status.HTTP_409_CONFLICT)
+    except ValidationError as error:
+        return Response({"detail": " ".join(error.messages)}, status=status.HTTP_400_BAD_REQUEST)
+    proposal.refresh_from_db()
+    return Response(ProposalOut(proposal).data)
+
+
+DECIDE_RESPONSES = {200: ProposalOut, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer}
+
+
+class ProposalApproveView(APIView):
+    permission_classes = [LeadPerson]
+
+    @extend_schema(
+        operation_id="threshold_proposals_approve",
+        request=ThresholdNoteIn,
+        responses=DECIDE_RESPONSES,
+        summary="Approve a threshold proposal: the routing rule of the model changes now (audited)",
+    )
+    def post(self, request: Request, proposal_id: int) -> Response:
+        return _decide(request, proposal_id, "approve")
+
+
+class ProposalRejectView(APIView):
+    permission_classes = [LeadPerson]
+
+    @extend_schema(
+        operation_id="threshold_proposals_reject",
+        request=ThresholdNoteIn,
+        responses=DECIDE_RESPONSES,
+        summary="Reject a threshold proposal; routing stays as it is",
+    )
+    def post(self, request: Request, proposal_id: int) -> Response:
+        return _decide(request, proposal_id, "reject")

@@ -1,0 +1,170 @@
+"""What the models and round pages show: charts and tables built from registry rows.
+
+Charts are the numeric core's standalone SVG (`activelearning.plots`), which escapes every label;
+they are inlined in the page (no script, no external resource, fine under the strict CSP).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.utils.safestring import SafeString, mark_safe
+
+from activelearning.evaluation import ReliabilityBin
+from activelearning.plots import line_chart_svg, reliability_svg
+from labeling.models import Policy
+
+from .models import (
+    ModelStatus,
+    ModelVersion,
+    PromotionDecision,
+    ProposalStatus,
+    RunStage,
+    ScoreChunk,
+    ScoringRun,
+    SelectionRound,
+    ThresholdProposal,
+    TrainingRun,
+)
+from .services.rounds import STAGE_PROGRESS
+
+
+def _svg(svg: str) -> SafeString:
+    return mark_safe(svg)  # noqa: S308 (activelearning.plots escapes every label it writes)
+
+
+def _nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def pr_chart(version: ModelVersion) -> SafeString | None:
+    curves = version.metrics.get("pr_curves") or {}
+    if not curves:
+        return None
+    prevalence = version.metrics.get("prevalence") or {}
+    return _svg(
+        line_chart_svg(
+            {name: [tuple(point) for point in points] for name, points in curves.items()},
+            title=f"Precision–recall on held-out gold ({version.version_label})",
+            x_label="recall",
+            y_label="precision",
+            hlines={f"prevalence of {name}": prevalence[name] for name in curves if prevalence.get(name) is not None},
+        )
+    )
+
+
+def reliability_chart(version: ModelVersion) -> SafeString | None:
+    bins = version.metrics.get("reliability") or []
+    if not any(b.get("count") for b in bins):
+        return None
+    parsed = [
+        ReliabilityBin(b["lower"], b["upper"], b["count"], _nan(b["mean_confidence"]), _nan(b["observed_frequency"]))
+        for b in bins
+    ]
+    return _svg(reliability_svg(parsed, title=f"Calibration on held-out gold ({version.version_label})"))
+
+
+def loss_chart(version: ModelVersion) -> SafeString | None:
+    history = version.training_history or {}
+    series = {
+        name: [(float(epoch), float(loss)) for epoch, loss in enumerate(history.get(key) or [], start=1)]
+        for name, key in (("train loss", "train_loss"), ("dev loss", "dev_loss"))
+    }
+    series = {name: points for name, points in series.items() if points}
+    if not series:
+        return None
+    return _svg(line_chart_svg(series, title=f"Training of {version.version_label}", x_label="epoch", y_label="loss"))
+
+
+def learning_curve(versions: list[ModelVersion]) -> SafeString | None:
+    """Held-out macro-F1 against training-set size, one point per evaluated version of the policy."""
+    points = sorted((v.n_train, v.metrics["macro_f1"]) for v in versions if v.metrics.get("macro_f1") is not None)
+    if len(points) < 2:
+        return None
+    baselines = [v.metrics.get("baseline_macro_f1") for v in versions if v.metrics.get("baseline_macro_f1") is not None]
+    return _svg(
+        line_chart_svg(
+            {"macro-F1 (held-out)": [(float(n), float(f1)) for n, f1 in points]},
+            title="Learning curve: one point per model version",
+            x_label="training labels",
+            y_label="macro-F1",
+            hlines={"majority-class baseline": baselines[-1]} if baselines else None,
+        )
+    )
+
+
+def models_context(policy: Policy | None, version_id: str | None) -> dict[str, Any]:
+    """Everything the models page shows for one policy."""
+    if policy is None:
+        return {}
+    versions = list(
+        ModelVersion.objects.filter(policy=policy).select_related("training_run", "policy").order_by("-number")[:50]
+    )
+    champion = next((v for v in versions if v.status == ModelStatus.CHAMPION), None)
+    selected = (
+        next((v for v in versions if str(v.pk) == version_id), None) or champion or (versions[0] if versions else None)
+    )
+    context: dict[str, Any] = {
+        "versions": versions,
+        "champion": champion,
+        "selected": selected,
+        "decisions": PromotionDecision.objects.filter(policy=policy)
+        .select_related("challenger", "champion", "challenger__policy", "champion__policy")
+        .order_by("-created_at")[:20],
+        "proposals": ThresholdProposal.objects.filter(policy=policy)
+        .select_related("model_version", "decided_by")
+        .order_by("-created_at")[:10],
+        "runs": TrainingRun.objects.filter(policy=policy).select_related("model_version").order_by("-created_at")[:10],
+        "learning_curve": learning_curve(versions),
+    }
+    if selected is not None:
+        context.update(
+            pr_chart=pr_chart(selected),
+            reliability_chart=reliability_chart(selected),
+            loss_chart=loss_chart(selected),
+            slices=_slice_rows(selected),
+        )
+    return context
+
+
+def _slice_rows(version: ModelVersion) -> list[dict[str, Any]]:
+    rows = []
+    for summary in version.metrics.get("slices") or []:
+        # "Worst" only means something when there are at least two slices to compare.
+        compared = sum(1 for s in summary["slices"] if s["eligible"]) >= 2
+        for s in summary["slices"]:
+            rows.append({"key": summary["key"], **s, "worst": compared and s["value"] == summary.get("worst_value")})
+    return rows
+
+
+def run_context(run: TrainingRun) -> dict[str, Any]:
+    """The round page: stages with timings, progress, log, and what the round produced."""
+    version = ModelVersion.objects.filter(training_run=run).select_related("policy").first()
+    scoring = ScoringRun.objects.filter(training_run=run).order_by("-pk").first()
+    order: list[str] = list(STAGE_PROGRESS)
+    current = order.index(run.stage) if run.stage in order else 0
+    stages = [
+        {
+            "key": stage,
+            "name": RunStage(stage).label,
+            "state": "done"
+            if i < current or run.stage == RunStage.DONE
+            else ("current" if i == current else "pending"),
+            "seconds": run.timings.get(stage),
+        }
+        for i, stage in enumerate(order)
+        if stage not in (RunStage.QUEUED, RunStage.DONE)
+    ]
+    return {
+        "run": run,
+        "stages": stages,
+        "percent": round(run.progress * 100),
+        "log_lines": run.log.splitlines()[-200:],
+        "version": version,
+        "decision": PromotionDecision.objects.filter(challenger=version).first() if version else None,
+        "scoring": scoring,
+        "chunks_done": ScoreChunk.objects.filter(scoring_run=scoring).count() if scoring else 0,
+        "selection": SelectionRound.objects.filter(training_run=run).select_related("queue").first(),
+        "proposal": ThresholdProposal.objects.filter(policy=run.policy, status=ProposalStatus.PENDING).first(),
+    }

@@ -1,0 +1,15 @@
+"""Active-learning services: every state change of rounds, models, scores, selections and thresholds.
+
+Views, the REST API, Celery tasks and management commands call these functions and never write
+the models themselves. Modules by topic:
+
+- `rounds`: start, log, finish or fail a round (`TrainingRun`), and what runs after what;
+- `datasets`: current gold labels of a policy as training/dev/test arrays, with stable splits;
+- `features`: encoders, the `ItemEmbedding` cache, features for items;
+- `registry`: artifact files and the per-process model cache;
+- `training`: train and register a `ModelVersion` (the SIGKILL-safe part);
+- `evaluation`, `promotion`: honest held-out metrics and champion/challenger;
+- `scoring`, `selection`: chunked pool scoring and batch selection into review queues;
+- `thresholds`: routing-threshold proposals and their approval;
+- `numeric`: numpy helpers the numeric core does not offer yet.
+"""

@@ -1,0 +1,235 @@
+"""Training data: the current gold labels of a policy, as arrays, with a stable held-out split.
+
+The current gold label of (item, policy) is its highest version. A training set is pinned by a
+*watermark*: the current labels among gold rows with id ≤ watermark. Gold ids only grow and rows
+are immutable, so the same watermark always rebuilds the same set; its sha256 is stored too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+
+from activelearning.evaluation import Task
+from labeling.models import Policy
+
+from .numeric import DEV, SPLIT_NAMES, TEST, TRAIN, split_codes
+
+SLICE_KEYS = ("route", "source", "modality", "language", "region")
+_NEGATIVE_PREFIXES = ("not_", "no_", "non_", "non-", "not-")
+
+
+class TrainingDataError(ValueError):
+    """Gold that cannot be trained on: too few labels, one class, no schema. Retrying will not help."""
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """How a policy's label schema becomes head targets and evaluation classes.
+
+    Two labels: binary, one sigmoid for the positive (harmful) label. More: multiclass, one sigmoid
+    per label (probabilities normalised over labels for evaluation). `allow_multiple`: multilabel.
+    """
+
+    task: Task
+    values: tuple[str, ...]  # schema label values
+    head_labels: tuple[str, ...]
+    classes: tuple[str, ...]  # evaluation classes, in order
+    positive_label: str
+
+    @property
+    def positive_index(self) -> int:
+        return self.head_labels.index(self.positive_label)
+
+    def eval_probs(self, head_probs: np.ndarray) -> np.ndarray:
+        """Head probabilities (n, L) → the form `activelearning.evaluation` expects for the task."""
+        if self.task == "binary":
+            return head_probs[:, 0]
+        if self.task == "multiclass":
+            total = head_probs.sum(axis=1, keepdims=True)
+            return head_probs / np.where(total > 0, total, 1.0)
+        return head_probs
+
+
+def label_space(policy: Policy, positive_label: str | None = None) -> LabelSpace:
+    """The label space of the policy's version in force.
+
+    The positive label is, unless given: the first label whose value does not start with "not_",
+    "no_" or "non_" (schemas list the violation first: "violating", "spam", "toxic").
+    """
+    version = policy.current_version()
+    if version is None:
+        raise TrainingDataError(f"policy {policy.key} has no version in force")
+    values = tuple(version.label_values)
+    positive = positive_label or next((v for v in values if not v.startswith(_NEGATIVE_PREFIXES)), values[0])
+    if positive not in values:
+        raise TrainingDataError(f"positive label {positive!r} is not in the schema {values}")
+    if version.label_schema.get("allow_multiple"):
+        return LabelSpace("multilabel", values, values, values, positive)
+    if len(values) == 2:
+        negative = next(v for v in values if v != positive)
+        return LabelSpace("binary", values, (positive,), (negative, positive), positive)
+    return LabelSpace("multiclass", values, values, values, positive)
+
+
+@dataclass
+class GoldSet:
+    """Current gold of a policy up to a watermark, aligned arrays (one row per item)."""
+
+    item_ids: np.ndarray  # int64
+    gold_ids: np.ndarray  # int64
+    y_head: np.ndarray  # (n, L) float32 targets for `train_head`
+    y_eval: np.ndarray  # (n,) class index, or (n, C) indicator for multilabel
+    texts: list[str]
+    embeddings: list[list[float] | None]
+    slices: dict[str, list[str | None]]
+    split: np.ndarray  # int8 TRAIN/DEV/TEST
+    watermark: int
+    sha256: str
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def rows(self, split: int) -> np.ndarray:
+        return np.flatnonzero(self.split == split)
+
+    def subset(self, keep: np.ndarray) -> GoldSet:
+        """The rows where `keep` is true (e.g. those the encoder could read), same watermark and hash."""
+        rows = np.flatnonzero(keep)
+        return GoldSet(
+            item_ids=self.item_ids[rows],
+            gold_ids=self.gold_ids[rows],
+            y_head=self.y_head[rows],
+            y_eval=self.y_eval[rows],
+            texts=[self.texts[i] for i in rows],
+            embeddings=[self.embeddings[i] for i in rows],
+            slices={key: [values[i] for i in rows] for key, values in self.slices.items()},
+            split=self.split[rows],
+            watermark=self.watermark,
+            sha256=self.sha256,
+            skipped={**self.skipped, "no_features": len(self.item_ids) - len(rows)},
+        )
+
+    def counts(self) -> dict[str, int]:
+        return {name: int((self.split == code).sum()) for code, name in enumerate(SPLIT_NAMES)}
+
+
+def gold_watermark(policy_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) FROM labeling_goldlabel WHERE policy_id = %s", [policy_id])
+        return int(cursor.fetchone()[0])
+
+
+_GOLD_SQL = """
+WITH current AS (
+    SELECT DISTINCT ON (item_id) item_id, id, labels, route
+    FROM labeling_goldlabel
+    WHERE policy_id = %(policy)s AND id <= %(watermark)s {extra}
+    ORDER BY item_id, version DESC
+)
+SELECT c.item_id, c.id, c.labels, c.route, i.text, i.source, i.modality,
+       i.metadata->>'language', i.metadata->>'region', {embedding}, i.external_id
+FROM current c JOIN reviewapp_contentitem i ON i.id = c.item_id
+ORDER BY c.item_id
+"""
+
+
+def gold_set(
+    *, policy: Policy, space: LabelSpace, watermark: int, with_embeddings: bool = False, test_only: bool = False
+) -> GoldSet:
+    """Load the current gold of `policy` (as of `watermark`) with item text, slices and splits.
+
+    Labels outside the label space (older schema versions, several labels on a single-label
+    policy) are skipped and counted in `skipped`. `test_only` loads just the held-out items.
+    """
+    sql = _GOLD_SQL.format(extra="", embedding="i.embedding" if with_embeddings else "NULL")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"policy": policy.pk, "watermark": watermark})
+        raw = cursor.fetchall()
+    split = split_codes(
+        [f"{r[5]}\x1f{r[10]}" for r in raw],
+        salt=settings.AL_SPLIT_SALT,
+        dev=settings.AL_DEV_FRACTION,
+        test=settings.AL_TEST_FRACTION,
+    )
+    index = {v: j for j, v in enumerate(space.values)}
+    kept, targets, skipped = [], [], {"label_not_in_schema": 0}
+    for row_number, row in enumerate(raw):
+        if test_only and split[row_number] != TEST:
+            continue
+        labels = json.loads(row[2]) if isinstance(row[2], str) else row[2]  # Django reads jsonb as text
+        labels = labels if isinstance(labels, list) else []
+        indices = [index[v] for v in labels if v in index]
+        if not indices or len(indices) != len(labels) or (space.task != "multilabel" and len(indices) != 1):
+            skipped["label_not_in_schema"] += 1
+            continue
+        kept.append(row_number)
+        targets.append(indices)
+    return _assemble(raw, kept, targets, split, space, watermark, skipped)
+
+
+def _assemble(
+    raw: list[tuple],
+    kept: list[int],
+    targets: list[list[int]],
+    split: np.ndarray,
+    space: LabelSpace,
+    watermark: int,
+    skipped: dict[str, int],
+) -> GoldSet:
+    n = len(kept)
+    indicator = np.zeros((n, len(space.values)), dtype=np.float32)
+    for row, indices in enumerate(targets):
+        indicator[row, indices] = 1.0
+    if space.task == "binary":
+        y_eval = indicator[:, space.values.index(space.positive_label)].astype(np.int64)
+        y_head = y_eval[:, None].astype(np.float32)
+    elif space.task == "multiclass":
+        y_eval = indicator.argmax(axis=1).astype(np.int64)
+        y_head = indicator
+    else:
+        y_eval = indicator.astype(np.int64)
+        y_head = indicator
+    rows = [raw[i] for i in kept]
+    digest = hashlib.sha256()
+    for r in rows:
+        digest.update(f"{r[0]}:{r[1]}\n".encode())
+    return GoldSet(
+        item_ids=np.asarray([r[0] for r in rows], dtype=np.int64),
+        gold_ids=np.asarray([r[1] for r in rows], dtype=np.int64),
+        y_head=y_head,
+        y_eval=y_eval,
+        texts=[r[4] or "" for r in rows],
+        embeddings=[r[9] for r in rows],
+        slices={
+            key: [r[column] or None for r in rows] for key, column in zip(SLICE_KEYS, (3, 5, 6, 7, 8), strict=True)
+        },
+        split=split[kept] if kept else np.zeros(0, dtype=np.int8),
+        watermark=watermark,
+        sha256=digest.hexdigest(),
+        skipped=skipped,
+    )
+
+
+def check_trainable(gold: GoldSet, space: LabelSpace, *, minimum: int) -> None:
+    """Raise TrainingDataError, saying what is missing, unless the set can train and be evaluated."""
+    counts = gold.counts()
+    if len(gold.item_ids) < minimum:
+        raise TrainingDataError(f"{len(gold.item_ids)} usable gold labels; a round needs at least {minimum}")
+    train = gold.y_eval[gold.split == TRAIN]
+    present = {int(c) for c in np.unique(train)} if train.ndim == 1 else set(np.flatnonzero(train.sum(0)).tolist())
+    if len(present) < 2:
+        raise TrainingDataError(f"the training split holds only {sorted(present)} of classes {space.classes}")
+    if counts["test"] == 0 or counts["dev"] == 0:
+        raise TrainingDataError(f"no held-out gold (split {counts}); add labels before training")
+
+
+def slice_values(gold: GoldSet, rows: Sequence[int] | np.ndarray) -> dict[str, list[str | None]]:
+    return {key: [values[i] for i in rows] for key, values in gold.slices.items()}
+
+
+__all__ = ["DEV", "TEST", "TRAIN", "GoldSet", "LabelSpace", "TrainingDataError", "gold_set", "label_space"]

@@ -1,0 +1,200 @@
+"""Champion / challenger: a new model replaces the champion only when held-out gold says so.
+
+Rule (all on the test split of current gold, both models on the very same items):
+- the challenger's macro-F1 minus the champion's has a paired-bootstrap 95 % interval whose
+  lower end is above `AL_PROMOTION_MIN_GAIN` (0 by default: better, not "probably not worse");
+- and on no slice (route, source, modality, language, region value with at least `AL_MIN_SLICE`
+  items) is the challenger's macro-F1 more than `AL_SLICE_TOLERANCE` below the champion's.
+Without a champion (or when the label schema changed), the bar is the majority-class baseline.
+Otherwise the champion stays, and the decision says why in plain sentences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from reviewapp.audit import SYSTEM, Actor, audit_record
+
+from ..models import ModelStatus, ModelVersion, PromotionDecision, PromotionOutcome
+from .datasets import SLICE_KEYS
+from .evaluation import HeldOut, eval_probs, held_out
+from .numeric import PairedDelta, finite_or_none, macro_f1, paired_bootstrap, predictions
+
+
+class ChampionChanged(Exception):
+    """Another promotion changed the champion while this one computed; retrying re-judges."""
+
+
+def model_version_promote(*, version_id: int, actor: Actor = SYSTEM) -> PromotionDecision:
+    """Decide whether `version_id` becomes champion; idempotent (one decision per challenger).
+
+    Computes without locks, then locks both versions in pk order and re-checks that the champion
+    it compared against is still the champion (else raises ChampionChanged).
+    """
+    existing = PromotionDecision.objects.filter(challenger_id=version_id).first()
+    if existing is not None:
+        return existing
+    challenger = ModelVersion.objects.select_related("policy").get(pk=version_id)
+    champion = ModelVersion.objects.filter(policy_id=challenger.policy_id, status=ModelStatus.CHAMPION).first()
+    outcome, reasons, comparison = judge(challenger, champion)
+    with transaction.atomic():
+        ids = sorted({challenger.pk, *([champion.pk] if champion else [])})
+        locked = {v.pk: v for v in ModelVersion.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+        existing = PromotionDecision.objects.filter(challenger_id=version_id).first()
+        if existing is not None:
+            return existing
+        current = ModelVersion.objects.filter(policy_id=challenger.policy_id, status=ModelStatus.CHAMPION).first()
+        if (current.pk if current else None) != (champion.pk if champion else None):
+            raise ChampionChanged(f"champion of {challenger.policy.key} changed during the comparison")
+        if outcome == PromotionOutcome.PROMOTED:
+            _swap(locked[challenger.pk], locked.get(champion.pk) if champion else None)
+        decision = PromotionDecision.objects.create(
+            policy_id=challenger.policy_id,
+            challenger=challenger,
+            champion=champion,
+            outcome=outcome,
+            reasons=reasons,
+            comparison=finite_or_none(comparison),
+            actor_label=actor.label,
+        )
+        audit_record(
+            actor=actor,
+            action=f"model.{outcome}",
+            object_type="model_version",
+            object_id=challenger.pk,
+            before={"champion": champion.pk if champion else None},
+            after={
+                "champion": challenger.pk
+                if outcome == PromotionOutcome.PROMOTED
+                else (champion.pk if champion else None),
+                "reasons": reasons,
+            },
+        )
+    return decision
+
+
+def _swap(challenger: ModelVersion, champion: ModelVersion | None) -> None:
+    now = timezone.now()
+    if champion is not None:  # retire first: at most one champion per policy, checked per statement
+        champion.status, champion.retired_at = ModelStatus.RETIRED, now
+        champion.save(update_fields=["status", "retired_at"])
+    challenger.status, challenger.promoted_at = ModelStatus.CHAMPION, now
+    challenger.save(update_fields=["status", "promoted_at"])
+
+
+def judge(challenger: ModelVersion, champion: ModelVersion | None) -> tuple[str, list[str], dict[str, Any]]:
+    """(outcome, reasons, comparison) without writing anything."""
+    data = held_out(challenger)
+    n = len(data.gold.item_ids)
+    comparable = champion is not None and champion.task == challenger.task and champion.classes == challenger.classes
+    if n < settings.AL_MIN_TEST:
+        reason = f"Held-out gold too small to judge: {n} items, at least {settings.AL_MIN_TEST} needed. Keep labelling."
+        return PromotionOutcome.REJECTED, [reason], {"n": n}
+    if not comparable:
+        return _against_baseline(challenger, champion, data)
+    return _against_champion(challenger, champion, data)  # type: ignore[arg-type]
+
+
+def _interval(delta: PairedDelta) -> str:
+    return f"Δ macro-F1 {delta.delta:+.3f}, 95 % CI {delta.low:+.3f} to {delta.high:+.3f}, n={delta.n}"
+
+
+def _against_baseline(
+    challenger: ModelVersion, champion: ModelVersion | None, data: HeldOut
+) -> tuple[str, list[str], dict[str, Any]]:
+    y = data.gold.y_eval
+    k = len(challenger.classes)
+    predicted = predictions(eval_probs(challenger, data), challenger.task)  # type: ignore[arg-type]
+    if challenger.task == "multilabel":
+        baseline = np.ascontiguousarray(np.broadcast_to((y.mean(axis=0) >= 0.5).astype(np.int64), y.shape))
+    else:
+        baseline = np.full_like(y, int(np.bincount(y, minlength=k).argmax()))
+    delta = paired_bootstrap(y, baseline, predicted, k, n_bootstrap=settings.AL_PROMOTION_BOOTSTRAP, seed=challenger.pk)
+    why = "No champion yet" if champion is None else f"The label schema changed since champion {champion.version_label}"
+    comparison = {"against": "majority_baseline", **asdict(delta), "min_gain": settings.AL_PROMOTION_MIN_GAIN}
+    if delta.low > settings.AL_PROMOTION_MIN_GAIN:
+        reasons = [
+            f"{why}: macro-F1 {delta.challenger:.3f} beats the majority-class baseline {delta.champion:.3f} "
+            f"({_interval(delta)})."
+        ]
+        return PromotionOutcome.PROMOTED, reasons, comparison
+    reasons = [
+        f"{why}, and the model is not reliably better than always predicting the majority class ({_interval(delta)})."
+    ]
+    return PromotionOutcome.REJECTED, reasons, comparison
+
+
+def _against_champion(
+    challenger: ModelVersion, champion: ModelVersion, data: HeldOut
+) -> tuple[str, list[str], dict[str, Any]]:
+    theirs = held_out(champion, watermark=data.gold.watermark)
+    common, mine_rows, their_rows = np.intersect1d(data.gold.item_ids, theirs.gold.item_ids, return_indices=True)
+    y = data.gold.y_eval[mine_rows]
+    k = len(challenger.classes)
+    mine = predictions(eval_probs(challenger, data)[mine_rows], challenger.task)  # type: ignore[arg-type]
+    old = predictions(eval_probs(champion, theirs)[their_rows], champion.task)  # type: ignore[arg-type]
+    if len(common) < settings.AL_MIN_TEST:
+        reason = f"Only {len(common)} held-out items are readable by both models; {settings.AL_MIN_TEST} needed."
+        return PromotionOutcome.REJECTED, [reason], {"n": len(common)}
+    delta = paired_bootstrap(y, old, mine, k, n_bootstrap=settings.AL_PROMOTION_BOOTSTRAP, seed=challenger.pk)
+    slices = _slice_deltas({key: [data.gold.slices[key][i] for i in mine_rows] for key in SLICE_KEYS}, y, old, mine, k)
+    worse = [s for s in slices if s["worse"]]
+    comparison = {
+        "against": f"champion {champion.version_label}",
+        **asdict(delta),
+        "slices": slices,
+        "min_gain": settings.AL_PROMOTION_MIN_GAIN,
+        "slice_tolerance": settings.AL_SLICE_TOLERANCE,
+        "min_slice": settings.AL_MIN_SLICE,
+    }
+    reasons = []
+    better = delta.low > settings.AL_PROMOTION_MIN_GAIN
+    if not better:
+        reasons.append(
+            f"Not reliably better than champion {champion.version_label} ({_interval(delta)}); "
+            "the lower end of the interval must be above 0."
+        )
+    reasons += [
+        f"Worse on {s['key']}={s['value']} (n={s['n']}): macro-F1 {s['challenger']:.3f} vs {s['champion']:.3f}, "
+        f"beyond the tolerance of {settings.AL_SLICE_TOLERANCE:.3f}."
+        for s in worse
+    ]
+    if better and not worse:
+        reasons = [
+            f"Beats champion {champion.version_label} ({_interval(delta)}) and is not worse on any of "
+            f"{len(slices)} slices beyond {settings.AL_SLICE_TOLERANCE:.3f}."
+        ]
+        return PromotionOutcome.PROMOTED, reasons, comparison
+    reasons.append(f"Champion {champion.version_label} stays.")
+    return PromotionOutcome.REJECTED, reasons, comparison
+
+
+def _slice_deltas(
+    slices: dict[str, list[str | None]], y: np.ndarray, old: np.ndarray, mine: np.ndarray, k: int
+) -> list[dict[str, Any]]:
+    out = []
+    for key, values in slices.items():
+        labels = np.asarray(["unknown" if v is None else str(v) for v in values])
+        for value in sorted(set(labels.tolist())):
+            rows = np.flatnonzero(labels == value)
+            if len(rows) < settings.AL_MIN_SLICE:
+                continue
+            theirs, ours = macro_f1(y[rows], old[rows], k), macro_f1(y[rows], mine[rows], k)
+            out.append(
+                {
+                    "key": key,
+                    "value": value,
+                    "n": len(rows),
+                    "champion": theirs,
+                    "challenger": ours,
+                    "delta": ours - theirs,
+                    "worse": ours < theirs - settings.AL_SLICE_TOLERANCE,
+                }
+            )
+    return out

@@ -1,0 +1,272 @@
+"""Rounds (`TrainingRun`): start, progress notes, finish, fail; and which task follows which.
+
+A round runs as a chain of Celery tasks, each idempotent and each enqueuing the next on commit:
+retrain → evaluate → promote → score_pool (→ score_chunk × N) → select_batch → propose_thresholds.
+With `pipeline="train"` the round ends once the model is registered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from activelearning.encoders import MiniLMEncoder
+from activelearning.heads import HeadConfig
+from activelearning.strategies import STRATEGIES
+from labeling.models import Policy
+from reviewapp.audit import SYSTEM, Actor, audit_record
+from reviewapp.models import Queue, RoutingRule
+
+from ..models import ACTIVE_RUN_STATUSES, Encoder, ModelVersion, RunStage, RunStatus, RunTrigger, TrainingRun
+
+PIPELINES = ("round", "train")
+# Where the round's progress bar stands when a stage starts (scoring moves it on per chunk).
+STAGE_PROGRESS: dict[str, float] = {
+    RunStage.QUEUED: 0.0,
+    RunStage.LOADING: 0.02,
+    RunStage.EMBEDDING: 0.05,
+    RunStage.TRAINING: 0.25,
+    RunStage.REGISTERING: 0.55,
+    RunStage.EVALUATING: 0.6,
+    RunStage.PROMOTING: 0.68,
+    RunStage.SCORING: 0.72,
+    RunStage.SELECTING: 0.92,
+    RunStage.THRESHOLDS: 0.96,
+    RunStage.DONE: 1.0,
+}
+_HEAD_FIELDS = {f.name for f in fields(HeadConfig)}
+
+
+class RoundAlreadyActive(Exception):
+    """The policy already has a queued or running round (at most one at a time)."""
+
+    def __init__(self, run: TrainingRun) -> None:
+        super().__init__(f"round {run.pk} of {run.policy.key} is still {run.status}")
+        self.run = run
+
+
+def review_queue_for(policy: Policy, queue_id: int | None = None) -> Queue | None:
+    """The queue active-learning tasks go to: the one asked for, else the policy's default review queue."""
+    if queue_id is not None:
+        return Queue.objects.filter(pk=queue_id, is_active=True).first()
+    rule = RoutingRule.objects.filter(policy=policy, model_name=RoutingRule.ANY_MODEL).select_related("queue").first()
+    return rule.queue if rule else None
+
+
+def check_round_params(*, policy: Policy, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated round parameters with defaults filled in; ValidationError names each bad field."""
+    errors: dict[str, str] = {}
+    params: dict[str, Any] = {
+        "encoder": raw.get("encoder") or default_encoder(),
+        "strategy": raw.get("strategy") or "entropy",
+        "balanced": _bool(raw.get("balanced", False)),
+        "pipeline": raw.get("pipeline") or "round",
+    }
+    if params["encoder"] not in Encoder.values:
+        errors["encoder"] = f"choose one of {', '.join(Encoder.values)}"
+    if params["strategy"] not in STRATEGIES:
+        errors["strategy"] = f"choose one of {', '.join(STRATEGIES)}"
+    if params["pipeline"] not in PIPELINES:
+        errors["pipeline"] = f"choose one of {', '.join(PIPELINES)}"
+    params["budget"] = _int(
+        raw.get("budget") or settings.AL_DEFAULT_BUDGET, 1, settings.AL_MAX_BUDGET, "budget", errors
+    )
+    if raw.get("queue_id") not in (None, ""):
+        params["queue_id"] = _int(raw["queue_id"], 1, 2**62, "queue_id", errors)
+    if raw.get("n_bootstrap") not in (None, ""):
+        params["n_bootstrap"] = _int(raw["n_bootstrap"], 0, 5000, "n_bootstrap", errors)
+    if raw.get("num_buckets") not in (None, ""):
+        params["num_buckets"] = _int(raw["num_buckets"], 2**8, 2**22, "num_buckets", errors)
+    if raw.get("positive_label"):
+        params["positive_label"] = str(raw["positive_label"])
+        version = policy.current_version()
+        if version is None or params["positive_label"] not in version.label_values:
+            errors["positive_label"] = "not a label of the policy's current schema"
+    head = raw.get("head") or {}
+    if not isinstance(head, dict) or not set(head) <= _HEAD_FIELDS:
+        errors["head"] = f"an object with keys among {', '.join(sorted(_HEAD_FIELDS))}"
+    elif not all(isinstance(v, int | float | str) and not isinstance(v, bool) for v in head.values()):
+        errors["head"] = "values must be numbers (class_weighting: a string)"
+    else:
+        params["head"] = dict(head)
+    if not errors and params["pipeline"] == "round" and review_queue_for(policy, params.get("queue_id")) is None:
+        errors["queue_id"] = "no review queue: choose an active queue or add a '*' routing rule for the policy"
+    if errors:
+        raise ValidationError(errors)
+    return params
+
+
+def default_encoder() -> str:
+    if settings.AL_DEFAULT_ENCODER != "auto":
+        return settings.AL_DEFAULT_ENCODER
+    return Encoder.MINILM if MiniLMEncoder.available() else Encoder.HASHED
+
+
+def _bool(value: Any) -> bool:
+    return value in (True, "1", "true", "on", "yes")
+
+
+def _int(value: Any, low: int, high: int, name: str, errors: dict[str, str]) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        errors[name] = "must be a whole number"
+        return low
+    if not low <= number <= high:
+        errors[name] = f"must be between {low} and {high}"
+    return number
+
+
+def training_run_start(
+    *,
+    policy: Policy,
+    actor: Actor,
+    params: Mapping[str, Any],
+    trigger: str = RunTrigger.MANUAL,
+    user: User | None = None,
+) -> TrainingRun:
+    """Create a queued round and enqueue its training on commit.
+
+    Raises RoundAlreadyActive when the policy has a queued or running round: the partial unique
+    index `trainingrun_one_active_per_policy` decides, so two leads clicking at once get one round.
+    """
+    checked = check_round_params(policy=policy, raw=params)
+    try:
+        with transaction.atomic():
+            run = TrainingRun.objects.create(
+                policy=policy, params=checked, trigger=trigger, requested_by=user, requested_by_label=actor.label
+            )
+            audit_record(
+                actor=actor,
+                action="training_run.requested",
+                object_type="training_run",
+                object_id=run.pk,
+                after={"policy": policy.key, "trigger": trigger, "params": checked},
+            )
+            transaction.on_commit(lambda: _enqueue("retrain", run.pk))
+    except IntegrityError:
+        active = TrainingRun.objects.filter(policy=policy, status__in=ACTIVE_RUN_STATUSES).first()
+        if active is None:
+            raise
+        raise RoundAlreadyActive(active) from None
+    return run
+
+
+def training_run_note(
+    *,
+    run_id: int,
+    message: str = "",
+    stage: str | None = None,
+    progress: float | None = None,
+    timing: tuple[str, float] | None = None,
+) -> None:
+    """Append a log line and move stage/progress forward, in one UPDATE (no read-modify-write).
+
+    Autocommits when called outside a transaction, so the live page sees it at once.
+    """
+    if progress is None and stage is not None:
+        progress = STAGE_PROGRESS.get(stage)
+    line = f"{timezone.now():%H:%M:%S} {message}\n" if message else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE activelearning_trainingrun
+               SET log = log || %s,
+                   stage = coalesce(%s, stage),
+                   progress = greatest(progress, least(coalesce(%s, 0), 1)),
+                   timings = timings || %s::jsonb,
+                   updated_at = statement_timestamp()
+             WHERE id = %s
+            """,
+            [line, stage, progress, _timing_json(timing), run_id],
+        )
+
+
+def _timing_json(timing: tuple[str, float] | None) -> str:
+    return json.dumps({timing[0]: round(timing[1], 3)} if timing else {})
+
+
+def training_run_begin(*, run_id: int) -> tuple[TrainingRun | None, ModelVersion | None]:
+    """Claim a delivery of the training task: (run to train, None), or (None, version already registered).
+
+    Locks the run row briefly. A finished or failed run gives (None, None): nothing to do.
+    A registered version means an earlier delivery trained it; the chain goes on from there.
+    """
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().select_related("policy").get(pk=run_id)
+        version = ModelVersion.objects.filter(training_run=run).first()
+        if version is not None:
+            return None, version
+        if run.status not in ACTIVE_RUN_STATUSES:
+            return None, None
+        run.status = RunStatus.RUNNING
+        run.attempts += 1
+        run.started_at = run.started_at or timezone.now()
+        run.save(update_fields=["status", "attempts", "started_at"])
+    note = "training started" if run.attempts == 1 else f"training restarted (delivery {run.attempts})"
+    training_run_note(run_id=run_id, message=note, stage=RunStage.LOADING)
+    return run, None
+
+
+def training_run_finish(*, run_id: int, message: str = "round finished") -> None:
+    """Mark an active round succeeded (idempotent)."""
+    with transaction.atomic():
+        updated = TrainingRun.objects.filter(pk=run_id, status__in=ACTIVE_RUN_STATUSES).update(
+            status=RunStatus.SUCCEEDED, stage=RunStage.DONE, progress=1.0, finished_at=timezone.now()
+        )
+        if updated:
+            audit_record(
+                actor=SYSTEM,
+                action="training_run.succeeded",
+                object_type="training_run",
+                object_id=run_id,
+                after={"status": RunStatus.SUCCEEDED},
+            )
+    if updated:
+        training_run_note(run_id=run_id, message=message)
+
+
+def training_run_fail(*, run_id: int, error: str, actor: Actor = SYSTEM) -> bool:
+    """Mark an active round failed with the reason people will read; False if it was not active.
+
+    Also how a lead cancels a round: steps still running find the round inactive and stop there
+    (a model trained meanwhile is not registered).
+    """
+    with transaction.atomic():
+        updated = TrainingRun.objects.filter(pk=run_id, status__in=ACTIVE_RUN_STATUSES).update(
+            status=RunStatus.FAILED, error=error[:4000], finished_at=timezone.now()
+        )
+        if updated:
+            audit_record(
+                actor=actor,
+                action="training_run.failed",
+                object_type="training_run",
+                object_id=run_id,
+                after={"status": RunStatus.FAILED, "error": error[:500]},
+            )
+    if updated:
+        training_run_note(run_id=run_id, message=f"failed: {error[:500]}")
+    return bool(updated)
+
+
+def round_continue(run_id: int, task: str, *args: Any, stage: str, message: str = "") -> None:
+    """Note the next stage and enqueue its task on commit (a no-op chain step when the run is over)."""
+    run = TrainingRun.objects.filter(pk=run_id).only("status").first()
+    if run is None or run.status not in ACTIVE_RUN_STATUSES:
+        return
+    training_run_note(run_id=run_id, message=message, stage=stage)
+    transaction.on_commit(lambda: _enqueue(task, *args))
+
+
+def _enqueue(task: str, *args: Any) -> None:
+    from activelearning import tasks  # tasks import services: import here, at call time
+
+    getattr(tasks, task).delay(*args)

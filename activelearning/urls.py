@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.models_page, name="al-models"),
+    path("rounds/start", views.round_start, name="al-round-start"),
+    path("rounds/<int:run_id>/", views.run_page, name="al-run"),
+    path("rounds/<int:run_id>/cancel", views.run_cancel, name="al-run-cancel"),
+    path("proposals/<int:proposal_id>/approve", views.proposal_approve, name="al-proposal-approve"),
+    path("proposals/<int:proposal_id>/reject", views.proposal_reject, name="al-proposal-reject"),
+]

@@ -1,0 +1,124 @@
+"""Lead pages: the model registry of a policy, starting a round and watching it, threshold approval.
+
+Thin views: fetch with an access check (`lead_required`), call one service, render or redirect.
+The round page polls its `progress` partial with htmx while the round is active; without
+JavaScript, reloading the page shows the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
+
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET, require_POST
+
+from activelearning.strategies import STRATEGIES
+from labeling.models import Policy
+from labeling.views import lead_required
+from reviewapp.audit import Actor
+from reviewapp.models import Queue
+
+from .models import Encoder, RunTrigger, ThresholdProposal, TrainingRun
+from .report import models_context, run_context
+from .services.rounds import RoundAlreadyActive, default_encoder, training_run_fail, training_run_start
+from .services.thresholds import ProposalClosed, threshold_proposal_approve, threshold_proposal_reject
+
+ROUND_FIELDS = ("encoder", "strategy", "budget", "balanced", "queue_id")
+
+
+def _models_url(policy_key: str) -> str:
+    return f"{reverse('al-models')}?{urlencode({'policy': policy_key})}"
+
+
+@require_GET
+@lead_required
+def models_page(request: HttpRequest) -> HttpResponse:
+    """Versions, metrics and charts, promotion decisions and threshold proposals of one policy."""
+    policies = list(Policy.objects.filter(is_active=True))
+    policy = next((p for p in policies if p.key == request.GET.get("policy")), policies[0] if policies else None)
+    context = {
+        "policies": policies,
+        "policy": policy,
+        "encoders": Encoder.choices,
+        "default_encoder": default_encoder(),
+        "strategies": list(STRATEGIES),
+        "queues": Queue.objects.filter(is_active=True),
+        **models_context(policy, request.GET.get("version")),
+    }
+    return render(request, "activelearning/models.html", context)
+
+
+@require_GET
+@lead_required
+def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun.objects.select_related("policy"), pk=run_id)
+    template = "activelearning/run.html" + ("#progress" if request.headers.get("HX-Request") else "")
+    return render(request, template, run_context(run))
+
+
+@require_POST
+@lead_required
+def round_start(request: HttpRequest) -> HttpResponse:
+    policy = get_object_or_404(Policy, key=request.POST.get("policy", ""), is_active=True)
+    params = {name: request.POST[name] for name in ROUND_FIELDS if request.POST.get(name)}
+    try:
+        run = training_run_start(
+            policy=policy,
+            actor=Actor.of(request.user),
+            user=cast(User, request.user),
+            params=params,
+            trigger=RunTrigger.MANUAL,
+        )
+    except RoundAlreadyActive as active:
+        messages.warning(request, f"{policy.name} already has a round in progress; here it is.")
+        return redirect("al-run", run_id=active.run.pk)
+    except ValidationError as error:
+        messages.error(
+            request, "Round not started: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())
+        )
+        return redirect(_models_url(policy.key))
+    messages.success(request, f"Round {run.pk} queued for {policy.name}.")
+    return redirect("al-run", run_id=run.pk)
+
+
+@require_POST
+@lead_required
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    who = request.user.get_username()
+    if training_run_fail(run_id=run.pk, error=f"cancelled by {who}", actor=Actor.of(request.user)):
+        messages.success(request, "Round cancelled.")
+    else:
+        messages.info(request, "The round had already finished.")
+    return redirect("al-run", run_id=run.pk)
+
+
+@require_POST
+@lead_required
+def proposal_approve(request: HttpRequest, proposal_id: int) -> HttpResponse:
+    """Approve a threshold proposal: the routing rule of the model changes now."""
+    return _proposal_decide(request, proposal_id, threshold_proposal_approve, "Routing thresholds updated.")
+
+
+@require_POST
+@lead_required
+def proposal_reject(request: HttpRequest, proposal_id: int) -> HttpResponse:
+    return _proposal_decide(request, proposal_id, threshold_proposal_reject, "Proposal rejected.")
+
+
+def _proposal_decide(request: HttpRequest, proposal_id: int, decide: Callable[..., object], done: str) -> HttpResponse:
+    proposal = get_object_or_404(ThresholdProposal.objects.select_related("policy"), pk=proposal_id)
+    try:
+        decide(proposal_id=proposal.pk, lead=cast(User, request.user), note=request.POST.get("note", "")[:2000])
+    except (ProposalClosed, ValidationError) as error:
+        messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
+    else:
+        messages.success(request, done)
+    return redirect(_models_url(proposal.policy.key))

@@ -1,0 +1,130 @@
+"""Shared set-up for the Django-side active-learning tests (no tests here).
+
+Real data, loaded as content items with gold labels under a binary policy (violating /
+not_violating), from the crowd-majority label of each item:
+- ConvAbuse (Cercas Curry et al., EMNLP 2021; CC BY 4.0): abuse towards conversational agents,
+  learnable from a few hundred labels (held-out ROC-AUC ≈ 0.9) — for tests that need a model
+  that beats a baseline;
+- Toxic Spans (CC0): toxic vs not among already-flagged comments, hard from a few hundred
+  labels (ROC-AUC ≈ 0.57) — a realistic weak model.
+Tests skip with a reason when ../shared/data is absent.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from activelearning.models import ModelVersion, ThresholdProposal, TrainingRun
+from activelearning.services.registry import model_root
+from labeling.datasets import read_convabuse, read_toxic_spans
+from labeling.models import GoldLabel, Policy
+from reviewapp.models import ContentItem, Queue
+from tests.factories import PolicyFactory, QueueFactory, RoutingRuleFactory
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+READERS = {
+    "toxic-spans": (read_toxic_spans, "data_comments.csv", "toxic"),
+    "convabuse": (read_convabuse, "ConvAbuseEMNLPfull.csv", "abusive"),
+}
+# Small and fast: hashed n-grams into a small table, a small hidden layer, few bootstrap resamples.
+FAST_ROUND: dict[str, Any] = {
+    "encoder": "hashed",
+    "num_buckets": 4096,
+    "n_bootstrap": 20,
+    "budget": 10,
+    "head": {"hidden": 32, "max_epochs": 20, "embedding_dim": 16},
+}
+_CACHE: dict[tuple[str, int], list] = {}
+
+
+def records(dataset: str, limit: int) -> list:
+    """The first `limit` records of a shared dataset that have a crowd-majority label."""
+    reader, marker, _ = READERS[dataset]
+    folder = SHARED_DATA / dataset
+    if not (folder / marker).is_file():
+        pytest.skip(f"{dataset} not found at {folder} (expected ../shared/data beside the repository)")
+    if (dataset, limit) not in _CACHE:
+        _CACHE[(dataset, limit)] = [r for r in reader(folder, limit=limit) if r.label is not None]
+    return _CACHE[(dataset, limit)]
+
+
+def al_policy(key: str = "toxicity") -> tuple[Policy, Queue]:
+    """A binary policy (violating / not_violating) with a review queue as its default route."""
+    policy = PolicyFactory(key=key, severity_weight=2.0)
+    queue = QueueFactory(slug=f"{key}-review", sla_minutes=120)
+    RoutingRuleFactory(policy=policy, queue=queue, auto_clear=0.2, auto_action=0.9)
+    return policy, queue
+
+
+def load_items(policy: Policy, dataset: str, *, items: int, gold: int) -> tuple[list[int], list[int]]:
+    """`items` records as content; the first `gold` get gold labels. Returns (gold item ids, pool item ids)."""
+    rows = records(dataset, items)
+    created = ContentItem.objects.bulk_create(
+        ContentItem(
+            source=dataset,
+            external_id=r.external_id,
+            text=r.text,
+            metadata={"language": "en", "region": ("GB", "US")[i % 2]},
+        )
+        for i, r in enumerate(rows)
+    )
+    harmful = READERS[dataset][2]
+    version = policy.current_version()
+    GoldLabel.objects.bulk_create(
+        GoldLabel(
+            item=item,
+            policy=policy,
+            policy_version=version,
+            source="adjudication",
+            route="backfill",
+            labels=["violating" if r.label == harmful else "not_violating"],
+        )
+        for item, r in zip(created[:gold], rows[:gold], strict=True)
+    )
+    return [c.pk for c in created[:gold]], [c.pk for c in created[gold:]]
+
+
+@pytest.fixture
+def model_files(settings) -> Iterator[Path]:  # type: ignore[no-untyped-def]
+    """Artifacts of this test, removed afterwards (the worker writes to the same folder)."""
+    root = model_root()
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def permission_objects(policy: Policy) -> dict[str, int]:
+    """A round, a model version and a pending threshold proposal, for the role matrix."""
+    run = TrainingRun.objects.create(policy=policy, status="succeeded", stage="done", params={"encoder": "hashed"})
+    version = ModelVersion.objects.create(
+        policy=policy,
+        training_run=run,
+        number=1,
+        artifact_path="x.pt",
+        artifact_sha256="0" * 64,
+        artifact_bytes=1,
+        encoder="hashed",
+        encoder_id="hashed",
+        task="binary",
+        head_labels=["violating"],
+        classes=["not_violating", "violating"],
+        positive_label="violating",
+        gold_watermark=0,
+        training_set_sha256="0" * 64,
+        n_train=0,
+        n_dev=0,
+    )
+    proposal = ThresholdProposal.objects.create(
+        policy=policy,
+        model_version=version,
+        model_name=version.model_name,
+        target_precision=0.95,
+        target_recall=0.95,
+        auto_action=0.9,
+        auto_clear=0.1,
+    )
+    return {"run_id": run.pk, "model_id": version.pk, "proposal_id": proposal.pk}

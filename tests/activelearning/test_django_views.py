@@ -1,0 +1,143 @@
+"""The models page, the round page and the REST endpoints, for leads and tokens."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from rest_framework.test import APIClient
+
+from activelearning.models import ProposalStatus, RunStatus, TrainingRun
+from activelearning.services.evaluation import model_version_evaluate
+from activelearning.services.promotion import model_version_promote
+from activelearning.services.rounds import training_run_finish, training_run_start
+from activelearning.services.thresholds import thresholds_propose
+from activelearning.services.training import training_run_execute
+from reviewapp.audit import SYSTEM
+from reviewapp.models import RoutingRule
+from tests.activelearning.test_django_helpers import FAST_ROUND, al_policy, load_items, model_files  # noqa: F401 (fixture)
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.usefixtures("model_files")
+
+
+@pytest.fixture
+def lead(db):  # type: ignore[no-untyped-def]
+    user = UserFactory(username="lead")
+    user.groups.add(Group.objects.get_or_create(name="policy_lead")[0])
+    return user
+
+
+@pytest.fixture
+def lead_client(lead) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(lead)
+    return client
+
+
+@pytest.fixture
+def champion(db, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+    """A trained, evaluated and promoted model with a pending threshold proposal."""
+    policy, _ = al_policy("abuse")
+    load_items(policy, "convabuse", items=360, gold=280)
+    with django_capture_on_commit_callbacks(execute=False):
+        run = training_run_start(policy=policy, actor=SYSTEM, params={**FAST_ROUND, "pipeline": "train"})
+    with django_capture_on_commit_callbacks(execute=True):
+        version = training_run_execute(run_id=run.pk)
+    training_run_finish(run_id=run.pk)
+    model_version_evaluate(version_id=version.pk)
+    model_version_promote(version_id=version.pk)
+    thresholds_propose(version_id=version.pk, target_precision=0.8)
+    return version
+
+
+def test_models_page_shows_metrics_charts_slices_and_the_promotion_reason(lead_client, champion) -> None:
+    response = lead_client.get(f"/models/?policy={champion.policy.key}")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "al-abuse@v1" in html and "<strong>champion</strong>" in html
+    assert "No champion yet: macro-F1" in html  # the decision's reason, in words
+    assert html.count("<svg") >= 3  # precision–recall, calibration, training loss
+    assert "Slices of held-out gold" in html and "Approve" in html
+    assert "<script" not in html.split("</head>")[1]  # charts are plain SVG
+
+
+def test_reviewers_cannot_see_the_models_page(db) -> None:
+    client = Client()
+    client.force_login(UserFactory(username="reviewer"))
+    assert client.get("/models/").status_code == 403
+
+
+def test_starting_a_round_queues_training_once(lead_client, django_capture_on_commit_callbacks) -> None:
+    al_policy("abuse")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        first = lead_client.post("/models/rounds/start", {"policy": "abuse", "encoder": "hashed", "budget": "20"})
+        second = lead_client.post("/models/rounds/start", {"policy": "abuse", "encoder": "hashed"})
+
+    run = TrainingRun.objects.get()
+    assert first["Location"] == second["Location"] == f"/models/rounds/{run.pk}/"
+    assert len(callbacks) == 1  # one retrain enqueued, after commit
+    assert run.params["budget"] == 20 and run.requested_by_label == "lead" and run.trigger == "manual"
+    page = lead_client.get(f"/models/rounds/{run.pk}/", headers={"HX-Request": "true"})
+    assert b'hx-trigger="every 2s"' in page.content and b"<html" not in page.content
+
+
+def test_invalid_round_parameters_are_explained(lead_client) -> None:
+    al_policy("abuse")
+    response = lead_client.post("/models/rounds/start", {"policy": "abuse", "strategy": "psychic"}, follow=True)
+
+    assert b"Round not started: strategy: choose one of random" in response.content
+    assert not TrainingRun.objects.exists()
+
+
+def test_cancelling_a_round_frees_the_policy(lead_client, django_capture_on_commit_callbacks) -> None:
+    policy, _ = al_policy("abuse")
+    with django_capture_on_commit_callbacks(execute=False):
+        run = training_run_start(policy=policy, actor=SYSTEM, params={"encoder": "hashed"})
+
+    lead_client.post(f"/models/rounds/{run.pk}/cancel")
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and run.error == "cancelled by lead"
+
+
+def test_a_lead_approves_thresholds_from_the_models_page(lead_client, champion) -> None:
+    proposal = champion.threshold_proposals.get()
+
+    lead_client.post(f"/models/proposals/{proposal.pk}/approve", {"note": "ok"})
+
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.APPROVED
+    assert RoutingRule.objects.get(model_name="al-abuse").auto_action == proposal.auto_action
+
+
+def test_rest_round_start_list_and_progress_with_a_models_token(make_token, champion) -> None:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(['models:write'])}")
+
+    listed = api.get("/api/v1/models", {"policy": "abuse"})
+    started = api.post("/api/v1/rounds", {"policy": "abuse", "encoder": "hashed", "budget": 5}, format="json")
+    again = api.post("/api/v1/rounds", {"policy": "abuse"}, format="json")
+    progress = api.get(f"/api/v1/rounds/{started.json()['id']}")
+
+    assert listed.status_code == 200 and listed.json()[0]["metrics"]["macro_f1"] > 0
+    assert listed.json()[0]["promotion"]["outcome"] == "promoted"
+    assert started.status_code == 202 and started.json()["status"] == "queued"
+    assert again.status_code == 409 and again.json()["id"] == started.json()["id"]
+    assert progress.json()["params"]["budget"] == 5 and progress.json()["trigger"] == "api"
+
+
+def test_only_a_lead_in_person_approves_thresholds_over_rest(make_token, champion, lead) -> None:
+    proposal = champion.threshold_proposals.get()
+    service, personal = APIClient(), APIClient()
+    service.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(['models:write'])}")
+    personal.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(['models:write'], user=lead)}")
+
+    refused = service.post(f"/api/v1/thresholds/{proposal.pk}/approve", {}, format="json")
+    approved = personal.post(f"/api/v1/thresholds/{proposal.pk}/approve", {"note": "ok"}, format="json")
+    twice = personal.post(f"/api/v1/thresholds/{proposal.pk}/reject", {}, format="json")
+
+    assert refused.status_code == 403
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+    assert twice.status_code == 409
