@@ -71,9 +71,8 @@ def test_events_are_recorded_with_the_change_and_sent_after_commit(
     gold_hook = endpoint_create(url="http://127.0.0.1:9/b", events=["gold_label.created"])
     inactive = endpoint_create(url="http://127.0.0.1:9/c", events=["snapshot.ready"])
     WebhookEndpoint.objects.filter(pk=inactive.pk).update(is_active=False)
-    gold = make_gold(hate)
     with django_capture_on_commit_callbacks() as callbacks:
-        webhooks.gold_created(gold)
+        gold = make_gold(hate)  # gold_record queues the gold_label.created event itself
         dataset = dataset_create(slug="d", name="d", filters=SnapshotFilter(), actor=SYSTEM)
         snapshot = snapshot_create(dataset_id=dataset.pk, filters=SnapshotFilter(), actor=SYSTEM)
     assert len(callbacks) == 2  # one enqueue per event, run only after commit
@@ -87,9 +86,8 @@ def test_events_are_recorded_with_the_change_and_sent_after_commit(
 
 def test_a_rolled_back_change_sends_nothing(db, hate, make_gold) -> None:
     endpoint_create(url="http://127.0.0.1:9/", events=["gold_label.created"])
-    gold = make_gold(hate)
     with pytest.raises(RuntimeError), transaction.atomic():
-        webhooks.gold_created(gold)
+        make_gold(hate)
         raise RuntimeError("the adjudication failed")
     assert not WebhookDelivery.objects.exists()
 

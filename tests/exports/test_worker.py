@@ -6,9 +6,7 @@ import hashlib
 import json
 
 import pytest
-from django.db import transaction
 
-from labeling.exports import webhooks
 from labeling.exports.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from labeling.exports.webhooks import endpoint_create, sign
 from tests.exports.conftest import body
@@ -50,8 +48,7 @@ def test_webhooks_are_delivered_signed_and_retried(
         endpoint = endpoint_create(url=receiver.url, events=["snapshot.ready", "gold_label.created"])
         api.post("/api/v1/datasets/", {"slug": "hooked", "name": "Hooked"}, format="json")
         api.post("/api/v1/datasets/hooked/versions/", {}, format="json")
-        with transaction.atomic():  # what gold_record will do with the hook (see labeling/exports/webhooks.py)
-            webhooks.gold_created(make_gold(hate, text="new gold"))
+        make_gold(hate, text="new gold")  # gold_record queues the gold_label.created delivery
         delivered = wait_for(
             lambda: WebhookDelivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() == 2, timeout=30
         )

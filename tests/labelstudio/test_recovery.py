@@ -11,7 +11,7 @@ from labeling.labelstudio.labelconfig import choice_results
 from labeling.labelstudio.models import ImportOutcome, Project, PulledAnnotation, PushedTask
 from labeling.labelstudio.services import TASK_MARKER, annotations_pull, tasks_push
 from labeling.models import Annotation
-from reviewapp.models import AuditEvent, ReviewTask
+from reviewapp.models import ReviewTask
 from tests.factories import UserFactory
 
 
@@ -33,9 +33,11 @@ def test_a_push_that_died_after_sending_is_adopted_not_sent_again(make_connectio
     assert len(ls_ids) == 2 and sorted(PushedTask.objects.values_list("ls_task_id", flat=True)) == sorted(ls_ids)
 
 
-def test_an_answer_meeting_another_reviewers_lease_waits_and_is_recorded_later(
+def test_an_answer_given_while_an_in_app_reviewer_holds_the_task_is_recorded_at_once(
     make_connection, make_review_task, ls_admin
 ) -> None:
+    """A Label Studio annotator never held a lease here: their answer neither waits for nor
+    disturbs the in-app reviewer's lease."""
     task = make_review_task("leased here")
     connection = make_connection()
     tasks_push(connection_id=connection.pk, triggered_by="test")
@@ -49,12 +51,7 @@ def test_an_answer_meeting_another_reviewers_lease_waits_and_is_recorded_later(
 
     first = annotations_pull(connection_id=connection.pk, triggered_by="test")
 
-    assert first.counts == {ImportOutcome.WAITING: 1}
-    assert not Annotation.objects.exists()
-    assert AuditEvent.objects.filter(action="annotation.rejected").count() == 1  # the answer is kept meanwhile
-    ReviewTask.objects.filter(pk=task.pk).update(leased_by=None, lease_expires_at=None)
-
-    second = annotations_pull(connection_id=connection.pk, triggered_by="test")
-
-    assert second.counts == {"unchanged": 1, f"retried_{ImportOutcome.IMPORTED}": 1}
-    assert PulledAnnotation.objects.get().annotation == Annotation.objects.get()
+    assert first.counts == {ImportOutcome.IMPORTED: 1}
+    annotation = Annotation.objects.get()
+    assert not annotation.late and PulledAnnotation.objects.get().annotation == annotation
+    assert ReviewTask.objects.get(pk=task.pk).leased_by == in_app
