@@ -321,14 +321,14 @@ def slice_summary(
     items would make the gap noise. Within a slice, a class that is neither present nor
     predicted is left out of its macro average (it has no F1 to speak of there).
     """
-    values = ["unknown" if v is None else str(v) for v in values]
-    if len(values) != len(y_true):
-        raise EvaluationError(f"slice {key!r}: {len(values)} values for {len(y_true)} items")
+    names = ["unknown" if v is None else str(v) for v in values]
+    if len(names) != len(y_true):
+        raise EvaluationError(f"slice {key!r}: {len(names)} values for {len(y_true)} items")
     y_true, probs = np.asarray(y_true), np.asarray(probs)
     n_classes = _prepare(y_true[:1], probs[:1], task, threshold).indicator.shape[1]
     found = []
-    for value in sorted(set(values)):
-        rows = np.flatnonzero(np.asarray(values) == value)
+    for value in sorted(set(names)):
+        rows = np.flatnonzero(np.asarray(names) == value)
         prep = _prepare(y_true[rows], probs[rows], task, threshold)
         f1 = _nanmean(_prf(prep, n_classes, zero_division=np.nan)[2])
         found.append(SliceMetrics(value, len(rows), f1, len(rows) >= min_slice_size))

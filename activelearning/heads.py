@@ -105,6 +105,9 @@ class TrainingHistory:
 
 
 class _Net(nn.Module):
+    shift: torch.Tensor  # buffers of dense-input nets
+    scale: torch.Tensor
+
     def __init__(self, spec: InputSpec, n_labels: int, hidden: int, dropout: float) -> None:
         super().__init__()
         self.bag = nn.EmbeddingBag(spec.num_buckets, spec.input_dim, mode="mean") if spec.num_buckets else None
@@ -182,7 +185,9 @@ class TrainedHead:
 
     def _run(self, features: Features, fn: str) -> np.ndarray:
         outputs = []
-        with torch.no_grad():
+        # Same thread count as training: on a shared 2-core box, 2 OpenMP threads made MC-dropout
+        # scoring several times slower whenever another process held a core.
+        with torch.no_grad(), _torch_threads(self.config.threads):
             for rows in _chunks(len(features)):
                 x, offsets = _tensors(features, rows)
                 outputs.append(getattr(self.net, fn)(x, offsets).numpy())
@@ -344,7 +349,8 @@ def train_head(
         net = _Net(spec, len(labels), config.hidden, config.dropout)
         if config.standardise and not isinstance(train_x, Bags):
             _standardise(net, train_x)
-        history = _fit(net, train_x, train_y, (dev_x, dev_y) if has_dev else None, weight, config)
+        dev = (dev_x, dev_y) if has_dev and dev_x is not None and dev_y is not None else None
+        history = _fit(net, train_x, train_y, dev, weight, config)
     temperature = np.ones(len(labels))
     if has_dev:
         net.eval()

@@ -41,6 +41,7 @@ from activelearning.heads import HeadConfig, train_head  # noqa: E402
 from activelearning.plots import line_chart_svg  # noqa: E402
 from activelearning.simulation import (  # noqa: E402
     CurvePoint,
+    DatasetFormat,
     SimulationSetup,
     TextDataset,
     full_data_scores,
@@ -54,7 +55,10 @@ from activelearning.simulation import (  # noqa: E402
 from activelearning.strategies import STRATEGIES  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
-DEFAULT_DATASETS = [(SHARED_DATA / "toxic-spans", "toxic-spans"), (SHARED_DATA / "convabuse", "convabuse")]
+DEFAULT_DATASETS: list[tuple[Path, DatasetFormat]] = [
+    (SHARED_DATA / "toxic-spans", "toxic-spans"),
+    (SHARED_DATA / "convabuse", "convabuse"),
+]
 TARGET_FRACTION = 0.95
 # A linear head on frozen embeddings: as good as an MLP here with few labels, and fast to retrain
 # every round. Below MIN_DEV_LABELS there is no dev split: early stopping on a few dozen noisy
@@ -124,6 +128,7 @@ def setup_for(dataset: TextDataset, vectors: np.ndarray, mc_samples: int) -> Sim
         classes=dataset.classes,
         head=HEAD,
         mc_samples=mc_samples,
+        min_dev_labels=MIN_DEV_LABELS,
         minority=dataset.minority_class(np.flatnonzero(pool)),
     )
 

@@ -1,7 +1,7 @@
 """Model artifacts on disk and a small per-process cache of loaded models.
 
 Artifacts live under `REVIEWAPP_MODEL_DIR/<database name>/<policy key>/`: the database name keeps
-the files of a test, bench or second deployment sharing the volume apart. Every workers that loads
+the files of a test, bench or second deployment sharing the volume apart. Every worker that loads
 models must see the same folder (a shared volume when workers run on several machines).
 `ModelVersion.artifact_path` is relative to `model_root()`, so the volume can move.
 """
