@@ -119,6 +119,8 @@ def setup_data(n: int, source: str) -> tuple[Any, list[str]]:
     Returns (policy, texts of its pool): every item in the database without gold under the policy,
     the items of earlier phases included, in id order — what score_pool will score.
     """
+    from django.db import connection
+
     from labeling.models import GoldLabel, Policy, PolicyVersion
     from reviewapp.models import ContentItem, Queue, RoutingRule
 
@@ -139,6 +141,10 @@ def setup_data(n: int, source: str) -> tuple[Any, list[str]]:
         GoldLabel(item=item, policy=policy, policy_version=version, labels=[label], source="adjudication")
         for item, label in zip(items[:N_GOLD], labels[:N_GOLD], strict=True)
     )
+    with connection.cursor() as cursor:  # settle the new rows now, not under autovacuum during a timed phase
+        cursor.execute("VACUUM ANALYZE reviewapp_contentitem")
+        cursor.execute("VACUUM ANALYZE labeling_goldlabel")
+        cursor.execute("VACUUM ANALYZE activelearning_poolscore")
     pool = ContentItem.objects.exclude(gold_labels__policy=policy).order_by("pk").values_list("text", flat=True)
     return policy, list(pool)
 
