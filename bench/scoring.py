@@ -223,16 +223,18 @@ def raw_score(version: Any, texts: list[str]) -> tuple[float, float, Any]:
     """(seconds end to end from text, seconds of the head alone, features) in this process."""
     from activelearning.encoders import HashedNgramEncoder
     from activelearning.heads import Bags
-    from activelearning.services.features import encoder_from_stored
+    from activelearning.services.features import encoder_from_stored, gc_paused
     from activelearning.services.registry import loaded_model
 
     head = loaded_model(version).head
     encoder = encoder_from_stored(version.encoder_config)
-    featurise: Any = (
-        (lambda batch: Bags.from_list(encoder.bags(batch), encoder.hash_config.num_buckets))
-        if isinstance(encoder, HashedNgramEncoder)
-        else encoder.encode  # type: ignore[union-attr]
-    )
+
+    def featurise(batch: list[str]) -> Any:
+        if isinstance(encoder, HashedNgramEncoder):
+            with gc_paused():  # as the scoring service does: the same work on both sides
+                return Bags.from_list(encoder.bags(batch), encoder.hash_config.num_buckets)
+        return encoder.encode(batch)  # type: ignore[union-attr]
+
     head.predict_proba(featurise(texts[:64]))  # warm-up: model load, first-call allocations
     keep = not hasattr(encoder, "bags")  # dense vectors are small; a million bags of ids are not
     started = time.perf_counter()
