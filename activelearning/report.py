@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.conf import settings
 from django.utils.safestring import SafeString, mark_safe
 
 from activelearning.evaluation import ReliabilityBin
 from activelearning.plots import line_chart_svg, reliability_svg
-from labeling.models import Policy
+from labeling.models import GoldLabel, Policy
 
 from .models import (
     ModelStatus,
@@ -117,6 +118,8 @@ def models_context(policy: Policy | None, version_id: str | None) -> dict[str, A
         .order_by("-created_at")[:10],
         "runs": TrainingRun.objects.filter(policy=policy).select_related("model_version").order_by("-created_at")[:10],
         "learning_curve": learning_curve(versions),
+        "gold_items": GoldLabel.objects.filter(policy=policy).values("item_id").distinct().count(),
+        "min_gold": settings.AL_MIN_GOLD,
     }
     if selected is not None:
         context.update(

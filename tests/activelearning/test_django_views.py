@@ -141,3 +141,15 @@ def test_only_a_lead_in_person_approves_thresholds_over_rest(make_token, champio
     assert refused.status_code == 403
     assert approved.status_code == 200 and approved.json()["status"] == "approved"
     assert twice.status_code == 409
+
+
+def test_models_page_says_how_much_gold_a_round_needs(lead_client, settings) -> None:
+    settings.AL_MIN_GOLD = 50
+    policy, _ = al_policy("sparse")
+    load_items(policy, "convabuse", items=30, gold=12)
+
+    html = lead_client.get(f"/models/?policy={policy.key}").content.decode()
+    assert "has gold labels on 12 items; a round needs at least 50" in html
+
+    settings.AL_MIN_GOLD = 12
+    assert "a round needs at least" not in lead_client.get(f"/models/?policy={policy.key}").content.decode()
