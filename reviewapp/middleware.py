@@ -8,7 +8,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.signals import request_finished
 from django.dispatch import receiver
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 from .context import current_request_id
 
@@ -69,3 +69,28 @@ def _clear_request_id(**kwargs: object) -> None:
 
 def _is_safe_request_id(value: str) -> bool:
     return 0 < len(value) <= 64 and all(ch.isalnum() or ch in "-_." for ch in value)
+
+
+class RejectNulMiddleware:
+    """Answer 400 to a request whose path or query string holds a NUL character.
+
+    PostgreSQL cannot store or compare NUL in text, so such a value reaching a query fails deep
+    inside the database driver as a server error; no legitimate client sends one. Refusing it here,
+    before any view runs, covers every page and API parameter at once.
+    """
+
+    MESSAGE = "The URL contains a NUL character (%00), which is not allowed."
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path or _query_has_nul(request):
+            if request.path.startswith("/api/"):
+                return JsonResponse({"detail": self.MESSAGE}, status=400)
+            return HttpResponseBadRequest(self.MESSAGE, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
+def _query_has_nul(request: HttpRequest) -> bool:
+    return any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists())

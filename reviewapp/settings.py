@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "reviewapp.middleware.RequestIdMiddleware",
     "reviewapp.middleware.SecurityHeadersMiddleware",
+    "reviewapp.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -210,6 +211,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "reviewapp.api.errors.document_error_responses",  # 400/401/403/404/429 bodies
+    ],
 }
 
 # Shared cache (rate limits): Redis, the broker's server unless REVIEWAPP_CACHE_URL says otherwise.

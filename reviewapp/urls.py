@@ -30,3 +30,5 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
 ]
+
+handler404 = "reviewapp.api.errors.not_found"  # JSON under /api/

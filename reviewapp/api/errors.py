@@ -1,14 +1,25 @@
-"""API errors: one JSON shape, and the HTTP statuses DRF lacks."""
+"""API errors: one JSON shape, and the HTTP statuses DRF lacks.
+
+Every error body is `{"detail": "<one readable sentence>"}`; validation errors add `errors`, the
+field-by-field messages. The OpenAPI schema documents that shape for every status an operation
+can answer with (`document_error_responses`), so clients and the schemathesis tests agree.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+API_PREFIX = "/api/"
+# Messages quoted in `detail` when a validation error names several fields.
+SUMMARY_MESSAGES = 3
 
 
 class PayloadTooLarge(APIException):
@@ -20,4 +31,70 @@ class PayloadTooLarge(APIException):
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(str(exc) or None)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, ValidationError):
+        response.data = validation_error_body(response.data)
+    return response
+
+
+def validation_error_body(data: Any) -> dict[str, Any]:
+    """DRF's field → messages structure as `{"detail", "errors"}`; a lone `detail` stays as it is."""
+    if isinstance(data, dict) and set(data) == {"detail"} and isinstance(data["detail"], str):
+        return data
+    messages = list(_flatten(data))
+    shown = "; ".join(f"{field}: {message}" if field else message for field, message in messages[:SUMMARY_MESSAGES])
+    more = f" (and {len(messages) - SUMMARY_MESSAGES} more)" if len(messages) > SUMMARY_MESSAGES else ""
+    body: dict[str, Any] = {"detail": f"Invalid input: {shown}{more}." if shown else "Invalid input."}
+    if isinstance(data, dict):
+        body["errors"] = data
+    return body
+
+
+def _flatten(data: Any, path: str = "") -> Any:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = "" if key in ("non_field_errors", "detail") else str(key)
+            yield from _flatten(value, f"{path}.{name}" if path and name else path or name)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _flatten(value, path)
+    else:
+        yield path, str(data).rstrip(".")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 for URLs that match no route: JSON under /api/, the usual page elsewhere."""
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"detail": "No such endpoint or object."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+# Statuses every API operation may answer with, besides the ones its view documents.
+COMMON_ERRORS = {
+    "401": "No valid token or session.",
+    "403": "The token lacks the scope, or the user the role, this operation needs.",
+    "429": "Too many requests for this token (REVIEWAPP_API_RATE); retry after `Retry-After` seconds.",
+}
+INVALID_INPUT = "Invalid input: malformed JSON, a value that fails validation, or a NUL character in the URL."
+NOT_FOUND = "No such object (or not one you may see), or an invalid pagination cursor."
+
+
+def document_error_responses(result: dict[str, Any], generator: Any, **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: add the error statuses views do not declare themselves.
+
+    400 where the operation takes a body or parameters, 404 where it addresses an object by
+    path or pages with a cursor, and 401/403/429 everywhere; all with the `Error` body.
+    """
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            parameters = operation.get("parameters", [])
+            extra = dict(COMMON_ERRORS)
+            if "requestBody" in operation or parameters:
+                extra["400"] = INVALID_INPUT
+            if any(p["in"] == "path" or p["name"] == "cursor" for p in parameters):
+                extra["404"] = NOT_FOUND
+            responses = operation.setdefault("responses", {})
+            for code, description in extra.items():
+                responses.setdefault(code, {"description": description, **error})
+    return result

@@ -72,3 +72,4 @@ class IngestResponseSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
+    errors = serializers.DictField(required=False, help_text="Validation errors: messages by field (nested).")

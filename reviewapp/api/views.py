@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
@@ -58,7 +58,14 @@ class DecisionsView(APIView):
         responses={
             200: IngestResponseSerializer,
             207: IngestResponseSerializer,
-            400: IngestResponseSerializer,
+            400: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="IngestRejected",
+                    serializers=[IngestResponseSerializer, ErrorSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="No row was accepted (the rows' errors), or the body is not a batch at all (`detail`).",
+            ),
             413: ErrorSerializer,
         },
         examples=[OpenApiExample("One decision", value=EXAMPLE_BATCH, request_only=True)],

@@ -14,7 +14,7 @@ def test_schema_documents_decisions_endpoint(db, client: Client) -> None:
     assert response.status_code == 200
     schema = yaml.safe_load(response.content)
     operation = schema["paths"]["/api/v1/decisions"]["post"]
-    assert set(operation["responses"]) == {"200", "207", "400", "413"}
+    assert set(operation["responses"]) == {"200", "207", "400", "401", "403", "413", "429"}
     assert operation["requestBody"]["content"]["application/json"]["examples"]
 
 

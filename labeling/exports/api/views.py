@@ -262,6 +262,17 @@ class IgnoreFormatParameter(BaseContentNegotiation):
         return renderer, renderer.media_type
 
 
+# An export's bytes, by format: the streamed response and the background job's file are the same.
+FILE_RESPONSES = {
+    (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="JSON Lines"),
+    (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV with a header row"),
+    (200, "application/vnd.apache.parquet"): OpenApiResponse(OpenApiTypes.BINARY, description="Parquet"),
+    (200, "application/json"): OpenApiResponse(
+        {"type": "array", "items": {"type": "object"}}, description="Label Studio tasks (a JSON array)"
+    ),
+}
+
+
 class ExportView(ExportScopes):
     content_negotiation_class = IgnoreFormatParameter
 
@@ -279,10 +290,7 @@ class ExportView(ExportScopes):
             ExportQuerySerializer,
         ],
         responses={
-            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="JSON Lines"),
-            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV with a header row"),
-            (200, "application/vnd.apache.parquet"): OpenApiResponse(OpenApiTypes.BINARY, description="Parquet"),
-            (200, "application/json"): OpenApiResponse(OpenApiTypes.STR, description="Label Studio tasks"),
+            **FILE_RESPONSES,
             202: ExportJobSerializer,
             400: ErrorSerializer,
             404: ErrorSerializer,
@@ -322,7 +330,7 @@ class ExportDownloadView(ExportScopes):
         summary="Download a finished background export",
         description="409 while the job is not done; 410 when its file has expired (request the export again).",
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The export file"),
+            **FILE_RESPONSES,
             404: ErrorSerializer,
             409: ErrorSerializer,
             410: ErrorSerializer,

@@ -1,0 +1,257 @@
+"""Property-based API testing of every operation in the OpenAPI schema, against the live server.
+
+The schema is loaded from /api/schema/ as clients see it. The caller is a policy lead who works
+the queue, with a personal token carrying every scope, so every operation is allowed (reviewer
+operations need a person, threshold decisions a lead in person: this token is both). Each
+operation is first called with a known-good request against seeded objects, which must succeed,
+then with generated valid and invalid input, against the seeded objects and with generated path
+parameters. No response may be a server error or disagree with the schema: undocumented status
+codes, undocumented content types and bodies that do not match the declared response schema all
+fail. Bounded: about twenty generated examples per operation, without shrinking.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import schemathesis
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.utils import timezone
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
+from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import Failure, FailureGroup
+
+from labeling.exports.jobs import export_run
+from labeling.exports.models import Dataset
+from labeling.exports.snapshots import SnapshotFilter, snapshot_create
+from labeling.gold import gold_record
+from reviewapp.api.views import EXAMPLE_BATCH
+from reviewapp.audit import SYSTEM
+from reviewapp.celery import app
+from reviewapp.models import ServiceToken
+from reviewapp.services.tokens import token_create
+from tests.activelearning.test_django_helpers import permission_objects as al_world
+from tests.exports.world import export_world
+from tests.factories import (
+    ContentItemFactory,
+    PolicyFactory,
+    QueueFactory,
+    ReviewTaskFactory,
+    RoutingRuleFactory,
+    UserFactory,
+)
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+# Generated examples per operation: (mode, against the seeded objects?) -> count.
+EXAMPLES = {
+    (GenerationMode.POSITIVE, True): 8,
+    (GenerationMode.NEGATIVE, True): 6,
+    (GenerationMode.POSITIVE, False): 4,
+    (GenerationMode.NEGATIVE, False): 3,
+}
+
+
+@pytest.fixture
+def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Seeded objects, and for each operation the path ids and a request that must succeed."""
+    settings.EXPORT_DIR = tmp_path / "exports"
+    lead = UserFactory(username="fuzz-lead", is_staff=True)
+    lead.groups.add(Group.objects.get_or_create(name="policy_lead")[0])
+    policy = PolicyFactory(key="harassment")
+    queue = QueueFactory(slug="harassment-review")
+    queue.members.add(lead)
+    QueueFactory(slug="appeals", kind="appeals")
+    RoutingRuleFactory(policy=policy, queue=queue)
+    ReviewTaskFactory.create_batch(10, policy=policy, queue=queue, priority=5)
+    lease = {"leased_by": lead, "lease_expires_at": timezone.now() + timedelta(minutes=30)}
+    tasks = {
+        "annotate": ReviewTaskFactory(policy=policy, queue=queue, priority=0),
+        "escalate": ReviewTaskFactory(policy=policy, queue=queue, priority=0, **lease),
+        "lease": ReviewTaskFactory(policy=policy, queue=queue, priority=0, **lease),
+        "release": ReviewTaskFactory(policy=policy, queue=queue, priority=0),
+    }
+    golds = [
+        gold_record(
+            item_id=ContentItemFactory().pk,
+            policy_version=policy.current_version(),
+            labels=["violating"],
+            source="adjudication",
+            actor=SYSTEM,
+        )
+        for _ in range(3)
+    ]
+    ids: dict[str, Any] = {"queue_id": queue.pk, **export_world(), **al_world(policy)}
+    dataset = Dataset.objects.get(slug=ids["slug"])
+    snapshot_create(dataset_id=dataset.pk, filters=SnapshotFilter(), actor=SYSTEM)  # a version to diff against
+    export_run(job_id=ids["job_id"])  # a finished export file to download
+    rejected = al_world(PolicyFactory(key="spam"))["proposal_id"]  # approving one leaves one to reject
+    _, secret = token_create(name="fuzz", scopes=list(ServiceToken.SCOPES), user=lead, actor=SYSTEM)
+    item = golds[0].item
+    return {
+        "token": secret,
+        "ids": ids,
+        # operation label -> (path ids beyond `ids`, query, body, expected status) of a known-good request
+        "valid": {
+            "POST /api/v1/appeals": (
+                {},
+                None,
+                {"source": item.source, "external_id": item.external_id, "policy": "harassment", "appeal_id": "a-1"},
+                201,
+            ),
+            "GET /api/v1/datasets/": ({}, {"page_size": 10}, None, 200),
+            "POST /api/v1/datasets/": ({}, None, {"slug": "fuzz-new", "name": "Fuzz", "filters": {}}, 201),
+            "GET /api/v1/datasets/{slug}/": ({}, None, None, 200),
+            "GET /api/v1/datasets/{slug}/builds/{build_id}": ({}, None, None, 200),
+            "GET /api/v1/datasets/{slug}/versions/": ({}, None, None, 200),
+            "POST /api/v1/datasets/{slug}/versions/": ({}, None, {}, 201),
+            "GET /api/v1/datasets/{slug}/versions/{version}/": ({}, None, None, 200),
+            "GET /api/v1/datasets/{slug}/versions/{version}/diff": ({"version": 2}, {"against": 1}, None, 200),
+            "GET /api/v1/datasets/{slug}/versions/{version}/export": ({}, {"format": "label-studio"}, None, 200),
+            "POST /api/v1/decisions": ({}, None, EXAMPLE_BATCH, 200),
+            "GET /api/v1/exports/{job_id}": ({}, None, None, 200),
+            "GET /api/v1/exports/{job_id}/download": ({}, None, None, 200),
+            "GET /api/v1/models": ({}, {"policy": "harassment"}, None, 200),
+            "GET /api/v1/models/{model_id}": ({}, None, None, 200),
+            "POST /api/v1/queues/{queue_id}/claim": ({}, None, None, 200),
+            "POST /api/v1/rounds": ({}, None, {"policy": "harassment", "encoder": "hashed", "budget": 5}, 202),
+            "GET /api/v1/rounds/{run_id}": ({}, None, None, 200),
+            "POST /api/v1/tasks/{task_id}/annotations": (
+                {"task_id": tasks["annotate"].pk},
+                None,
+                {"submission_id": str(uuid.uuid4()), "labels": ["violating"], "handle_time_ms": 3000},
+                201,
+            ),
+            "POST /api/v1/tasks/{task_id}/escalate": ({"task_id": tasks["escalate"].pk}, None, {"note": "n"}, 204),
+            "POST /api/v1/tasks/{task_id}/lease": ({"task_id": tasks["lease"].pk}, None, None, 200),
+            "POST /api/v1/tasks/{task_id}/release": ({"task_id": tasks["release"].pk}, None, {"reason": "r"}, 204),
+            "POST /api/v1/thresholds/{proposal_id}/approve": ({}, None, {"note": "ok"}, 200),
+            "POST /api/v1/thresholds/{proposal_id}/reject": ({"proposal_id": rejected}, None, {}, 200),
+        },
+    }
+
+
+@pytest.fixture
+def no_queued_jobs():  # type: ignore[no-untyped-def]
+    """Rounds and exports started here enqueue Celery tasks for rows that will not outlive the test."""
+    yield
+    app.control.purge()
+
+
+def failures_of(case, response, headers: dict[str, str]) -> list[Failure]:  # type: ignore[no-untyped-def]
+    try:
+        case.validate_response(response, checks=CHECKS, headers=headers)
+    except FailureGroup as group:
+        return list(group.exceptions)
+    except Failure as failure:
+        return [failure]
+    return []
+
+
+def describe(case, response, failure: Failure | None, headers: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
+    what = f"{failure.title}: {failure.message[:600]}" if failure else "unexpected status"
+    return (
+        f"{case.operation.label}: {what}\n  got {response.status_code} {response.text[:300]!r}\n"
+        f"  {case.as_curl_command(headers)[:500]}"
+    )
+
+
+def fuzz(operation, base_url: str, headers: dict[str, str], fixed: dict[str, Any]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Call one operation with generated input in every (mode, seeded?) mix; its distinct failures."""
+    found: dict[str, str] = {}
+    for (mode, seeded), examples in EXAMPLES.items():
+        if seeded and not fixed:
+            continue
+
+        @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed if seeded else {}))
+        @hypothesis_settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],  # no shrinking: report the first example as it was
+            suppress_health_check=list(HealthCheck),
+        )
+        def call(case) -> None:  # type: ignore[no-untyped-def]
+            response = case.call(base_url=base_url, headers=headers)
+            for failure in failures_of(case, response, headers):
+                found.setdefault(f"{operation.label}: {failure.title}", describe(case, response, failure, headers))
+
+        call()
+    return found
+
+
+def test_every_operation_succeeds_and_conforms(world, live_server, no_queued_jobs) -> None:  # type: ignore[no-untyped-def]
+    schema = schemathesis.openapi.from_url(f"{live_server.url}/api/schema/")
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    assert sorted(op.label for op in operations) == sorted(world["valid"]), "every operation needs a valid request"
+    headers = {"Authorization": f"Bearer {world['token']}"}
+    failures: dict[str, str] = {}
+    for operation in operations:
+        extra_ids, query, body, expected = world["valid"][operation.label]
+        ids = {name: value for name, value in world["ids"].items() if "{" + name + "}" in operation.path}
+        ids.update(extra_ids)
+        case = operation.Case(path_parameters=ids, query=query, **({} if body is None else {"body": body}))
+        response = case.call(base_url=live_server.url, headers=headers)
+        for failure in failures_of(case, response, headers):
+            failures[f"{operation.label}: {failure.title}"] = describe(case, response, failure, headers)
+        if response.status_code != expected:
+            failures[f"{operation.label}: status"] = describe(case, response, None, headers) + f" (want {expected})"
+        failures.update(fuzz(operation, live_server.url, headers, ids))
+    assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures.values())
+
+
+@pytest.mark.parametrize("url", ["/api/v1/models", "/api/v1/datasets/", "/", "/lead/quality/"])
+def test_a_nul_in_the_url_is_a_400_not_a_server_error(url, db) -> None:  # type: ignore[no-untyped-def]
+    lead = UserFactory(username="nul-lead", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(lead)
+
+    in_value = client.get(url, {"policy": "\x00B"})
+    in_name = client.get(f"{url}?a%00=1")
+
+    for response in (in_value, in_name):
+        assert response.status_code == 400
+        assert "NUL" in response.content.decode()
+    assert in_value["Content-Type"] == ("application/json" if url.startswith("/api/") else "text/plain; charset=utf-8")
+
+
+def test_unknown_api_urls_answer_json_404(db) -> None:  # type: ignore[no-untyped-def]
+    response = Client().get("/api/v1/models/not-a-number")
+
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "No such endpoint or object."}
+    assert Client().get("/no-such-page").headers["Content-Type"].startswith("text/html")
+
+
+def test_validation_errors_have_a_detail_and_the_field_errors(make_token, policy, queue) -> None:  # type: ignore[no-untyped-def]
+    lead = UserFactory(username="shape-lead", is_superuser=True)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {make_token(['tasks:write'], user=lead)}")
+    task = ReviewTaskFactory(policy=policy, queue=queue)
+
+    response = client.post(
+        f"/api/v1/tasks/{task.pk}/annotations", {"labels": ["a\x00"]}, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["errors"]["submission_id"] == ["This field is required."]
+    assert body["detail"].startswith("Invalid input: ") and "submission_id: This field is required" in body["detail"]
+    assert "labels.0: Null characters are not allowed" in body["detail"]
