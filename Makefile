@@ -1,6 +1,7 @@
 # Developer and CI entry points. The service logic lives in reviewapp/stack.py.
 #   make run                        migrate, seed demo data, start web + worker + beat
 #   make test PYTEST_ARGS='-x -q'   run the tests against ready PostgreSQL/Redis
+#   make soak                       minutes of repeated PostgreSQL/Redis restarts under load
 #   make stop / make clean          stop the project-local servers / also delete .run/
 
 SHELL := /bin/bash
@@ -9,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BOOTSTRAP_PYTHON := $(shell command -v python3.11 || command -v python3)
 
-.PHONY: venv run test lint stop clean system-deps bench
+.PHONY: venv run test soak lint stop clean system-deps bench
 
 venv: $(STAMP)
 
@@ -25,6 +26,11 @@ run: venv
 
 test: venv system-deps
 	$(PY) -m reviewapp.stack test $(PYTEST_ARGS)
+
+# Fault tests that take minutes: repeated restarts of private PostgreSQL/Redis servers under
+# load (tests/faults). Each prints one summary line of what it verified.
+soak: venv
+	$(PY) -m reviewapp.stack test -m soak -p no:cacheprovider -q -s tests/faults $(PYTEST_ARGS)
 
 # Benchmarks print their figures; each works in its own database on the same server.
 bench: venv

@@ -1,16 +1,22 @@
-"""Security headers that Django 5.2 does not send by itself."""
+"""Security headers that Django 5.2 does not send by itself; request ids; retryable outages."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 
+import kombu.exceptions
+import redis.exceptions
 from django.conf import settings
 from django.core.signals import request_finished
+from django.db import InterfaceError, OperationalError
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 from .context import current_request_id
+
+log = logging.getLogger(__name__)
 
 
 def content_security_policy() -> str:
@@ -69,6 +75,60 @@ def _clear_request_id(**kwargs: object) -> None:
 
 def _is_safe_request_id(value: str) -> bool:
     return 0 < len(value) <= 64 and all(ch.isalnum() or ch in "-_." for ch in value)
+
+
+# Errors that mean a backing service is unreachable or restarting, not that the request is wrong:
+# PostgreSQL (connection refused or terminated by a restart or failover, serialization failures
+# and deadlocks), the Celery broker (an enqueue after commit), and the Redis cache (rate limits).
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE_MESSAGE = (
+    "The service is briefly unavailable (a database or queue server is restarting). "
+    "Retry this request in a few seconds: repeating it is safe, it is never recorded twice."
+)
+UNAVAILABLE_HTML = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Please retry</title>"
+    f"<h1>Please retry in a few seconds</h1><p>{UNAVAILABLE_MESSAGE}</p></html>"
+)
+
+
+class ServiceUnavailableMiddleware:
+    """Answer 503 with Retry-After, not a 500, when a backing service is down mid-request.
+
+    Retrying is safe: a failed request's transaction was rolled back, and when the failure came
+    after commit (an enqueue), repeating it is a no-op, because every write endpoint is
+    idempotent (decisions by their identity, annotations by submission_id, appeals by appeal_id).
+    API callers get `{"detail", "retryable"}` JSON; pages get a short HTML explanation.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, UNAVAILABLE_ERRORS):
+            return None
+        kind = type(exception).__name__
+        log.warning("%s %s: service unavailable, answered 503 (%s: %s)", request.method, request.path, kind, exception)
+        if _wants_json(request):
+            response: HttpResponse = JsonResponse({"detail": UNAVAILABLE_MESSAGE, "retryable": True}, status=503)
+        else:
+            response = HttpResponse(UNAVAILABLE_HTML, status=503, content_type="text/html; charset=utf-8")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
 
 
 class RejectNulMiddleware:

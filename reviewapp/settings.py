@@ -82,6 +82,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "reviewapp.middleware.RequestIdMiddleware",
+    "reviewapp.middleware.ServiceUnavailableMiddleware",
     "reviewapp.middleware.SecurityHeadersMiddleware",
     "reviewapp.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

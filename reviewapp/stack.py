@@ -4,7 +4,8 @@ Usage (with the project's virtualenv, normally through the Makefile):
 
     python -m reviewapp.stack services [--local]   # print eval-able `export ...` lines
     python -m reviewapp.stack run                  # migrate, seed, then web + worker + beat
-    python -m reviewapp.stack test [pytest args]   # pytest against ready services
+    python -m reviewapp.stack test [pytest args]   # pytest against ready services (no soak tests
+                                                   # unless chosen with -m)
     python -m reviewapp.stack stop                 # stop the project-local servers under .run/
 
 This module uses the standard library only, so that it never depends on Django being
@@ -494,16 +495,24 @@ def init_pg_cluster(bindir: Path, runner: RunAs) -> None:
         return
     if PG_DATA.exists():
         raise StackError(f"{PG_DATA} exists but holds no cluster (no PG_VERSION); remove it or run `make clean`")
-    scratch = pg_home() / "data.initdb"
     log(f"initdb {PG_DATA} (as {runner.name}, binaries from {bindir})")
+    pg_initdb(bindir, runner, pg_home())
+
+
+def pg_initdb(bindir: Path, runner: RunAs, home: Path) -> None:
+    """Create a cluster in `home/data` (owned by `runner`, superuser DB_USER, trust auth).
+
+    initdb writes into `home/data.initdb`, renamed to `data` only on success.
+    """
+    scratch = home / "data.initdb"
     failure = ""
     for locale in ("C.UTF-8", "C"):  # C.UTF-8 may be missing on minimal systems
         shutil.rmtree(scratch, ignore_errors=True)  # left by an interrupted attempt
         cmd = [str(bindir / "initdb"), "-D", str(scratch), "-U", DB_USER]
         cmd += ["--auth=trust", "-E", "UTF8", f"--locale={locale}"]
-        result = runner.run(cmd, cwd=pg_home())
+        result = runner.run(cmd, cwd=home)
         if result.returncode == 0:
-            scratch.rename(pg_home() / "data")
+            scratch.rename(home / "data")
             return
         failure = result.stdout + result.stderr
     shutil.rmtree(scratch, ignore_errors=True)
@@ -534,34 +543,60 @@ def pg_ready(bindir: Path | None, port: int) -> bool:
     return subprocess.run(probe, check=False).returncode == 0
 
 
-def wait_for_postgres(bindir: Path | None, port: int) -> None:
+def wait_for_postgres(bindir: Path | None, port: int, log_path: Path = PG_LOG) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while not pg_ready(bindir, port):
         if time.monotonic() > deadline:
             raise StackError(
                 f"PostgreSQL on port {port} not ready after {READY_TIMEOUT:.0f}s; "
-                f"last lines of {PG_LOG}:\n{tail(PG_LOG)}"
+                f"last lines of {log_path}:\n{tail(log_path)}"
             )
         time.sleep(0.2)
 
 
-def ensure_local_database(bindir: Path, port: int) -> None:
-    """CREATE DATABASE reviewapp unless it exists (psql from the same binaries)."""
+def ensure_local_database(bindir: Path, port: int, name: str = DB_NAME) -> None:
+    """CREATE DATABASE `name` unless it exists (psql from the same binaries)."""
     psql = [str(bindir / "psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(port)]
     psql += ["-U", DB_USER]
     psql += ["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-tAc"]
     env = {**os.environ, "PGCONNECT_TIMEOUT": "5"}
     me = RunAs("self")
-    query = f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"  # noqa: S608 (a constant)
+    query = f"SELECT 1 FROM pg_database WHERE datname = '{name}'"  # noqa: S608 (a name we chose)
     found = me.run([*psql, query], env=env)
     if found.returncode != 0:
         raise StackError(f"psql could not query PostgreSQL on port {port}:\n{found.stderr}")
     if found.stdout.strip() == "1":
         return
-    created = me.run([*psql, f'CREATE DATABASE "{DB_NAME}"'], env=env)
+    created = me.run([*psql, f'CREATE DATABASE "{name}"'], env=env)
     if created.returncode != 0:
-        raise StackError(f"could not create database {DB_NAME}:\n{created.stderr}")
-    log(f"created database {DB_NAME}")
+        raise StackError(f"could not create database {name}:\n{created.stderr}")
+    log(f"created database {name}")
+
+
+def pg_start(bindir: Path, runner: RunAs, home: Path, port: int, *, durable: bool = True) -> None:
+    """Start the cluster in `home/data` on 127.0.0.1:port (socket in `home/socket`, log in
+    `home/log`) and wait until it accepts connections.
+
+    Not `durable`: fsync and synchronous commit off, for throwaway test data. A fast shutdown
+    still writes every committed transaction; only a crash may lose the last ones.
+    """
+    settings = [
+        "-c listen_addresses=127.0.0.1",
+        f"-c port={port}",
+        f"-c unix_socket_directories={shlex.quote(str(home / 'socket'))}",
+        "-c max_connections=200",
+    ]
+    if not durable:
+        settings += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+    # pg_ctl detaches the server into its own session, so Ctrl-C never reaches it directly.
+    cmd = [str(bindir / "pg_ctl"), "-D", str(home / "data"), "-l", str(home / "log")]
+    cmd += ["-w", "-t", str(int(READY_TIMEOUT)), "-o", " ".join(settings), "start"]
+    result = runner.run(cmd, cwd=home)
+    if result.returncode != 0:
+        raise StackError(
+            f"pg_ctl start failed:\n{result.stdout}{result.stderr}\nlast lines of {home / 'log'}:\n{tail(home / 'log')}"
+        )
+    wait_for_postgres(bindir, port, home / "log")
 
 
 def start_local_postgres(services: Services, *, for_tests: bool) -> str:
@@ -580,26 +615,10 @@ def start_local_postgres(services: Services, *, for_tests: bool) -> str:
         init_pg_cluster(bindir, runner)
         PG_BINDIR_FILE.write_text(f"{bindir}\n")  # the binaries that match the data dir
         port = choose_port(PG_PORT_FILE, PG_LOCAL_PORT)
-        settings = [
-            "-c listen_addresses=127.0.0.1",
-            f"-c port={port}",
-            f"-c unix_socket_directories={shlex.quote(str(pg_home() / 'socket'))}",
-            "-c max_connections=200",
-        ]
-        if for_tests:  # throwaway test data: durability only costs time
-            settings += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         log(f"starting PostgreSQL on 127.0.0.1:{port} (log: {PG_LOG})")
         services.stoppers.append(("PostgreSQL", stop_local_postgres))
-        # pg_ctl detaches the server into its own session, so Ctrl-C never reaches it directly.
-        home = pg_home()
-        cmd = [str(bindir / "pg_ctl"), "-D", str(home / "data"), "-l", str(home / "log")]
-        cmd += ["-w", "-t", str(int(READY_TIMEOUT)), "-o", " ".join(settings), "start"]
-        result = runner.run(cmd, cwd=home)
-        if result.returncode != 0:
-            raise StackError(
-                f"pg_ctl start failed:\n{result.stdout}{result.stderr}\nlast lines of {PG_LOG}:\n{tail(PG_LOG)}"
-            )
-        wait_for_postgres(bindir, port)
+        # Throwaway test data: durability only costs time.
+        pg_start(bindir, runner, pg_home(), port, durable=not for_tests)
     ensure_local_database(bindir, port)
     return f"postgresql://{DB_USER}@127.0.0.1:{port}/{DB_NAME}"
 
@@ -659,15 +678,33 @@ def running_local_redis() -> tuple[int, int] | None:
     return None
 
 
-def wait_for_redis(port: int) -> None:
+def wait_for_redis(port: int, log_path: Path = REDIS_LOG) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while not redis_ping(port):
         if time.monotonic() > deadline:
             raise StackError(
                 f"Redis on port {port} did not answer PING after {READY_TIMEOUT:.0f}s; "
-                f"last lines of {REDIS_LOG}:\n{tail(REDIS_LOG)}"
+                f"last lines of {log_path}:\n{tail(log_path)}"
             )
         time.sleep(0.1)
+
+
+def redis_start(binary: Path, directory: Path, port: int, *, appendonly: bool = False) -> None:
+    """Start a daemonized redis-server on 127.0.0.1:port with its pidfile (`redis.pid`), log
+    (`log`) and data in `directory`; wait until it answers PING.
+
+    Without `appendonly` it keeps nothing on disk, so queued messages do not survive a restart;
+    with it every write goes to an append-only file that a restart in `directory` reads back.
+    """
+    directory = directory.resolve()
+    cmd = [str(binary), "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
+    cmd += ["--appendonly", "yes" if appendonly else "no"]
+    cmd += ["--daemonize", "yes", "--pidfile", str(directory / "redis.pid")]
+    cmd += ["--logfile", str(directory / "log"), "--dir", str(directory)]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, start_new_session=True)
+    if result.returncode != 0:
+        raise StackError(f"redis-server failed:\n{result.stdout}{result.stderr}\n{tail(directory / 'log')}")
+    wait_for_redis(port, directory / "log")
 
 
 def start_local_redis(services: Services) -> str:
@@ -682,12 +719,7 @@ def start_local_redis(services: Services) -> str:
         port = choose_port(REDIS_PORT_FILE, REDIS_LOCAL_PORT)
         log(f"starting Redis on 127.0.0.1:{port} (log: {REDIS_LOG})")
         services.stoppers.append(("Redis", stop_local_redis))
-        cmd = [str(binary), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-        cmd += ["--daemonize", "yes", "--pidfile", str(REDIS_PIDFILE.resolve())]
-        cmd += ["--logfile", str(REDIS_LOG.resolve()), "--dir", str(REDIS_DIR.resolve())]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False, start_new_session=True)
-        if result.returncode != 0:
-            raise StackError(f"redis-server failed:\n{result.stdout}{result.stderr}\n{tail(REDIS_LOG)}")
+        redis_start(binary, REDIS_DIR, port)
     wait_for_redis(port)
     return f"redis://127.0.0.1:{port}/0"
 
@@ -829,6 +861,28 @@ def supervise(children: list[Child], stop: StopSignals, port: int) -> int:
     return 0
 
 
+WORKER_QUEUES = "celery,ingest,scoring,training,sync"
+
+
+def web_command(port: int, *, workers: int = 2) -> list[str]:
+    """The production web server: gunicorn's sync workers on 127.0.0.1:port."""
+    gunicorn = [sys.executable, "-m", "gunicorn", "reviewapp.wsgi:application"]
+    return [*gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--access-logfile", "-"]
+
+
+def worker_command(*, concurrency: int = 2, queues: str = WORKER_QUEUES) -> list[str]:
+    """A Celery worker consuming every queue the project routes tasks to."""
+    celery = [sys.executable, "-m", "celery", "-A", "reviewapp"]
+    return [*celery, "worker", "-l", "info", "-Q", queues, "--concurrency", str(concurrency)]
+
+
+def beat_command(state_dir: Path) -> list[str]:
+    """Celery beat. Its schedule lives in PostgreSQL (django-celery-beat's DatabaseScheduler,
+    named in settings); `state_dir` only keeps beat's local state file."""
+    celery = [sys.executable, "-m", "celery", "-A", "reviewapp"]
+    return [*celery, "beat", "-l", "info", "-s", str(state_dir / "celerybeat-schedule")]
+
+
 def secret_key_for_run() -> str:
     """A random dev secret key, generated once and kept in `.run/secret_key` (0600)."""
     RUN_DIR.mkdir(exist_ok=True)
@@ -877,14 +931,8 @@ def cmd_run() -> int:
             seed += ["--data", env["DEMO_DATA"]]
         run_step(seed, env)
 
-        py = sys.executable
-        web = [py, "-m", "gunicorn", "reviewapp.wsgi:application", "--bind", f"127.0.0.1:{port}"]
-        web += ["--workers", "2", "--access-logfile", "-"]
-        worker = [py, "-m", "celery", "-A", "reviewapp", "worker", "-l", "info"]
-        worker += ["-Q", "celery,ingest,scoring,training,sync", "--concurrency", "2"]
-        beat = [py, "-m", "celery", "-A", "reviewapp", "beat", "-l", "info"]
-        beat += ["-s", str(RUN_DIR / "celerybeat-schedule")]
-        for name, cmd in (("web", web), ("worker", worker), ("beat", beat)):
+        commands = (("web", web_command(port)), ("worker", worker_command()), ("beat", beat_command(RUN_DIR)))
+        for name, cmd in commands:
             children.append(start_child(name, cmd, env))
         log(f"started web, worker and beat; the site will be at http://127.0.0.1:{port}/")
 
@@ -908,6 +956,14 @@ def cmd_run() -> int:
 # --------------------------------------------------------------------------- other commands
 
 
+def default_marker_filter(pytest_args: Sequence[str]) -> list[str]:
+    """Leave out the minutes-long soak tests (`make soak` runs them) unless the caller chose
+    markers with -m themselves."""
+    if any(arg.startswith("-m") for arg in pytest_args):
+        return []
+    return ["-m", "not soak"]
+
+
 def cmd_test(pytest_args: Sequence[str]) -> int:
     """pytest with services ready; stops the services it started afterwards."""
     services = ensure_services(reuse_defaults=True, for_tests=True)
@@ -918,7 +974,7 @@ def cmd_test(pytest_args: Sequence[str]) -> int:
         # Importing the reviewapp package (to run this module) set DJANGO_SETTINGS_MODULE for
         # Celery; tests use their own settings module, named in pyproject.toml.
         env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-        cmd = [sys.executable, "-m", "pytest", *pytest_args]
+        cmd = [sys.executable, "-m", "pytest", *default_marker_filter(pytest_args), *pytest_args]
         log("$ " + " ".join(shlex.quote(part) for part in cmd))
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
 
