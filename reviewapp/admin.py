@@ -1,6 +1,18 @@
 from django.contrib import admin
 
-from .models import AuditEvent, ContentItem, ModelDecision, Queue, ReviewTask, RoutingRule, ServiceToken
+from .audit import Actor
+from .models import (
+    AuditEvent,
+    ContentItem,
+    IngestChunk,
+    IngestJob,
+    ModelDecision,
+    Queue,
+    ReviewTask,
+    RoutingRule,
+    ServiceToken,
+)
+from .services.ingest_jobs import ingest_job_retry
 
 
 @admin.register(ContentItem)
@@ -74,3 +86,47 @@ class ServiceTokenAdmin(admin.ModelAdmin):
     list_display = ["name", "prefix", "scopes", "user", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
     exclude = []
+
+
+class IngestChunkInline(admin.TabularInline):
+    model = IngestChunk
+    fields = ["number", "status", "attempts", "enqueued_at", "applied_at", "created", "duplicate", "last_error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(IngestJob)
+class IngestJobAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "status",
+        "actor_label",
+        "rows_received",
+        "rows_created",
+        "rows_duplicate",
+        "rows_rejected",
+        "chunks_done",
+        "chunks_failed",
+        "chunks_total",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    inlines = [IngestChunkInline]
+    actions = ["retry_failed_chunks"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False  # jobs move through services only
+
+    @admin.action(description="Send the failed chunks of the selected jobs again")
+    def retry_failed_chunks(self, request, queryset):  # type: ignore[no-untyped-def]
+        retried = sum(ingest_job_retry(job_id=job.pk, actor=Actor.of(request.user)) for job in queryset)
+        self.message_user(request, f"{retried} chunk(s) sent again.")

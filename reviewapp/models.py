@@ -423,3 +423,81 @@ class ServiceToken(models.Model):
     @staticmethod
     def new_secret() -> str:
         return "rva_" + secrets.token_urlsafe(32)
+
+
+class IngestJobStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed", "Failed (some chunks could not be applied; their rows are kept)"
+
+
+class IngestJob(models.Model):
+    """A bulk ingest (POST /api/v1/ingest-jobs): rows stored on receipt, applied in chunks by workers.
+
+    The counters move in the same transaction as the chunk they count, so they always agree with
+    the chunks (see `reviewapp.services.ingest_jobs`).
+    """
+
+    token = models.ForeignKey(
+        ServiceToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="ingest_jobs"
+    )
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    actor_label = models.CharField(max_length=200)
+    request_id = models.CharField(max_length=64, blank=True, help_text="Of the request that created the job.")
+    status = models.CharField(max_length=10, choices=IngestJobStatus.choices, default=IngestJobStatus.QUEUED)
+    rows_received = models.PositiveIntegerField()
+    rows_queued = models.PositiveIntegerField(help_text="Rows valid on receipt, stored in chunks.")
+    rows_created = models.PositiveIntegerField(default=0)
+    rows_duplicate = models.PositiveIntegerField(default=0, help_text="Decisions that were already stored.")
+    rows_rejected = models.PositiveIntegerField(default=0, help_text="On receipt or when applied.")
+    chunks_total = models.PositiveIntegerField()
+    chunks_done = models.PositiveIntegerField(default=0)
+    chunks_failed = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="Rows refused on receipt: index, field, message.")
+    created_at = models.DateTimeField(db_default=Now())
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(chunks_done__lte=models.F("chunks_total") - models.F("chunks_failed")),
+                name="ingestjob_chunk_counts",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"ingest job {self.pk} ({self.status})"
+
+
+class IngestChunkStatus(models.TextChoices):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class IngestChunk(models.Model):
+    """Up to INGEST_JOB_CHUNK_ROWS rows of a job, applied in one transaction by one task delivery."""
+
+    job = models.ForeignKey(IngestJob, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField(help_text="Position in the job, from 0.")
+    row_indexes = ArrayField(models.PositiveIntegerField(), help_text="Each row's index in the request body.")
+    rows = models.JSONField(null=True, blank=True, help_text="The rows as received; cleared once applied.")
+    status = models.CharField(max_length=10, choices=IngestChunkStatus.choices, default=IngestChunkStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0, help_text="Deliveries that started applying it.")
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When its task was last sent.")
+    applied_at = models.DateTimeField(null=True, blank=True)
+    created = models.PositiveIntegerField(default=0)
+    duplicate = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="Rows refused when applied.")
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="ingestchunk_unique_number")]
+        indexes = [
+            # The stalled-chunk sweep reads pending chunks only.
+            models.Index(fields=["enqueued_at"], name="ingestchunk_pending", condition=Q(status="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.number} of ingest job {self.job_id} ({self.status})"

@@ -340,3 +340,18 @@ CELERY_BEAT_SCHEDULE.update(
         "al-prune-pool-scores": {"task": "activelearning.prune_pool_scores", "schedule": 86400.0},
     }
 )
+
+# Bulk ingest jobs (POST /api/v1/ingest-jobs): rows are stored on receipt and applied in chunks by
+# workers on the `ingest` queue; a sweep re-sends chunks whose task was sent this long ago and
+# never finished (a lost message, or a worker's pool process killed alone).
+INGEST_JOB_MAX_ROWS = envint("REVIEWAPP_INGEST_JOB_MAX_ROWS", "100000", minimum=1)
+INGEST_JOB_MAX_BODY_BYTES = envint("REVIEWAPP_INGEST_JOB_MAX_BODY_BYTES", str(64 * 1024 * 1024), minimum=1024)
+INGEST_JOB_CHUNK_ROWS = envint("REVIEWAPP_INGEST_JOB_CHUNK_ROWS", "1000", minimum=1)
+INGEST_JOB_STALL_SECONDS = envint("REVIEWAPP_INGEST_JOB_STALL_SECONDS", "900", minimum=60)
+CELERY_TASK_ROUTES.update(
+    {
+        "reviewapp.ingest_fan_out": {"queue": "ingest"},
+        "reviewapp.ingest_apply_chunk": {"queue": "ingest"},
+    }
+)
+CELERY_BEAT_SCHEDULE["ingest-resend-stalled-chunks"] = {"task": "reviewapp.ingest_resend_stalled", "schedule": 60.0}

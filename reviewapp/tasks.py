@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.signals import task_failure, task_retry, task_success
+from django.conf import settings
 
 from . import metrics
+from .services.ingest_jobs import (
+    ingest_chunk_apply,
+    ingest_chunk_fail,
+    ingest_chunks_resend_stalled,
+    ingest_job_fan_out,
+)
 from .services.leases import SWEEP_BATCH, task_leases_expire
 
 
@@ -27,6 +35,48 @@ def sweep_expired_leases() -> int:
     if released == SWEEP_BATCH:
         sweep_expired_leases.apply_async(countdown=1)
     return released
+
+
+INGEST_RETRY: dict[str, Any] = {
+    "acks_late": True,  # safe: applying a chunk twice is a no-op, and a killed delivery leaves nothing
+    "autoretry_for": (Exception,),
+    "retry_backoff": True,
+    "retry_backoff_max": 300,
+    "max_retries": 5,
+}
+
+
+@shared_task(name="reviewapp.ingest_fan_out", time_limit=120, soft_time_limit=100, **INGEST_RETRY)
+def ingest_fan_out(job_id: int) -> int:
+    """Send one `ingest_apply_chunk` per chunk of a new bulk ingest job."""
+    return ingest_job_fan_out(job_id=job_id)
+
+
+class IngestChunkTask(Task):
+    """Once retries are exhausted, the chunk fails with the error; its rows stay for a retry."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
+        chunk_id = kwargs.get("chunk_id", args[0] if args else None)
+        if chunk_id is not None:
+            ingest_chunk_fail(chunk_id=chunk_id, error=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(
+    base=IngestChunkTask,
+    name="reviewapp.ingest_apply_chunk",
+    time_limit=300,
+    soft_time_limit=270,
+    **INGEST_RETRY,
+)
+def ingest_apply_chunk(chunk_id: int) -> bool:
+    """Apply one chunk of a bulk ingest job (idempotent: a chunk already applied is skipped)."""
+    return ingest_chunk_apply(chunk_id=chunk_id)
+
+
+@shared_task(name="reviewapp.ingest_resend_stalled", acks_late=True, time_limit=120, soft_time_limit=100)
+def ingest_resend_stalled() -> int:
+    """Beat: re-send chunks whose task was lost (sent long ago, still pending)."""
+    return ingest_chunks_resend_stalled(older_than=timedelta(seconds=settings.INGEST_JOB_STALL_SECONDS))
 
 
 # Task outcomes for /metrics, for every task of every app (the worker imports this module).

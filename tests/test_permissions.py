@@ -19,6 +19,7 @@ from labeling.models import Adjudication
 from labeling.services import annotation_submit
 from reviewapp.audit import SYSTEM
 from reviewapp.services.claims import task_claim_next
+from reviewapp.services.ingest_jobs import ingest_job_create
 from reviewapp.services.tokens import token_create
 from tests.activelearning.test_django_helpers import permission_objects as al_world
 from tests.exports.world import export_world
@@ -85,6 +86,8 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "password_reset_confirm": ("get", PUBLIC),
     "password_reset_complete": ("get", PUBLIC),
     "api-decisions": ("post", UPSTREAM_API),
+    "api-ingest-jobs": ("post", UPSTREAM_API),
+    "api-ingest-job": ("get", UPSTREAM_API),  # only the token that created the job
     "api-appeals": ("post", {**dict.fromkeys(ROLES, DENIED), "upstream_token": OK}),
     "api-queue-claim": ("post", {**REVIEWER_API, "outsider": DENIED}),
     "api-task-annotations": ("post", REVIEWER_API),
@@ -131,6 +134,7 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-export-download": ("get", dict.fromkeys(ROLES, DENIED)),
 }
 ADMIN_NAMESPACE = "admin"
+INGEST_ROW = {"source": "s", "external_id": "e-1", "policy": "harassment", "model_name": "m", "model_version": "1"}
 
 
 def all_url_names() -> set[str]:
@@ -185,7 +189,8 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
     )
     ls_connection = connection_create(name="ls", base_url="http://127.0.0.1:9", token="t" * 40, policy=policy,
                                       queue=queue, actor=SYSTEM)
-    _, upstream = token_create(name="upstream", scopes=["decisions:write", "appeals:write"], actor=SYSTEM)
+    upstream_token, upstream = token_create(name="upstream", scopes=["decisions:write", "appeals:write"], actor=SYSTEM)
+    ingest_job = ingest_job_create(rows=[{**INGEST_ROW, "score": 0.5}], actor=SYSTEM, token=upstream_token)
     _, personal = token_create(name="personal", scopes=["tasks:write"], user=users["reviewer"], actor=SYSTEM)
     return {
         "users": users,
@@ -199,6 +204,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "policy_id": policy.pk,
             "uidb64": "MQ",
             "connection_id": ls_connection.pk,
+            "ingest_job_id": ingest_job.pk,
             "token": "set-password",
             **export_world(),  # slug, version, build_id, job_id
             **al_world(policy),  # run_id, model_id, proposal_id

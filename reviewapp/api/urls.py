@@ -2,10 +2,12 @@ from django.urls import include, path
 
 from activelearning import api as al_api
 
-from . import appeals, tasks, views
+from . import appeals, ingest_jobs, tasks, views
 
 urlpatterns = [
     path("decisions", views.DecisionsView.as_view(), name="api-decisions"),
+    path("ingest-jobs", ingest_jobs.IngestJobsView.as_view(), name="api-ingest-jobs"),
+    path("ingest-jobs/<int:ingest_job_id>", ingest_jobs.IngestJobDetailView.as_view(), name="api-ingest-job"),
     path("appeals", appeals.AppealsView.as_view(), name="api-appeals"),
     path("queues/<int:queue_id>/claim", tasks.QueueClaimView.as_view(), name="api-queue-claim"),
     path("tasks/<int:task_id>/annotations", tasks.TaskAnnotationsView.as_view(), name="api-task-annotations"),
