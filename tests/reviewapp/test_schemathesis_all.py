@@ -41,6 +41,7 @@ from reviewapp.api.views import EXAMPLE_BATCH
 from reviewapp.audit import SYSTEM
 from reviewapp.celery import app
 from reviewapp.models import ServiceToken
+from reviewapp.services.ingest_jobs import ingest_job_create
 from reviewapp.services.tokens import token_create
 from tests.activelearning.test_django_helpers import permission_objects as al_world
 from tests.exports.world import export_world
@@ -103,7 +104,8 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
     snapshot_create(dataset_id=dataset.pk, filters=SnapshotFilter(), actor=SYSTEM)  # a version to diff against
     export_run(job_id=ids["job_id"])  # a finished export file to download
     rejected = al_world(PolicyFactory(key="spam"))["proposal_id"]  # approving one leaves one to reject
-    _, secret = token_create(name="fuzz", scopes=list(ServiceToken.SCOPES), user=lead, actor=SYSTEM)
+    token, secret = token_create(name="fuzz", scopes=list(ServiceToken.SCOPES), user=lead, actor=SYSTEM)
+    ids["ingest_job_id"] = ingest_job_create(rows=EXAMPLE_BATCH["decisions"], actor=SYSTEM, token=token).pk
     item = golds[0].item
     return {
         "token": secret,
@@ -126,6 +128,8 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
             "GET /api/v1/datasets/{slug}/versions/{version}/diff": ({"version": 2}, {"against": 1}, None, 200),
             "GET /api/v1/datasets/{slug}/versions/{version}/export": ({}, {"format": "label-studio"}, None, 200),
             "POST /api/v1/decisions": ({}, None, EXAMPLE_BATCH, 200),
+            "POST /api/v1/ingest-jobs": ({}, None, EXAMPLE_BATCH, 202),
+            "GET /api/v1/ingest-jobs/{ingest_job_id}": ({}, None, None, 200),
             "GET /api/v1/exports/{job_id}": ({}, None, None, 200),
             "GET /api/v1/exports/{job_id}/download": ({}, None, None, 200),
             "GET /api/v1/models": ({}, {"policy": "harassment"}, None, 200),
@@ -208,7 +212,8 @@ def test_every_operation_succeeds_and_conforms(world, live_server, no_queued_job
         extra_ids, query, body, expected = world["valid"][operation.label]
         ids = {name: value for name, value in world["ids"].items() if "{" + name + "}" in operation.path}
         ids.update(extra_ids)
-        case = operation.Case(path_parameters=ids, query=query, **({} if body is None else {"body": body}))
+        json_body = {} if body is None else {"body": body, "media_type": "application/json"}
+        case = operation.Case(path_parameters=ids, query=query, **json_body)
         response = case.call(base_url=live_server.url, headers=headers)
         for failure in failures_of(case, response, headers):
             failures[f"{operation.label}: {failure.title}"] = describe(case, response, failure, headers)
