@@ -1,6 +1,7 @@
 # Developer and CI entry points. The service logic lives in reviewapp/stack.py.
 #   make run                        migrate, seed demo data, start web + worker + beat
 #   make test PYTEST_ARGS='-x -q'   run the tests against ready PostgreSQL/Redis
+#   make audit                      known vulnerabilities in the pinned requirements (pip-audit)
 #   make soak                       minutes of repeated PostgreSQL/Redis restarts under load
 #   make stop / make clean          stop the project-local servers / also delete .run/
 
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BOOTSTRAP_PYTHON := $(shell command -v python3.11 || command -v python3)
 
-.PHONY: venv run test soak lint stop clean system-deps bench
+.PHONY: venv run test soak lint audit stop clean system-deps bench
 
 venv: $(STAMP)
 
@@ -40,6 +41,17 @@ bench: venv
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# Known vulnerabilities in the pinned requirements and everything they pull in, from PyPI's
+# vulnerability feed. --strict: a package the feed gives no answer for (feed unreachable, or
+# the package unknown to it) fails the audit; it never passes silently. A vulnerability that
+# cannot be fixed yet is ignored here with `--ignore-vuln ID` and a comment saying why.
+AUDIT_FEED_PROBE := https://pypi.org/pypi/pip/24.0/json
+audit: venv
+	@$(PY) -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=15)" $(AUDIT_FEED_PROBE) \
+		2>/dev/null || { echo "audit: PyPI's vulnerability feed does not answer ($(AUDIT_FEED_PROBE));" \
+		"nothing was audited" >&2; exit 1; }
+	$(VENV)/bin/pip-audit --strict --progress-spinner off -r requirements.txt -r requirements-dev.txt
 
 # Chromium for the browser tests (Debian packages). Needs root; otherwise only says so.
 system-deps:
