@@ -251,16 +251,25 @@ class Process:
 
     def stop(self) -> None:
         """SIGTERM to the group (a warm shutdown for Celery), SIGKILL after STOP_TIMEOUT."""
-        if self.popen.poll() is None:
+        stop_all([self])
+
+
+def stop_all(processes: Sequence[Process]) -> None:
+    """Stop several processes at once: SIGTERM to every group, then wait (SIGKILL after STOP_TIMEOUT)."""
+    for process in processes:
+        if process.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
+                os.killpg(process.popen.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for process in processes:
+        try:
+            process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.popen.pid, signal.SIGKILL)
+            process.popen.wait()
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)  # pool children left behind by the leader
+            os.killpg(process.popen.pid, signal.SIGKILL)  # pool children left behind by the leader
 
 
 def start_process(name: str, cmd: Sequence[str], env: dict[str, str], log_dir: Path) -> Process:
@@ -299,11 +308,13 @@ def wait_for_web(web: Process, base_url: str) -> None:
     wait_until(serving, timeout=START_TIMEOUT, what="gunicorn answering /healthz")
 
 
-def spawn_worker(env: dict[str, str], log_dir: Path, *, name: str = "worker", concurrency: int = 2) -> Process:
+def spawn_worker(
+    env: dict[str, str], log_dir: Path, *, name: str = "worker", concurrency: int = 2, queues: str = stack.WORKER_QUEUES
+) -> Process:
     """A Celery worker as `make run` starts it, with a node name of its own."""
     node = f"{name}-{uuid.uuid4().hex[:8]}@localhost"
-    cmd = [*stack.worker_command(concurrency=concurrency), "-n", node, "--without-gossip", "--without-mingle"]
-    return start_process(name, cmd, env, log_dir)
+    cmd = [*stack.worker_command(concurrency=concurrency, queues=queues), "-n", node]
+    return start_process(name, [*cmd, "--without-gossip", "--without-mingle"], env, log_dir)
 
 
 def spawn_beat(env: dict[str, str], log_dir: Path) -> Process:
@@ -317,9 +328,11 @@ def start_web(env: dict[str, str], log_dir: Path, *, workers: int = 2) -> tuple[
     return web, base_url
 
 
-def start_worker(env: dict[str, str], log_dir: Path, *, name: str = "worker", concurrency: int = 2) -> Process:
+def start_worker(
+    env: dict[str, str], log_dir: Path, *, name: str = "worker", concurrency: int = 2, queues: str = stack.WORKER_QUEUES
+) -> Process:
     """spawn_worker, returning once it consumes."""
-    worker = spawn_worker(env, log_dir, name=name, concurrency=concurrency)
+    worker = spawn_worker(env, log_dir, name=name, concurrency=concurrency, queues=queues)
     _started(worker, lambda: wait_for_log(worker, " ready."))
     return worker
 
@@ -376,26 +389,25 @@ def fault_stack(log_dir: Path, *, reviewers: int = 3) -> Iterator[FaultStack]:
     """
     with private_postgres() as database, private_redis() as broker:
         env = service_env(database.url, broker.url(), REVIEWAPP_UNDO_WINDOW_SECONDS="1")
-        manage(env, "migrate", "--noinput")
-        setup = seed(env, reviewers=reviewers, periodic={BEAT_PROBE: "reviewapp.sweep_expired_leases"})
         processes: list[Process] = []
         try:
+            # The web and the worker touch the database only per request or task, so they start
+            # while the schema is migrated; beat reads its schedule at start-up, so it waits.
             web, base_url = spawn_web(env, log_dir)
             processes.append(web)
             worker = spawn_worker(env, log_dir)
             processes.append(worker)
+            setup = migrate_and_seed(env, reviewers=reviewers, periodic={BEAT_PROBE: "reviewapp.sweep_expired_leases"})
             beat = spawn_beat(env, log_dir)
             processes.append(beat)
             wait_for_web(web, base_url)
             wait_for_log(worker, " ready.")
             wait_for_log(beat, "beat: Starting")
             faults = FaultStack(database, broker, env, log_dir, setup, web, base_url, worker, beat)
-            processes = faults.processes()
             yield faults
             processes = faults.processes()
         finally:
-            for process in reversed(processes):
-                process.stop()
+            stop_all(processes)
 
 
 def queued_tasks(broker: PrivateRedis, queue: str = "celery") -> list[tuple[str, list]]:
@@ -667,9 +679,10 @@ def missing_after_restart(database: PrivatePostgres, report: LoadReport) -> dict
 # --------------------------------------------------------------------------- seeding (child process)
 
 
-def seed(env: dict[str, str], *, reviewers: int, periodic: dict[str, str] | None = None) -> dict:
-    """Create a policy, a review queue, its routing rule, an ingest token and reviewers with
-    tokens in the database of `env`; returns their ids and secrets.
+def migrate_and_seed(env: dict[str, str], *, reviewers: int, periodic: dict[str, str] | None = None) -> dict:
+    """`migrate` the database of `env`, then create a policy, a review queue, its routing rule, an
+    ingest token and reviewers with tokens; returns their ids and secrets. One child process,
+    so Django starts once.
 
     `periodic`: {name: task} entries that beat should send every second (django-celery-beat's
     DatabaseScheduler reads them from PostgreSQL).
@@ -680,12 +693,14 @@ def seed(env: dict[str, str], *, reviewers: int, periodic: dict[str, str] | None
 
 
 def _seed(reviewers: int, periodic_json: str) -> None:
+    from django.core.management import call_command
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
     from reviewapp.audit import SYSTEM
     from reviewapp.services.tokens import token_create
     from tests.factories import PolicyFactory, QueueFactory, RoutingRuleFactory, UserFactory
 
+    call_command("migrate", interactive=False, verbosity=0)
     policy = PolicyFactory(key=SEED_POLICY)
     queue = QueueFactory(slug="faults-review", lease_seconds=600)
     RoutingRuleFactory(policy=policy, queue=queue, auto_clear=0.2, auto_action=0.9)
