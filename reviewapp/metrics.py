@@ -70,6 +70,7 @@ class ReviewappCollector(Collector):
                 + [_key("handle_time_ms_sum", ())]
             )
         )
+        yield from self._model_gauges()
 
     @staticmethod
     def _series(slugs: list[str]) -> list[tuple[str, tuple[str, ...]]]:
@@ -119,6 +120,41 @@ class ReviewappCollector(Collector):
         return HistogramMetricFamily(
             "reviewapp_handle_time_seconds", "Time from render to submit", buckets=buckets, sum_value=total_ms / 1000
         )
+
+    def _model_gauges(self) -> Iterator[object]:
+        """The model version in use per policy, and the timings of each policy's latest finished round."""
+        from activelearning.models import ModelStatus, ModelVersion, RunStatus, TrainingRun
+
+        in_use = GaugeMetricFamily(
+            "reviewapp_model_in_use_info", "Champion model of a policy (1)", labels=["policy", "model", "version"]
+        )
+        for version in ModelVersion.objects.filter(status=ModelStatus.CHAMPION).select_related("policy"):
+            in_use.add_metric([version.policy.key, version.model_name, version.version_label], 1)
+        yield in_use
+        labels = ["policy", "status"]
+        duration = GaugeMetricFamily(
+            "reviewapp_al_round_duration_seconds", "Latest finished active-learning round, start to end", labels=labels
+        )
+        finished = GaugeMetricFamily(
+            "reviewapp_al_round_finished_timestamp_seconds", "When the latest round finished", labels=labels
+        )
+        stages = GaugeMetricFamily(
+            "reviewapp_al_round_stage_seconds", "Stages of the latest finished round", labels=["policy", "stage"]
+        )
+        latest = (
+            TrainingRun.objects.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED], finished_at__isnull=False)
+            .order_by("policy_id", "-created_at")
+            .distinct("policy_id")
+            .select_related("policy")
+        )
+        for run in latest:
+            key = run.policy.key
+            finished.add_metric([key, run.status], run.finished_at.timestamp())
+            if run.started_at is not None:
+                duration.add_metric([key, run.status], (run.finished_at - run.started_at).total_seconds())
+            for stage, seconds in sorted(run.timings.items()):
+                stages.add_metric([key, stage], float(seconds))
+        yield from (duration, finished, stages)
 
 
 def metrics_view(request):  # type: ignore[no-untyped-def]

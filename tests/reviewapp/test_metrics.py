@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from activelearning.models import ModelVersion, TrainingRun
 from labeling.services import annotation_submit
 from reviewapp.services.claims import task_claim_next
+from tests.activelearning.test_django_helpers import permission_objects
 from tests.factories import ReviewTaskFactory, UserFactory
 
 
@@ -61,3 +65,49 @@ def test_queue_gauges_and_work_counters(
     assert samples[("reviewapp_handle_time_seconds_count", ())] == 1
     assert samples[("reviewapp_handle_time_seconds_bucket", (("le", "600"),))] == 1
     assert samples[("reviewapp_handle_time_seconds_bucket", (("le", "+Inf"),))] == 1
+
+
+def test_model_in_use_and_latest_round_timings(make_token, policy) -> None:
+    ModelVersion.objects.filter(pk=permission_objects(policy)["model_id"]).update(status="champion")
+    end = timezone.now()
+    earlier = end - timedelta(days=2)
+    old = TrainingRun.objects.create(
+        policy=policy, status="succeeded", started_at=earlier, finished_at=earlier, timings={"training": 99.0}
+    )
+    TrainingRun.objects.filter(pk=old.pk).update(created_at=earlier)
+    TrainingRun.objects.create(
+        policy=policy,
+        status="failed",
+        started_at=end - timedelta(seconds=90),
+        finished_at=end,
+        timings={"loading": 1.5, "training": 60.25},
+    )
+    TrainingRun.objects.create(policy=policy, status="running", timings={"loading": 7.0})  # not finished
+
+    samples = scrape(Client(HTTP_AUTHORIZATION=f"Bearer {make_token(['metrics:read'])}"))
+
+    in_use = (("model", "al-harassment"), ("policy", "harassment"), ("version", "v1"))
+    assert samples[("reviewapp_model_in_use_info", in_use)] == 1
+    latest = (("policy", "harassment"), ("status", "failed"))
+    assert samples[("reviewapp_al_round_duration_seconds", latest)] == 90
+    assert samples[("reviewapp_al_round_finished_timestamp_seconds", latest)] == end.timestamp()
+    assert samples[("reviewapp_al_round_stage_seconds", (("policy", "harassment"), ("stage", "training")))] == 60.25
+    assert samples[("reviewapp_al_round_stage_seconds", (("policy", "harassment"), ("stage", "loading")))] == 1.5
+
+
+def test_every_figure_of_the_ops_dashboard_is_exported(make_token, queue) -> None:
+    response = Client(HTTP_AUTHORIZATION=f"Bearer {make_token(['metrics:read'])}").get("/metrics")
+    families = {family.name for family in text_string_to_metric_families(response.content.decode())}
+
+    assert {
+        "reviewapp_queue_depth",
+        "reviewapp_queue_oldest_task_age_seconds",
+        "reviewapp_queue_sla_breaches",
+        "reviewapp_claims",  # claims/s: rate(reviewapp_claims_total[5m])
+        "reviewapp_submissions",
+        "reviewapp_handle_time_seconds",
+        "reviewapp_celery_tasks",
+        "reviewapp_model_in_use_info",
+        "reviewapp_al_round_duration_seconds",
+        "reviewapp_al_round_stage_seconds",
+    } <= families
