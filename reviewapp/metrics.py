@@ -79,6 +79,7 @@ class ReviewappCollector(Collector):
 
         from .models import RoutingOutcome
 
+        app.loader.import_default_modules()  # a web process has not imported the apps' tasks modules
         tasks = sorted(name for name in app.tasks if not name.startswith("celery."))
         return (
             [("claims", (slug,)) for slug in slugs]

@@ -111,6 +111,7 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-docs": ("get", PUBLIC),
     "healthz": ("get", PUBLIC),
     "metrics": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),  # staff or metrics:read token
+    "ops": ("get", LEAD_PAGE),  # leads and staff
     "readyz": ("get", PUBLIC),
     # Gold datasets: lead pages, and an API for service tokens with export:read / export:write only.
     "dataset-list": ("get", LEAD_PAGE),

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from activelearning.models import ModelVersion, TrainingRun
 from labeling.services import annotation_submit
+from reviewapp import metrics
 from reviewapp.services.claims import task_claim_next
 from tests.activelearning.test_django_helpers import permission_objects
 from tests.factories import ReviewTaskFactory, UserFactory
@@ -111,3 +112,12 @@ def test_every_figure_of_the_ops_dashboard_is_exported(make_token, queue) -> Non
         "reviewapp_al_round_duration_seconds",
         "reviewapp_al_round_stage_seconds",
     } <= families
+
+
+def test_task_outcomes_are_exported_for_tasks_the_web_process_never_imported(make_token, db) -> None:
+    metrics.count("celery_tasks", "reviewapp.sweep_expired_leases", "failure")
+
+    samples = scrape(Client(HTTP_AUTHORIZATION=f"Bearer {make_token(['metrics:read'])}"))
+
+    outcome = (("state", "failure"), ("task", "reviewapp.sweep_expired_leases"))
+    assert samples[("reviewapp_celery_tasks_total", outcome)] == 1
