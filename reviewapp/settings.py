@@ -124,6 +124,13 @@ DATABASES = {
 }
 if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
     raise ImproperlyConfigured("reviewapp runs on PostgreSQL only; DATABASE_URL must be postgresql://")
+# Hot statements that bind their parameters on the server (the claim) are prepared once per
+# connection after a few runs; ORM queries bind on the client and are never prepared. Turn off
+# behind a pooler in transaction mode that cannot keep prepared statements (PgBouncer < 1.21, or
+# without max_prepared_statements).
+DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+    5 if envbool("DATABASE_PREPARED_STATEMENTS", "1") else None
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,23 +1,37 @@
 """Claiming work: leases on review tasks.
 
-A claim is one short transaction: `SELECT … FOR UPDATE SKIP LOCKED` picks the best open task
-that nobody holds, and an UPDATE sets a lease on it. No database lock outlives the request; the
-lease (a timestamp compared with the database clock) is what keeps a task with one reviewer
-while they read it. An expired lease makes the task claimable again without any sweeper.
+A claim is one SQL statement, so one round trip and, outside a caller's transaction, one short
+transaction of its own: it returns the task the reviewer already holds in the queue or else picks
+the best open task that nobody holds (`SELECT … FOR UPDATE SKIP LOCKED`), leases it and writes
+the `task.claimed` audit row. No database lock outlives the statement; the lease (a timestamp
+compared with the database clock) is what keeps a task with one reviewer while they read it. An
+expired lease makes the task claimable again without any sweeper.
+
+The claim reads the partial index `reviewtask_claim` (open tasks only), so decided tasks do not
+slow it down however many there are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
+import psycopg
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import connection, models, transaction
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.models.functions import Now
+
+from labeling.models import Policy
 
 from .. import metrics
-from ..audit import Actor, audit_record
-from ..db import db_now
-from ..models import Queue, ReviewTask, TaskSkip, TaskStatus
+from ..audit import Actor
+from ..context import current_request_id
+from ..models import ContentItem, ModelDecision, Queue, ReviewTask, TaskStatus
+
+M = TypeVar("M", bound=models.Model)
 
 
 class ClaimError(Exception):
@@ -34,42 +48,90 @@ class Claim:
     resumed: bool  # the reviewer already held this lease (reload, second tab)
 
 
-# The best open task in a queue for a reviewer: unleased or lease expired, not already annotated
-# or skipped by them, and no graphic media once they reached the queue's daily cap.
+# What a claim hands to the workspace: the task with its item, policy and model decision. The
+# item's embedding is left out (nothing a reviewer sees uses it; it loads on access).
+_TASK_FIELDS = tuple(ReviewTask._meta.concrete_fields)
+_ITEM_FIELDS = tuple(f for f in ContentItem._meta.concrete_fields if f.name != "embedding")
+_POLICY_FIELDS = tuple(Policy._meta.concrete_fields)
+_DECISION_FIELDS = tuple(ModelDecision._meta.concrete_fields)
+
+
+def _columns(alias: str, fields: Sequence[models.Field]) -> str:
+    return ", ".join(f'{alias}."{field.column}"' for field in fields)
+
+
+# `held`: the reviewer's live lease in this queue, if any (reload, second tab). Otherwise
+# `picked`: the best open task that is unleased or whose lease expired, not already annotated or
+# skipped by the reviewer, and no graphic media once they reached the queue's daily cap.
+# OFFSET 0 keeps each NOT EXISTS a probe of a unique index for the few candidates read in claim
+# order: as an anti-join, the planner may read all of the reviewer's annotations or skips first,
+# which costs more the longer they have worked (and it guesses their count from statistics).
 _CLAIM_SQL = """
-WITH picked AS (
+WITH held AS (
+    SELECT t.id FROM reviewapp_reviewtask t
+     WHERE t.queue_id = %(queue)s AND t.status = 'open' AND t.leased_by_id = %(reviewer)s
+       AND t.lease_expires_at > statement_timestamp()
+     ORDER BY t.claimed_at
+     LIMIT 1
+), picked AS (
     SELECT t.id FROM reviewapp_reviewtask t
     JOIN reviewapp_contentitem i ON i.id = t.item_id
-    WHERE t.queue_id = %(queue)s AND t.status = 'open'
+    WHERE NOT EXISTS (SELECT FROM held)
+      AND t.queue_id = %(queue)s AND t.status = 'open'
       AND (t.lease_expires_at IS NULL OR t.lease_expires_at < statement_timestamp())
       AND NOT EXISTS (SELECT 1 FROM labeling_annotation a
                       WHERE a.item_id = t.item_id AND a.policy_id = t.policy_id
-                        AND a.reviewer_id = %(reviewer)s AND a.retracted_at IS NULL)
-      AND NOT EXISTS (SELECT 1 FROM reviewapp_taskskip s WHERE s.task_id = t.id AND s.reviewer_id = %(reviewer)s)
-      AND (%(graphic_allowed)s OR NOT (i.metadata @> '{"graphic": true}'
+                        AND a.reviewer_id = %(reviewer)s AND a.retracted_at IS NULL
+                      OFFSET 0)
+      AND NOT EXISTS (SELECT 1 FROM reviewapp_taskskip s WHERE s.task_id = t.id AND s.reviewer_id = %(reviewer)s
+                      OFFSET 0)
+      AND (%(graphic_allowed)s OR NOT (i.metadata @> '{{"graphic": true}}'
            OR (i.modality IN ('image', 'video', 'mixed') AND jsonb_array_length(i.media_urls) > 0)))
     ORDER BY t.priority DESC, t.due_at, t.id
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED
+), claimed AS (
+    UPDATE reviewapp_reviewtask t
+       SET leased_by_id = %(reviewer)s,
+           lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s),
+           claimed_at = statement_timestamp()
+      FROM picked WHERE t.id = picked.id
+    RETURNING t.*
+), audit AS (
+    INSERT INTO reviewapp_auditevent
+        (actor_id, actor_label, action, object_type, object_id, item_id, after, request_id)
+    SELECT %(reviewer)s, %(actor_label)s, 'task.claimed', 'task', claimed.id::text, claimed.item_id,
+           jsonb_build_object('leased_by', claimed.leased_by_id, 'lease_expires_at', claimed.lease_expires_at),
+           %(request_id)s
+      FROM claimed
+), task AS (
+    SELECT claimed.*, false AS resumed FROM claimed
+    UNION ALL
+    SELECT t.*, true FROM reviewapp_reviewtask t JOIN held ON held.id = t.id
 )
-UPDATE reviewapp_reviewtask t
-   SET leased_by_id = %(reviewer)s, lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s),
-       claimed_at = statement_timestamp()
-  FROM picked WHERE t.id = picked.id
-RETURNING t.id
-"""
+SELECT task.resumed, {task}, {item}, {policy}, {decision}
+  FROM task
+  JOIN reviewapp_contentitem i ON i.id = task.item_id
+  JOIN labeling_policy p ON p.id = task.policy_id
+  LEFT JOIN reviewapp_modeldecision d ON d.id = task.decision_id
+""".format(  # noqa: S608 (column names from the models only)
+    task=_columns("task", _TASK_FIELDS),
+    item=_columns("i", _ITEM_FIELDS),
+    policy=_columns("p", _POLICY_FIELDS),
+    decision=_columns("d", _DECISION_FIELDS),
+)
 
 
 def task_claim_next(*, reviewer: User, queue: Queue) -> Claim | None:
     """Lease the next task of `queue` to `reviewer`, or return the one they already hold.
 
-    One short transaction; rows locked with SKIP LOCKED so concurrent claimers never wait on
-    each other and never get the same task. Returns None when nothing is claimable.
+    One statement (plus a count of graphic exposures on queues with a daily cap): the pick, the
+    lease and its audit row commit together. Rows are locked with SKIP LOCKED, so concurrent
+    claimers never wait on each other and never get the same task. Returns None when nothing is
+    claimable.
     """
-    held = _held_task(reviewer, queue)
-    if held is not None:
-        return Claim(held, resumed=True)
-    with transaction.atomic(), connection.cursor() as cursor:
+    actor = Actor.of(reviewer)
+    with _server_bound_cursor() as cursor:
         cursor.execute(
             _CLAIM_SQL,
             {
@@ -77,31 +139,61 @@ def task_claim_next(*, reviewer: User, queue: Queue) -> Claim | None:
                 "reviewer": reviewer.pk,
                 "lease": queue.lease_seconds,
                 "graphic_allowed": _graphic_allowed(reviewer, queue),
+                "actor_label": actor.label,
+                "request_id": current_request_id.get(),
             },
         )
         row = cursor.fetchone()
-        if row is None:
-            return None
-        task = ReviewTask.objects.select_related("item", "policy", "queue", "decision").get(pk=row[0])
+    if row is None:
+        return None
+    resumed, task = row[0], _task_from_row(row[1:], queue)
+    if not resumed:
         transaction.on_commit(lambda: metrics.count("claims", queue.slug))
-        audit_record(
-            actor=Actor.of(reviewer),
-            action="task.claimed",
-            object_type="task",
-            object_id=task.pk,
-            item_id=task.item_id,
-            after={"leased_by": reviewer.pk, "lease_expires_at": task.lease_expires_at},
-        )
-    return Claim(task, resumed=False)
+    return Claim(task, resumed=resumed)
 
 
-def _held_task(reviewer: User, queue: Queue) -> ReviewTask | None:
-    return (
-        ReviewTask.objects.select_related("item", "policy", "queue", "decision")
-        .filter(queue=queue, status=TaskStatus.OPEN, leased_by=reviewer, lease_expires_at__gt=db_now())
-        .order_by("claimed_at")
-        .first()
+def _task_from_row(values: Sequence[Any], queue: Queue) -> ReviewTask:
+    """The claim's task with its item, policy and decision, as `select_related` would load them."""
+    task_end, item_end, policy_end = (
+        len(_TASK_FIELDS),
+        len(_TASK_FIELDS) + len(_ITEM_FIELDS),
+        len(_TASK_FIELDS) + len(_ITEM_FIELDS) + len(_POLICY_FIELDS),
     )
+    task = _instance(ReviewTask, _TASK_FIELDS, values[:task_end])
+    task.item = _instance(ContentItem, _ITEM_FIELDS, values[task_end:item_end])
+    task.policy = _instance(Policy, _POLICY_FIELDS, values[item_end:policy_end])
+    decision = values[policy_end:]
+    task.decision = None if task.decision_id is None else _instance(ModelDecision, _DECISION_FIELDS, decision)
+    task.queue = queue
+    return task
+
+
+def _instance(model: type[M], fields: Sequence[models.Field], values: Sequence[Any]) -> M:
+    """A model instance from raw column values, converted by each field as the ORM does."""
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        for converter in field.get_db_converters(connection):
+            value = converter(value, field, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [field.attname for field in fields], converted)
+
+
+def _server_bound_cursor() -> CursorWrapper:
+    """A cursor on Django's connection that sends parameters apart from the SQL text.
+
+    Django's own cursors inline the parameters, so every claim is a new statement text that
+    PostgreSQL parses and plans again (about as long as running it). With the parameters apart,
+    psycopg prepares a statement that it sees often on a connection, when the connection allows
+    it (settings: DATABASE_PREPARED_STATEMENTS), and PostgreSQL reuses the plan. Queries still go
+    through Django's wrappers: errors, execute_wrapper hooks and query logging.
+    """
+    # The checks that connection.cursor() makes before it hands out a cursor.
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
+    wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
+    return wrapper(psycopg.Cursor(connection.connection), connection)
 
 
 def _graphic_allowed(reviewer: User, queue: Queue) -> bool:
@@ -114,7 +206,7 @@ def _graphic_allowed(reviewer: User, queue: Queue) -> bool:
 
 def task_lease_renew(*, task_id: int, reviewer: User) -> datetime:
     """Extend the reviewer's lease (heartbeat). Compare-and-set: fails if they no longer hold it."""
-    with connection.cursor() as cursor:
+    with _server_bound_cursor() as cursor:
         cursor.execute(
             """
             UPDATE reviewapp_reviewtask t
@@ -132,31 +224,52 @@ def task_lease_renew(*, task_id: int, reviewer: User) -> datetime:
     return row[0]
 
 
-def task_release(*, task_id: int, reviewer: User, reason: str) -> ReviewTask:
+# Lock the task, record the skip once, drop the reviewer's lease if they hold it, and audit a
+# first skip; the lock makes a concurrent submit or claim of the same row wait for the outcome.
+_RELEASE_SQL = """
+WITH task AS (
+    SELECT id, item_id, leased_by_id FROM reviewapp_reviewtask WHERE id = %(task)s FOR UPDATE
+), skip AS (
+    INSERT INTO reviewapp_taskskip (task_id, reviewer_id, reason)
+    SELECT id, %(reviewer)s, %(reason)s FROM task
+    ON CONFLICT (task_id, reviewer_id) DO NOTHING
+    RETURNING task_id
+), released AS (
+    UPDATE reviewapp_reviewtask t SET leased_by_id = NULL, lease_expires_at = NULL
+      FROM task WHERE t.id = task.id AND task.leased_by_id = %(reviewer)s
+), audit AS (
+    INSERT INTO reviewapp_auditevent
+        (actor_id, actor_label, action, object_type, object_id, item_id, after, request_id)
+    SELECT %(reviewer)s, %(actor_label)s, 'task.skipped', 'task', task.id::text, task.item_id,
+           jsonb_build_object('reason', %(reason)s::text), %(request_id)s
+      FROM task JOIN skip ON skip.task_id = task.id
+)
+SELECT id FROM task
+"""
+
+
+def task_release(*, task_id: int, reviewer: User, reason: str) -> None:
     """Skip: give the task back and never hand it to this reviewer again. Idempotent.
 
-    Locks the task row. A reason is required so leads can see why items are skipped.
+    One statement that locks the task row. A reason is required so leads can see why items are
+    skipped. Raises ReviewTask.DoesNotExist for an unknown task.
     """
     reason = reason.strip()[:200]
     if not reason:
         raise ClaimError("Say why you are skipping this item.")
-    with transaction.atomic():
-        task = ReviewTask.objects.select_for_update().get(pk=task_id)
-        _, created = TaskSkip.objects.get_or_create(task=task, reviewer=reviewer, defaults={"reason": reason})
-        if task.leased_by_id == reviewer.pk:
-            task.leased_by = None
-            task.lease_expires_at = None
-            task.save(update_fields=["leased_by", "lease_expires_at"])
-        if created:
-            audit_record(
-                actor=Actor.of(reviewer),
-                action="task.skipped",
-                object_type="task",
-                object_id=task.pk,
-                item_id=task.item_id,
-                after={"reason": reason},
-            )
-    return task
+    with _server_bound_cursor() as cursor:
+        cursor.execute(
+            _RELEASE_SQL,
+            {
+                "task": task_id,
+                "reviewer": reviewer.pk,
+                "reason": reason,
+                "actor_label": Actor.of(reviewer).label,
+                "request_id": current_request_id.get(),
+            },
+        )
+        if cursor.fetchone() is None:
+            raise ReviewTask.DoesNotExist(f"No review task {task_id}.")
 
 
 def task_escalate(*, task_id: int, reviewer: User, note: str) -> ReviewTask:
@@ -169,14 +282,19 @@ def task_escalate(*, task_id: int, reviewer: User, note: str) -> ReviewTask:
 
     note = note.strip()[:2000]
     with transaction.atomic():
-        task = ReviewTask.objects.select_for_update().get(pk=task_id)
-        _check_holds_lease(task, reviewer)
+        # The lease is checked against the database clock as the row is locked: no second query.
+        task = (
+            ReviewTask.objects.select_for_update()
+            .annotate(lease_live=models.Q(lease_expires_at__gt=Now()))
+            .get(pk=task_id)
+        )
+        _check_holds_lease(task, reviewer, lease_live=bool(task.lease_live))  # type: ignore[attr-defined]
         adjudication_request(task=task, reason=AdjudicationReason.ESCALATED, actor=Actor.of(reviewer), note=note)
     return task
 
 
-def _check_holds_lease(task: ReviewTask, reviewer: User) -> None:
+def _check_holds_lease(task: ReviewTask, reviewer: User, *, lease_live: bool) -> None:
     if task.status != TaskStatus.OPEN:
         raise LeaseLost("This item is no longer open for review.")
-    if task.leased_by_id != reviewer.pk or task.lease_expires_at is None or task.lease_expires_at <= db_now():
+    if task.leased_by_id != reviewer.pk or not lease_live:
         raise LeaseLost("Your claim on this item has expired; claim it again to act on it.")
