@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from reviewapp import metrics
-from reviewapp.audit import Actor, audit_record
+from reviewapp.audit import Actor, audit_event, audit_record
 from reviewapp.db import db_now
-from reviewapp.models import ReviewTask, TaskStatus
+from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
 
 from .models import Annotation, AnnotationSource, PolicyVersion
 
@@ -75,24 +75,21 @@ def annotation_submit(
     SubmissionRejected, after writing the answer to the audit log so it is never silently lost.
     Raises ValidationError for labels the policy version does not allow.
     """
-    previous = _previous_submission(submission_id, reviewer)
-    if previous is not None:
-        return previous
     rationale = rationale.strip()
     if len(rationale) > MAX_RATIONALE_CHARS:
         raise ValidationError(f"The rationale is longer than {MAX_RATIONALE_CHARS} characters.")
     with transaction.atomic():
         task = ReviewTask.objects.select_for_update(of=("self",)).select_related("queue", "policy").get(pk=task_id)
-        previous = _previous_submission(submission_id, reviewer)  # a concurrent double click won
-        if previous is not None:
-            return previous
+        # Read after the lock, so a concurrent double click that got there first is seen.
+        facts = _submission_facts(task, reviewer, submission_id)
+        if facts.previous_annotation_id is not None:
+            return _previous_submission(facts.previous_annotation_id, reviewer)
         version = _version_for(task, policy_version_id)
         labels = check_labels(version, labels, severity)
         answer = {"labels": labels, "severity": severity, "rationale": rationale, "submission_id": str(submission_id)}
-        now = db_now()
-        refusal = _refusal(task, reviewer, now, external=source in EXTERNAL_SOURCES)
+        refusal = _refusal(task, reviewer, facts, external=source in EXTERNAL_SOURCES)
         if refusal is None:
-            result = _record(task, reviewer, version, answer, handle_time_ms, now, source)
+            result = _record(task, reviewer, version, answer, handle_time_ms, facts.now, source)
     if refusal is not None:
         _record_rejection(task, reviewer, answer, refusal)
         metrics.count("submissions", task.queue.slug, "rejected")
@@ -100,10 +97,32 @@ def annotation_submit(
     return result
 
 
-def _previous_submission(submission_id: uuid.UUID, reviewer: User) -> SubmitResult | None:
-    annotation = Annotation.objects.filter(submission_id=submission_id).select_related("task").first()
-    if annotation is None:
-        return None
+@dataclass(frozen=True)
+class _SubmissionFacts:
+    now: datetime  # the database clock
+    previous_annotation_id: int | None  # this submission id was already recorded (retry, double click)
+    already_labelled: bool  # the reviewer has a live annotation of this item under this policy
+
+
+def _submission_facts(task: ReviewTask, reviewer: User, submission_id: uuid.UUID) -> _SubmissionFacts:
+    """What a submission is checked against, read in one round trip."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT statement_timestamp(),
+                   (SELECT id FROM labeling_annotation WHERE submission_id = %(submission)s),
+                   EXISTS (SELECT 1 FROM labeling_annotation
+                            WHERE item_id = %(item)s AND policy_id = %(policy)s AND reviewer_id = %(reviewer)s
+                              AND retracted_at IS NULL)
+            """,
+            {"submission": submission_id, "item": task.item_id, "policy": task.policy_id, "reviewer": reviewer.pk},
+        )
+        now, previous_id, already = cursor.fetchone()
+    return _SubmissionFacts(now, previous_id, already)
+
+
+def _previous_submission(annotation_id: int, reviewer: User) -> SubmitResult:
+    annotation = Annotation.objects.select_related("task__queue").get(pk=annotation_id)
     if annotation.reviewer_id != reviewer.pk:
         raise SubmissionRejected("This submission id belongs to another reviewer's answer.")
     metrics.count("submissions", annotation.task.queue.slug, "duplicate")
@@ -122,16 +141,13 @@ def _version_for(task: ReviewTask, policy_version_id: int | None) -> PolicyVersi
     return version
 
 
-def _refusal(task: ReviewTask, reviewer: User, now: Any, *, external: bool) -> str | None:
+def _refusal(task: ReviewTask, reviewer: User, facts: _SubmissionFacts, *, external: bool) -> str | None:
     if task.status != TaskStatus.OPEN:
         return f"This item was already {task.get_status_display().lower()}; your answer was kept in the audit log."
-    held_by_other = not external and task.leased_by_id not in (None, reviewer.pk) and task.lease_expires_at > now
+    held_by_other = not external and task.leased_by_id not in (None, reviewer.pk) and task.lease_expires_at > facts.now
     if held_by_other:
         return "Your claim expired and another reviewer now has this item; your answer was kept in the audit log."
-    already = Annotation.objects.filter(
-        item_id=task.item_id, policy_id=task.policy_id, reviewer=reviewer, retracted_at__isnull=True
-    ).exists()
-    if already:
+    if facts.already_labelled:
         return "You have already labelled this item."
     return None
 
@@ -149,7 +165,9 @@ def _record(
     holds_lease = task.leased_by_id == reviewer.pk and task.lease_expires_at > now
     late = not external and not holds_lease
     try:
-        with transaction.atomic():
+        # No savepoint (a round trip each way): an IntegrityError ends the submission's
+        # transaction anyway, and the caller's, if any, rolls back to its own savepoint.
+        with transaction.atomic(savepoint=False):
             annotation = Annotation.objects.create(
                 task=task,
                 item_id=task.item_id,
@@ -177,27 +195,31 @@ def _record(
     task.save(update_fields=["annotation_count", "leased_by", "lease_expires_at", "status", "completed_at"])
     actor = Actor.of(reviewer)
     slug, seconds = task.queue.slug, annotation.handle_time_ms / 1000
-    transaction.on_commit(
-        lambda: (metrics.count("submissions", slug, "accepted"), metrics.observe_handle_time(seconds))
-    )
-    audit_record(
-        actor=actor,
-        action="annotation.submitted",
-        object_type="annotation",
-        object_id=annotation.pk,
-        item_id=task.item_id,
-        after={**answer, "task_id": task.pk, "late": late, "policy_version_id": version.pk},
-    )
-    if completed:
-        audit_record(
+    transaction.on_commit(lambda: metrics.count_submission_accepted(queue=slug, handle_seconds=seconds))
+    events = [
+        audit_event(
             actor=actor,
-            action="task.completed",
-            object_type="task",
-            object_id=task.pk,
+            action="annotation.submitted",
+            object_type="annotation",
+            object_id=annotation.pk,
             item_id=task.item_id,
-            before={"status": TaskStatus.OPEN},
-            after={"status": TaskStatus.COMPLETED},
+            after={**answer, "task_id": task.pk, "late": late, "policy_version_id": version.pk},
         )
+    ]
+    if completed:
+        events.append(
+            audit_event(
+                actor=actor,
+                action="task.completed",
+                object_type="task",
+                object_id=task.pk,
+                item_id=task.item_id,
+                before={"status": TaskStatus.OPEN},
+                after={"status": TaskStatus.COMPLETED},
+            )
+        )
+    AuditEvent.objects.bulk_create(events)  # one INSERT for both
+    if completed:
         _schedule_resolution(task.pk)
     return SubmitResult(annotation, created=True, task_completed=completed)
 
