@@ -3,12 +3,19 @@
 Every workspace action renders the `task` partial of `reviewapp/workspace.html` for htmx
 requests (the next item appears without a page load) and redirects to the queue page for plain
 form posts, so the workspace also works without JavaScript.
+
+Workspace responses carry a `Server-Timing` header (`claim`, `submit`, `render`, in ms), so
+browser dev tools and load tests see where a slow response spent its time.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +28,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling.models import Annotation
@@ -64,7 +72,8 @@ def home(request: HttpRequest) -> HttpResponse:
 def queue_work(request: HttpRequest, queue_id: int) -> HttpResponse:
     """Claim (or resume) the reviewer's next task in the queue and show it."""
     queue = access_queue(request.user, queue_id)
-    claim = task_claim_next(reviewer=request.user, queue=queue)
+    with _timed(request, "claim"):
+        claim = task_claim_next(reviewer=request.user, queue=queue)
     return _render_workspace(request, queue, claim.task if claim else None)
 
 
@@ -76,7 +85,8 @@ def task_submit(request: HttpRequest, task_id: int) -> HttpResponse:
     if not form.is_valid():
         return _render_workspace(request, task.queue, task, form=form)
     try:
-        result = annotation_submit(task_id=task.pk, reviewer=request.user, **form.submission())
+        with _timed(request, "submit"):
+            result = annotation_submit(task_id=task.pk, reviewer=request.user, **form.submission())
     except ValidationError as error:
         form.add_error(None, error)
         return _render_workspace(request, task.queue, task, form=form)
@@ -157,8 +167,9 @@ def task_reveal_media(request: HttpRequest, task_id: int) -> HttpResponse:
 def _next(request: HttpRequest, queue: Queue | None, *, notice: str, last_annotation: Annotation | None = None):  # type: ignore[no-untyped-def]
     if queue is None or not request.htmx:
         messages.info(request, notice)
-        return redirect("queue-work", queue_id=queue.pk) if queue else redirect("home")
-    claim = task_claim_next(reviewer=request.user, queue=queue)
+        return _with_server_timing(request, redirect("queue-work", queue_id=queue.pk) if queue else redirect("home"))
+    with _timed(request, "claim"):
+        claim = task_claim_next(reviewer=request.user, queue=queue)
     return _render_workspace(
         request, queue, claim.task if claim else None, notice=notice, last_annotation=last_annotation
     )
@@ -173,9 +184,29 @@ def _render_workspace(
     notice: str = "",
     last_annotation: Annotation | None = None,
 ) -> HttpResponse:
-    context = _workspace_context(request, queue, task, form, notice, last_annotation)
-    template = WORKSPACE + "#task" if request.htmx else WORKSPACE
-    return render(request, template, context)
+    with _timed(request, "render"):
+        context = _workspace_context(request, queue, task, form, notice, last_annotation)
+        template = WORKSPACE + "#task" if request.htmx else WORKSPACE
+        response = render(request, template, context)
+    return _with_server_timing(request, response)
+
+
+@contextmanager
+def _timed(request: HttpRequest, phase: str) -> Iterator[None]:
+    """Add the time spent in the block to `phase` of the request's Server-Timing."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings = request.__dict__.setdefault("server_timing", {})
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - started
+
+
+def _with_server_timing(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    timings = getattr(request, "server_timing", {})
+    if timings:
+        response["Server-Timing"] = ", ".join(f"{phase};dur={s * 1000:.1f}" for phase, s in timings.items())
+    return response
 
 
 def _workspace_context(
@@ -204,7 +235,7 @@ def _workspace_context(
     revealed = item.is_graphic and MediaExposure.objects.filter(reviewer=request.user, item=item, queue=queue).exists()
     context.update(
         version=version,
-        guideline_html=render_guideline(version.guideline) if version else "",
+        guideline_html=_guideline_html(version.guideline) if version else "",
         decision=decision,
         segments=highlight_spans(item.text, decision.evidence_spans if decision else []),
         media=media_for(item.media_urls, item.modality),
@@ -219,6 +250,12 @@ def _workspace_context(
         lease_deadline=task.lease_expires_at or timezone.now() + timedelta(seconds=queue.lease_seconds),
     )
     return context
+
+
+@lru_cache(maxsize=64)
+def _guideline_html(markdown: str) -> SafeString:
+    """Rendered once per guideline text per process: every item of a policy shows the same one."""
+    return render_guideline(markdown)
 
 
 def _label_keys(version: Any) -> list[tuple[str, dict]]:
@@ -239,8 +276,18 @@ def item_audit_export(request: HttpRequest, item_id: int) -> HttpResponse:
 
     check_lead(request.user)
     events = AuditEvent.objects.filter(item_id=item_id).order_by("occurred_at", "id")
-    fields = ("id", "occurred_at", "actor_id", "actor_label", "action", "object_type", "object_id", "before",
-              "after", "request_id")
+    fields = (
+        "id",
+        "occurred_at",
+        "actor_id",
+        "actor_label",
+        "action",
+        "object_type",
+        "object_id",
+        "before",
+        "after",
+        "request_id",
+    )
 
     def lines():  # type: ignore[no-untyped-def]
         for row in events.values_list(*fields).iterator(chunk_size=2000):
