@@ -1,4 +1,7 @@
-"""The reviewer workspace pages through Django's test client: flow, htmx partials, safety, queries."""
+"""The reviewer workspace pages through Django's test client: flow, htmx partials, safety.
+
+Query counts of the same pages are pinned in test_hot_path_queries.py.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import pytest
 from django.test import Client
 
 from labeling.models import Annotation
-from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
+from reviewapp.models import AuditEvent, TaskStatus
 from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -192,21 +195,3 @@ def test_csp_forbids_inline_script_on_workspace(browser, policy, queue) -> None:
 
 def test_empty_queue_says_so(browser, queue) -> None:
     assert "Nothing to review here right now" in browser.get(f"/queues/{queue.pk}/work").content.decode()
-
-
-def test_item_page_query_count_is_pinned(browser, policy, queue, django_assert_num_queries) -> None:
-    ReviewTaskFactory(policy=policy, queue=queue)
-    browser.get("/")  # warm the session
-    with django_assert_num_queries(13):
-        assert browser.get(f"/queues/{queue.pk}/work").status_code == 200
-
-
-def test_claim_next_after_submit_query_count_is_pinned(browser, policy, queue, django_assert_num_queries) -> None:
-    tasks = ReviewTaskFactory.create_batch(2, policy=policy, queue=queue)
-    html = browser.get(f"/queues/{queue.pk}/work").content.decode()
-    claimed = ReviewTask.objects.get(leased_by__isnull=False)
-    with django_assert_num_queries(27):
-        browser.post(
-            f"/tasks/{claimed.pk}/submit", {"submission_id": submission_id(html), "labels": "violating"}, **HTMX
-        )
-    assert {t.pk for t in tasks}
