@@ -40,7 +40,9 @@ from reviewapp import stack
 
 ROOT = stack.ROOT
 STOP_TIMEOUT = 20.0
-START_TIMEOUT = 60.0
+# Generous: a first request imports the whole URLconf (torch, scikit-learn), which takes long on
+# a busy two-core CI machine.
+START_TIMEOUT = 180.0
 # Clients pause this long before retrying a 503, instead of the Retry-After they were given,
 # so that a test keeps load on the servers while they come back.
 RETRY_PAUSE = 0.1
@@ -102,6 +104,15 @@ class PrivatePostgres:
         committed data stays; returns once the server accepts connections again."""
         self.pg_ctl("restart", "-m", "fast", "-w", "-t", "60")
         stack.wait_for_postgres(self.bindir, self.port, self.log_path)
+
+    @contextlib.contextmanager
+    def down(self) -> Iterator[None]:
+        """The server stopped (fast shutdown) for the duration of the block, then started again."""
+        self.pg_ctl("stop", "-m", "fast", "-w")
+        try:
+            yield
+        finally:
+            stack.pg_start(self.bindir, self.runner, self.home, self.port, durable=True)
 
     def connect(self) -> psycopg.Connection:
         return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
@@ -214,6 +225,8 @@ def service_env(database_url: str, broker_url: str, **extra: str) -> dict[str, s
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         REVIEWAPP_LOG_FORMAT="plain",
         REVIEWAPP_API_RATE="1000000/min",  # load tests measure recovery, not rate limits
+        # gunicorn kills a worker silent for 30 s, as a first request on a busy machine can be.
+        GUNICORN_CMD_ARGS="--timeout 120",
         PYTHONUNBUFFERED="1",
         PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     )
@@ -250,16 +263,16 @@ class Process:
             raise AssertionError(f"{self.name} exited with {self.popen.returncode}:\n{self.log()[-3000:]}")
 
     def stop(self) -> None:
-        """SIGTERM to the group (a warm shutdown for Celery), SIGKILL after STOP_TIMEOUT."""
+        """SIGTERM (a warm shutdown for Celery), SIGKILL after STOP_TIMEOUT."""
         stop_all([self])
 
 
 def stop_all(processes: Sequence[Process]) -> None:
-    """Stop several processes at once: SIGTERM to every group, then wait (SIGKILL after STOP_TIMEOUT)."""
+    """Stop several processes at once: SIGTERM to each leader (gunicorn's master and Celery's
+    main process stop their children gracefully), then wait; SIGKILL after STOP_TIMEOUT."""
     for process in processes:
         if process.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.popen.pid, signal.SIGTERM)
+            process.popen.terminate()
     deadline = time.monotonic() + STOP_TIMEOUT
     for process in processes:
         try:
@@ -422,13 +435,19 @@ def queued_tasks(broker: PrivateRedis, queue: str = "celery") -> list[tuple[str,
     return messages
 
 
-def send_task(broker: PrivateRedis, name: str) -> None:
-    """Enqueue a task by name on the private broker, as beat or a web process would."""
-    from celery import Celery
+def send_task(broker: PrivateRedis, name: str, **options: Any) -> str:
+    """Enqueue a task by name on the private broker, as beat or a web process would; its id.
 
-    app = Celery("faults", broker=broker.url(), set_as_current=False)
+    The connection is passed explicitly: Celery prefers $CELERY_BROKER_URL (the test broker)
+    to any broker URL given to an app.
+    """
+    from celery import Celery
+    from kombu import Connection
+
+    app = Celery("faults", set_as_current=False)
     try:
-        app.send_task(name)
+        with Connection(broker.url()) as connection:
+            return app.send_task(name, connection=connection, **options).id
     finally:
         app.close()
 
