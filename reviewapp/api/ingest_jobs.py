@@ -52,13 +52,13 @@ class JobJSONParser(BaseParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
         body = _read_body(stream, parser_context)
         try:
-            return json.loads(body.decode("utf-8"))
+            return _loads(body.decode("utf-8"))
         except UnicodeDecodeError as error:
             raise ParseError(f"Request body is not valid UTF-8 (byte {error.start}).") from None
         except json.JSONDecodeError as error:
             raise ParseError(f"Malformed JSON: {error.msg} at line {error.lineno} column {error.colno}.") from None
-        except RecursionError:
-            raise ParseError("Malformed JSON: nested too deeply.") from None
+        except (RecursionError, ValueError) as error:
+            raise ParseError(f"Malformed JSON: {_reason(error)}.") from None
 
 
 class NDJSONParser(BaseParser):
@@ -75,13 +75,26 @@ class NDJSONParser(BaseParser):
 
 def _ndjson_row(line: bytes, number: int) -> Any:
     try:
-        return json.loads(line.decode("utf-8"))
+        return _loads(line.decode("utf-8"))
     except UnicodeDecodeError as error:
         return UnreadableRow(f"line {number} is not valid UTF-8 (byte {error.start})")
     except json.JSONDecodeError as error:
         return UnreadableRow(f"line {number}: malformed JSON: {error.msg} at column {error.colno}")
-    except RecursionError:
-        return UnreadableRow(f"line {number}: malformed JSON: nested too deeply")
+    except (RecursionError, ValueError) as error:
+        return UnreadableRow(f"line {number}: malformed JSON: {_reason(error)}")
+
+
+def _loads(text: str) -> Any:
+    """Strict JSON: NaN and Infinity, which Python accepts and PostgreSQL's jsonb refuses, are errors."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _reason(error: Exception) -> str:
+    return "nested too deeply" if isinstance(error, RecursionError) else str(error)
 
 
 class IngestJobSerializer(serializers.Serializer):
@@ -199,7 +212,7 @@ class IngestJobDetailView(APIView):
 
 def _errors_from(request: Request) -> int:
     raw = request.query_params.get("errors_from", "0")
-    if not raw.isdigit() or len(raw) > 9:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise ParseError("errors_from must be a row index (a non-negative integer).")
     return int(raw)
 

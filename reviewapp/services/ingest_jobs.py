@@ -38,7 +38,9 @@ from ..models import IngestChunk, IngestChunkStatus, IngestJob, IngestJobStatus,
 from .ingest import IngestResult, decisions_ingest
 from .validation import RowError, check_decision_row
 
-MAX_ATTEMPTS = 5
+# Above Celery's own tries (1 + 5 retries): a task that keeps raising fails with its error first;
+# this catches deliveries that keep dying before they can report anything.
+MAX_ATTEMPTS = 10
 ERRORS_PAGE = 1000
 RESEND_BATCH = 5000
 

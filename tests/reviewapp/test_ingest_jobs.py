@@ -107,6 +107,14 @@ class TestReceipt:
         assert job["errors"] == [{"index": 1, "field": "", "message": job["errors"][0]["message"]}]
         assert job["errors"][0]["message"].startswith("line 2: malformed JSON")
 
+    def test_an_ndjson_line_with_nan_is_a_row_error(self, ingest_client) -> None:
+        body = ndjson([row("a")]) + b'{"source": "backfill", "metadata": {"ratio": NaN}}\n'
+
+        response = ingest_client.post(URL, body, content_type=NDJSON)
+
+        assert response.status_code == 202
+        assert response.json()["errors"][0]["message"] == "line 2: malformed JSON: NaN is not a JSON value"
+
     def test_same_decision_with_two_scores_keeps_the_first(self, ingest_client) -> None:
         response = ingest_client.post(URL, {"decisions": [row("a", 0.5), row("a", 0.7)]}, format="json")
 
@@ -129,6 +137,7 @@ class TestReceipt:
             (b'{"decisions": [', "application/json", "Malformed JSON: Expecting value at line 1 column 16."),
             (b'{"decisions": []}', "application/json", "The body holds no decisions."),
             (b"[" * 100_000, "application/json", "Malformed JSON: nested too deeply."),
+            (b'{"decisions": [{"metadata": {"x": NaN}}]}', "application/json", "Malformed JSON: NaN is not a JSON"),
             (b"\n\n", NDJSON, "The body holds no decisions."),
         ],
     )
@@ -190,7 +199,8 @@ class TestAccess:
     def test_errors_from_must_be_a_row_index(self, ingest_client) -> None:
         job = ingest_client.post(URL, ndjson([row()]), content_type=NDJSON).json()
 
-        assert ingest_client.get(job["url"], {"errors_from": "-1"}).status_code == 400
+        for bad in ("-1", "²", "1e3"):
+            assert ingest_client.get(job["url"], {"errors_from": bad}).status_code == 400, bad
 
 
 @pytest.mark.usefixtures("routing_rule")
