@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import User
+from django.urls import get_resolver
 from playwright.sync_api import Page, Request, Route, ViewportSize, expect
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -89,7 +90,13 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 
 @pytest.fixture(scope="session")
 def base_url(live_server) -> str:  # type: ignore[no-untyped-def]
-    """Pages are opened by path (`page.goto("/accounts/login/")`) on the live server."""
+    """Pages are opened by path (`page.goto("/accounts/login/")`) on the live server.
+
+    The URLconf is imported before the first page is opened (as `reviewapp.wsgi` does for
+    gunicorn): the model pages bring in torch, which takes longer than a page load's timeout on a
+    busy machine.
+    """
+    _ = get_resolver().url_patterns
     return live_server.url
 
 
