@@ -196,11 +196,13 @@ def test_ingest_chunk_whose_pool_process_died_alone_is_resent_by_the_sweep(
     monkeypatch.setattr("tests.worker.QUEUES", f"{QUEUE},ingest")  # the sweep sends to the ingest queue
     with celery_worker(tmp_path / "worker.log") as worker:
         with locked("SELECT 1 FROM reviewapp_ingestjob WHERE id = %s FOR UPDATE", (job.pk,)):
-            ingest_apply_chunk.apply_async((chunk.pk,), queue=QUEUE)
+            message = ingest_apply_chunk.apply_async((chunk.pk,), queue=QUEUE).id
             backend = wait_for(lambda: _waiting(writes("reviewapp_ingestjob")), timeout=90, interval=0.05)
             os.kill(_pool_process(worker.pid), signal.SIGKILL)
         wait_until_rolled_back(backend)
         wait_for(lambda: "WorkerLostError" in (tmp_path / "worker.log").read_text(), timeout=30)
+        time.sleep(1)  # a requeued message would be taken at once by the replacement pool process
+        assert _received(tmp_path / "worker.log") == [message]
         assert IngestChunk.objects.get(pk=chunk.pk).status == "pending" and not ModelDecision.objects.exists()
 
         assert ingest_chunks_resend_stalled(older_than=timedelta(minutes=15)) == 1

@@ -30,6 +30,7 @@ from reviewapp.models import (
 from reviewapp.services.ingest_jobs import (
     MAX_ATTEMPTS,
     ingest_chunk_apply,
+    ingest_chunk_fail,
     ingest_chunks_resend_stalled,
     ingest_job_create,
     ingest_job_errors,
@@ -348,6 +349,23 @@ class TestStalledAndFailed:
         job.refresh_from_db()
         assert (job.status, job.chunks_failed, job.chunks_done, job.rows_created) == ("done", 0, 1, 2)
         assert AuditEvent.objects.filter(action="ingest_job.retried").count() == 1
+
+
+def test_admin_lists_jobs_and_sends_failed_chunks_again(admin_client) -> None:
+    job = ingest_job_create(rows=[row("a")], actor=SYSTEM)
+    chunk = job.chunks.get()
+    ingest_chunk_fail(chunk_id=chunk.pk, error="OperationalError: server closed the connection")
+
+    listing = admin_client.get("/admin/reviewapp/ingestjob/")
+    detail = admin_client.get(f"/admin/reviewapp/ingestjob/{job.pk}/change/")
+    retried = admin_client.post(
+        "/admin/reviewapp/ingestjob/", {"action": "retry_failed_chunks", "_selected_action": [job.pk]}
+    )
+
+    assert listing.status_code == 200 and detail.status_code == 200
+    assert b"server closed the connection" in detail.content
+    assert retried.status_code == 302 and IngestChunk.objects.get(pk=chunk.pk).status == "pending"
+    assert IngestJob.objects.get(pk=job.pk).status == "running"
 
 
 @pytest.mark.worker
