@@ -579,9 +579,10 @@ class Load:
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.counter = itertools.count()
-        clients = [self._ingest_client for _ in range(ingest_clients)]
-        clients += [lambda token=token: self._reviewer(token) for token in setup["reviewer_tokens"]]
-        self.threads = [threading.Thread(target=client, daemon=True) for client in clients]
+        self.threads = [threading.Thread(target=self._ingest_client, daemon=True) for _ in range(ingest_clients)]
+        self.threads += [
+            threading.Thread(target=self._reviewer, args=(token,), daemon=True) for token in setup["reviewer_tokens"]
+        ]
 
     def __enter__(self) -> Load:
         for thread in self.threads:

@@ -205,9 +205,10 @@ def test_an_answer_after_expiry_is_refused_once_another_reviewer_claimed(skewed:
     escalated = _post(skewed, ana_token, f"/api/v1/tasks/{task.pk}/escalate", {"note": "unsure"})
     assert escalated.status_code == 409
 
-    kept = AuditEvent.objects.get(action="annotation.rejected", object_id=str(task.pk), actor_id=ana.pk)
-    assert kept.after["submission_id"] == answer["submission_id"]
-    assert kept.after["labels"] == ["not_violating"]
+    kept = AuditEvent.objects.get(action="annotation.rejected", object_id=str(task.pk), actor_id=ana.pk).after
+    assert kept is not None
+    assert kept["submission_id"] == answer["submission_id"]
+    assert kept["labels"] == ["not_violating"]
     accepted = _post(skewed, ben_token, f"/api/v1/tasks/{task.pk}/annotations", _answer())
     assert accepted.status_code == 201 and accepted.json()["late"] is False
     assert list(Annotation.objects.filter(task=task).values_list("reviewer", flat=True)) == [ben.pk]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -102,8 +103,8 @@ def test_postgres_restart_under_load_loses_nothing_acknowledged(faults: FaultSta
 def test_while_postgres_is_down_api_and_pages_answer_503_with_retry_after(faults: FaultStack) -> None:
     """API clients get JSON, people get a short page, and both get Retry-After, not a 500."""
     token = faults.setup["ingest_token"]
-    row = {"source": "faults", "external_id": "while-down", "text": "x", "policy": "harassment",
-           "model_name": "tox", "model_version": "1", "score": 0.5}  # fmt: skip
+    row: dict[str, Any] = {"source": "faults", "external_id": "while-down", "text": "x", "policy": "harassment",
+                           "model_name": "tox", "model_version": "1", "score": 0.5}  # fmt: skip
     csrf = "faults" + "0" * 26  # any 32-character secret, sent as cookie and form field alike
     with faults.database.down():
         api = requests.post(
