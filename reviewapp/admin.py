@@ -90,8 +90,17 @@ class ServiceTokenAdmin(admin.ModelAdmin):
 
 class IngestChunkInline(admin.TabularInline):
     model = IngestChunk
-    fields = ["number", "status", "attempts", "enqueued_at", "applied_at", "created", "duplicate", "last_error"]
-    readonly_fields = fields
+    readonly_fields = (
+        "number",
+        "status",
+        "attempts",
+        "enqueued_at",
+        "applied_at",
+        "created",
+        "duplicate",
+        "last_error",
+    )
+    fields = readonly_fields
     extra = 0
     can_delete = False
     show_change_link = False

@@ -7,6 +7,7 @@ stored at once (202), then applied by workers in chunks (see `reviewapp.services
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -14,13 +15,13 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ParseError
+from rest_framework.exceptions import NotFound, ParseError, PermissionDenied
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..models import IngestJob, IngestJobStatus
+from ..models import IngestJob, IngestJobStatus, ServiceToken
 from ..services.ingest_jobs import ERRORS_PAGE, NoValidRows, UnreadableRow, ingest_job_create, ingest_job_errors
 from .auth import HasScope, token_actor
 from .errors import PayloadTooLarge
@@ -30,7 +31,7 @@ from .views import EXAMPLE_BATCH
 NDJSON = "application/x-ndjson"
 
 
-def _read_body(stream: Any, parser_context: dict | None) -> bytes:
+def _read_body(stream: Any, parser_context: Mapping[str, Any] | None) -> bytes:
     """The request body, refused with 413 beyond INGEST_JOB_MAX_BODY_BYTES (declared or counted)."""
     limit = settings.INGEST_JOB_MAX_BODY_BYTES
     request = (parser_context or {}).get("request")
@@ -49,7 +50,7 @@ class JobJSONParser(BaseParser):
 
     media_type = "application/json"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         body = _read_body(stream, parser_context)
         try:
             return _loads(body.decode("utf-8"))
@@ -67,7 +68,7 @@ class NDJSONParser(BaseParser):
 
     media_type = NDJSON
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         body = _read_body(stream, parser_context)
         lines = enumerate(body.split(b"\n"), start=1)
         return {"decisions": [_ndjson_row(line, number) for number, line in lines if line.strip()]}
@@ -115,14 +116,18 @@ class IngestJobSerializer(serializers.Serializer):
     chunks_total = serializers.IntegerField()
     chunks_done = serializers.IntegerField()
     chunks_failed = serializers.IntegerField()
-    errors = RowErrorSerializer(many=True, help_text=f"Row errors by index, at most {ERRORS_PAGE} per response.")
+    errors = RowErrorSerializer(  # type: ignore[assignment]  # a field named like Serializer.errors
+        many=True, help_text=f"Row errors by index, at most {ERRORS_PAGE} per response."
+    )
     next_errors = serializers.URLField(allow_null=True, help_text="The next page of errors, if there are more.")
 
 
 class IngestJobRejectedSerializer(serializers.Serializer):
     detail = serializers.CharField()
     rows_rejected = serializers.IntegerField(required=False)
-    errors = RowErrorSerializer(many=True, required=False, help_text=f"The first {ERRORS_PAGE} row errors.")
+    errors = RowErrorSerializer(  # type: ignore[assignment]
+        many=True, required=False, help_text=f"The first {ERRORS_PAGE} row errors."
+    )
 
 
 class IngestJobsView(APIView):
@@ -157,9 +162,9 @@ class IngestJobsView(APIView):
     def post(self, request: Request) -> Response:
         rows = _job_rows(request.data)
         try:
-            job = ingest_job_create(rows=rows, actor=token_actor(request), token=request.auth)
+            job = ingest_job_create(rows=rows, actor=token_actor(request), token=_token(request))
         except NoValidRows as error:
-            body = {
+            body: dict[str, Any] = {
                 "detail": "No row is valid; nothing was stored.",
                 "rows_rejected": len(error.errors),
                 "errors": error.errors[:ERRORS_PAGE],
@@ -204,10 +209,17 @@ class IngestJobDetailView(APIView):
         responses={200: IngestJobSerializer, 404: ErrorSerializer},
     )
     def get(self, request: Request, ingest_job_id: int) -> Response:
-        job = IngestJob.objects.filter(pk=ingest_job_id, token=request.auth).first()
+        job = IngestJob.objects.filter(pk=ingest_job_id, token=_token(request)).first()
         if job is None:
             raise NotFound("No ingest job with this id was created with this token.")
         return Response(_job_body(request, job, errors_from=_errors_from(request)))
+
+
+def _token(request: Request) -> ServiceToken:
+    """The service token of the request (HasScope lets no other caller through)."""
+    if not isinstance(request.auth, ServiceToken):
+        raise PermissionDenied("This endpoint needs a service token.")
+    return request.auth
 
 
 def _errors_from(request: Request) -> int:
