@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
-from django.test import Client
 from playwright.sync_api import Page, expect
 
 from reviewapp.ops import POLL_SECONDS
@@ -22,8 +21,6 @@ def test_a_lead_watches_the_queue_grow_without_reloading(
     ReviewTaskFactory(policy=policy, queue=queue)
     lead = User.objects.create_user(username="ops-lead", password=PASSWORD)
     lead.groups.add(Group.objects.get_or_create(name="policy_lead")[0])
-    # The first request imports every view module (torch among them): here, not under the page timeout.
-    Client().get("/healthz")
 
     log_in(lead)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Operations").click()
