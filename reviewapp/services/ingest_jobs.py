@@ -15,9 +15,9 @@ idempotent by identity in any case.
 A chunk stays pending when its message is lost: the web process died between commit and the
 fan-out, or a worker's pool process was killed alone (Celery then acknowledges the message as
 failed). `ingest_chunks_resend_stalled` (beat, every minute) re-sends chunks whose task was sent
-more than INGEST_JOB_STALL_SECONDS ago. A chunk whose deliveries keep dying (out of memory, say)
-fails after MAX_ATTEMPTS, as does one whose task keeps raising; its rows are kept, and
-`ingest_job_retry` (an admin action) sends them again.
+more than INGEST_JOB_STALL_SECONDS ago. A chunk fails, its rows kept, when its task keeps
+raising (once Celery's retries are spent) or its deliveries keep dying (out of memory, say;
+after MAX_ATTEMPTS); `ingest_job_retry` (an admin action) sends failed chunks again.
 """
 
 from __future__ import annotations
