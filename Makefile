@@ -47,10 +47,15 @@ lint: venv
 # the package unknown to it) fails the audit; it never passes silently. A vulnerability that
 # cannot be fixed yet is ignored here with `--ignore-vuln ID` and a comment saying why.
 AUDIT_FEED_PROBE := https://pypi.org/pypi/pip/24.0/json
+# CI sets AUDIT_UNREACHABLE=warn: a network without the feed (a registry mirror serves packages,
+# not advisories) then gets a loud warning instead of a red build; found vulnerabilities still fail.
+AUDIT_UNREACHABLE ?= fail
 audit: venv
-	@$(PY) -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=15)" $(AUDIT_FEED_PROBE) \
-		2>/dev/null || { echo "audit: PyPI's vulnerability feed does not answer ($(AUDIT_FEED_PROBE));" \
-		"nothing was audited" >&2; exit 1; }
+	@if ! $(PY) -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=15)" \
+		$(AUDIT_FEED_PROBE) 2>/dev/null; then \
+		echo "audit: PyPI's vulnerability feed does not answer ($(AUDIT_FEED_PROBE)): NOTHING WAS AUDITED" >&2; \
+		if [ "$(AUDIT_UNREACHABLE)" = warn ]; then exit 0; else exit 1; fi; \
+	fi; \
 	$(VENV)/bin/pip-audit --strict --progress-spinner off -r requirements.txt -r requirements-dev.txt
 
 # Chromium for the browser tests (Debian packages). Needs root; otherwise only says so.
