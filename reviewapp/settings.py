@@ -238,6 +238,9 @@ LOGIN_LOCKOUT_SECONDS = envint("REVIEWAPP_LOGIN_LOCKOUT_SECONDS", "900", minimum
 
 # Celery: Redis broker; tasks are acknowledged after they finish only where they are idempotent.
 CELERY_BROKER_URL = envrequired("CELERY_BROKER_URL")
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # kombu's Redis transport, with a fix so workers survive a Redis restart (see reviewapp/broker.py).
+    CELERY_BROKER_TRANSPORT = "reviewapp.broker:Transport"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"

@@ -189,12 +189,6 @@ def test_redis_restart_keeps_queued_tasks_and_the_beat_schedule(faults: FaultSta
     wait_until(lambda: unresolved_completed_tasks(faults.database) == 0, timeout=60, what="every answer resolved")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="celery/kombu 5.7.0: on a lost Redis connection the worker closes its channel after dropping "
-    "the transport's client, and restoring its unacknowledged messages then raises AttributeError "
-    "('NoneType' object has no attribute 'hostname'): the worker exits instead of reconnecting",
-)
 def test_a_worker_holding_a_reserved_task_survives_a_redis_restart(faults: FaultStack) -> None:
     """A worker always holds messages it has not acknowledged: countdown tasks (each answer's
     resolution waits out the undo window) and acks_late tasks it is running. Redis restarting
