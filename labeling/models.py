@@ -33,8 +33,8 @@ class Policy(models.Model):
         return self.key
 
     def current_version(self, at: Any = None) -> PolicyVersion | None:
-        """The version in force at `at` (default now): the newest one already effective."""
-        at = at or timezone.now()
+        """The version in force at `at` (default: the database's now, whatever this process's clock says)."""
+        at = at or Now()
         return self.versions.filter(effective_at__lte=at).order_by("-number").first()
 
 

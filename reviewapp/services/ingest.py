@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from labeling.models import Policy, PolicyVersion
 
@@ -122,7 +122,7 @@ def _plan_routes(checked: list[tuple[int, DecisionRow]], result: IngestResult) -
 
 def _current_version_ids(policies: Any) -> dict[int, int]:
     current = (
-        PolicyVersion.objects.filter(policy__in=list(policies), effective_at__lte=timezone.now())
+        PolicyVersion.objects.filter(policy__in=list(policies), effective_at__lte=Now())
         .order_by("policy_id", "-number")
         .distinct("policy_id")
         .values_list("policy_id", "id")

@@ -239,11 +239,6 @@ def test_the_sweep_in_a_skewed_worker_releases_only_expired_leases(skewed: Skewe
     assert late.status_code == 201 and late.json()["late"] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Policy.current_version() and ingest compare PolicyVersion.effective_at with the process "
-    "clock (labeling/models.py, reviewapp/services/ingest.py), not the database's",
-)
 @pytest.mark.parametrize("skewed", ["behind"], indirect=True)  # ahead, it is in force either way
 def test_a_version_published_just_now_is_in_force_everywhere(skewed: Skewed, work) -> None:  # type: ignore[no-untyped-def]
     queue, task, reviewers = work
