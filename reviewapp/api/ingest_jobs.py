@@ -25,6 +25,7 @@ from ..models import IngestJob, IngestJobStatus, ServiceToken
 from ..services.ingest_jobs import ERRORS_PAGE, NoValidRows, UnreadableRow, ingest_job_create, ingest_job_errors
 from .auth import HasScope, token_actor
 from .errors import PayloadTooLarge
+from .parsers import strict_json_loads
 from .serializers import DecisionBatchSerializer, ErrorSerializer, RowErrorSerializer
 from .views import EXAMPLE_BATCH
 
@@ -53,7 +54,7 @@ class JobJSONParser(BaseParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         body = _read_body(stream, parser_context)
         try:
-            return _loads(body.decode("utf-8"))
+            return strict_json_loads(body.decode("utf-8"))
         except UnicodeDecodeError as error:
             raise ParseError(f"Request body is not valid UTF-8 (byte {error.start}).") from None
         except json.JSONDecodeError as error:
@@ -76,22 +77,13 @@ class NDJSONParser(BaseParser):
 
 def _ndjson_row(line: bytes, number: int) -> Any:
     try:
-        return _loads(line.decode("utf-8"))
+        return strict_json_loads(line.decode("utf-8"))
     except UnicodeDecodeError as error:
         return UnreadableRow(f"line {number} is not valid UTF-8 (byte {error.start})")
     except json.JSONDecodeError as error:
         return UnreadableRow(f"line {number}: malformed JSON: {error.msg} at column {error.colno}")
     except (RecursionError, ValueError) as error:
         return UnreadableRow(f"line {number}: malformed JSON: {_reason(error)}")
-
-
-def _loads(text: str) -> Any:
-    """Strict JSON: NaN and Infinity, which Python accepts and PostgreSQL's jsonb refuses, are errors."""
-    return json.loads(text, parse_constant=_refuse_constant)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def _reason(error: Exception) -> str:

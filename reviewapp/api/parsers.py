@@ -30,6 +30,19 @@ class BoundedJSONParser(JSONParser):
         except UnicodeDecodeError as error:
             raise ParseError(f"Request body is not valid UTF-8 (byte {error.start}).") from None
         try:
-            return json.loads(text)
+            return strict_json_loads(text)
         except json.JSONDecodeError as error:
             raise ParseError(f"Malformed JSON: {error.msg} at line {error.lineno} column {error.colno}.") from None
+        except RecursionError:
+            raise ParseError("Malformed JSON: nested too deeply.") from None
+        except ValueError as error:
+            raise ParseError(f"Malformed JSON: {error}.") from None
+
+
+def strict_json_loads(text: str) -> Any:
+    """Strict JSON: NaN and Infinity, which Python accepts and PostgreSQL's jsonb refuses, are errors."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")

@@ -148,7 +148,6 @@ class TestValidation:
         [
             ({"score": "0.5"}, "score"),
             ({"score": True}, "score"),
-            ({"score": float("nan")}, "score"),
             ({"modality": "hologram"}, "modality"),
             ({"media_urls": ["javascript:alert(1)"]}, "media_urls"),
             ({"evidence_spans": [{"start": 5, "end": 500}]}, "evidence_spans"),
@@ -207,6 +206,21 @@ class TestRequestErrors:
         response = ingest_client.post(URL, b'{"decisions": ["\xff"]}', content_type="application/json")
         assert response.status_code == 400
         assert "UTF-8" in response.json()["detail"]
+
+    @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+    def test_non_json_numbers_are_400_not_500(self, ingest_client, constant) -> None:
+        body = json.dumps({"decisions": [row(metadata={"y": 1})]})
+        body = body.replace('"metadata": {', f'"metadata": {{"x": {constant}, ', 1)
+        assert constant in body
+        response = ingest_client.post(URL, body, content_type="application/json")
+        assert response.status_code == 400
+        assert f"{constant} is not a JSON value" in response.json()["detail"]
+        assert ContentItem.objects.count() == 0
+
+    def test_deeply_nested_json_is_400(self, ingest_client) -> None:
+        response = ingest_client.post(URL, "[" * 100_000 + "]" * 100_000, content_type="application/json")
+        assert response.status_code == 400
+        assert "nested too deeply" in response.json()["detail"]
 
 
 class TestAuth:
