@@ -88,8 +88,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--budget", type=int, default=1500, help="max labels per non-random strategy (also capped at 2x random's need)"
     )
     parser.add_argument("--initial", type=int, default=20, help="random seed set size")
-    parser.add_argument("--step", type=float, default=1.25, help="checkpoint growth factor")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    # Ten seeds and 10 % steps: with five seeds and 25 % steps ConvAbuse's best ratio read 0.519,
+    # against 0.678 measured more finely; the coarse grid flattered the strategies.
+    parser.add_argument("--step", type=float, default=1.1, help="checkpoint growth factor")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--max-pool", type=int, default=15000, help="subsample the pool above this (0 = all)")
     parser.add_argument("--max-test", type=int, default=2000, help="subsample the test split above this (0 = all)")
     parser.add_argument("--mc-samples", type=int, default=10, help="MC-dropout passes for BALD")
