@@ -29,30 +29,16 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _db import bench_database_url, recreate_database  # noqa: E402
+
 BUDGET_SECONDS = 60.0
 DIM = 384
-
-
-def bench_database_url() -> str:
-    url = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(url._replace(path=url.path.rstrip("/") + "_bench_retrain"))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def setup(n: int) -> Any:
@@ -108,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000)
     args = parser.parse_args()
-    url = bench_database_url()
+    url = bench_database_url("bench_retrain")
     recreate_database(url)
     os.environ.update({"DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "reviewapp.settings", "DJANGO_DEBUG": "0"})
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))

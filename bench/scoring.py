@@ -43,10 +43,11 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _db import bench_database_url, recreate_database  # noqa: E402
 
 SCORING_QUEUE = "bench-al-scoring"
 TRAINING_QUEUE = "bench-al-training"
@@ -75,22 +76,6 @@ WORDS = tuple(
         "really",
     ]
 )
-
-
-def bench_database_url() -> str:
-    url = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(url._replace(path=url.path.rstrip("/") + "_bench_scoring"))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def texts_and_labels(n: int) -> tuple[list[str], list[str]]:
@@ -298,7 +283,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1, help="worker processes")
     args = parser.parse_args()
 
-    url = bench_database_url()
+    url = bench_database_url("bench_scoring")
     recreate_database(url)
     os.environ.update({
         "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "reviewapp.settings", "DJANGO_DEBUG": "0",
