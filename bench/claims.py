@@ -22,7 +22,8 @@ processes (spawn context) that start together once all are connected, in the sam
   `UPDATE … FROM (SELECT … ORDER BY priority DESC, due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)`
   claim in its own transaction, then an autocommit UPDATE that completes the task, on the raw
   queue; the timed claim is that statement plus its COMMIT. psycopg prepares statements it runs
-  often; Django, by default, does not.
+  often; on the service path only the claim statement is prepared (DATABASE_PREPARED_STATEMENTS),
+  Django's ORM queries never are.
 Before each phase the table is vacuumed, so neither inherits the previous phase's dead rows (the
 bench database has no autovacuum to count on). A cycle is one claim plus its submit/complete;
 rates are cycles per second of the phase's wall time.
@@ -123,23 +124,26 @@ class PhaseResult:
         return self.cycles / self.wall
 
 
-def bench_database_url() -> str:
+def bench_database_url(suffix: str = "_bench_claims") -> str:
+    """DATABASE_URL with `suffix` added to the database name: the bench's own database."""
     url = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(url._replace(path=url.path.rstrip("/") + "_bench_claims"))
+    return urlunsplit(url._replace(path=url.path.rstrip("/") + suffix))
 
 
-def recreate_database(url: str) -> None:
+def recreate_database(url: str, *, template: str | None = None) -> None:
+    """Drop and create the database at `url`, empty or as a copy of the one at `template`."""
     import psycopg
 
     parts = urlsplit(url)
     name = parts.path.lstrip("/")
     admin = urlunsplit(parts._replace(path="/postgres"))
+    copy_of = "" if template is None else f' TEMPLATE "{urlsplit(template).path.lstrip("/")}"'
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy_of}')
 
 
-def configure_django() -> None:
+def configure_django(*, cache_prefix: str = CACHE_PREFIX, celery_queue: str = CELERY_QUEUE) -> None:
     """Point Django at the bench database (already in DATABASE_URL) and set it up; once per process."""
     # Production settings: DEBUG would keep every query in memory and log it, which is not what
     # reviewers' requests pay. The secret is never used for anything here.
@@ -155,14 +159,14 @@ def configure_django() -> None:
 
     # Metrics counters live in the cache (Redis): the bench's go under a key prefix of their own,
     # deleted at the end, so they never add to the counters of a real deployment.
-    settings.CACHES["default"]["KEY_PREFIX"] = CACHE_PREFIX
+    settings.CACHES["default"]["KEY_PREFIX"] = cache_prefix
 
     # Submits enqueue Celery tasks on commit. They go to a queue of their own that no worker
     # consumes: task ids from the bench database must never reach a worker of a real one.
-    app.conf.task_routes = {"*": {"queue": CELERY_QUEUE}}
+    app.conf.task_routes = {"*": {"queue": celery_queue}}
 
 
-def drop_celery_queue() -> int:
+def drop_celery_queue(name: str = CELERY_QUEUE) -> int:
     """Delete the bench's Celery queue; returns how many messages the submits had enqueued."""
     from kombu import Exchange
     from kombu import Queue as KombuQueue
@@ -170,7 +174,7 @@ def drop_celery_queue() -> int:
     from reviewapp.celery import app
 
     # Declared the way Celery declares a queue it creates on first use, so delete() unbinds it too.
-    declared = KombuQueue(CELERY_QUEUE, Exchange(CELERY_QUEUE), routing_key=CELERY_QUEUE)
+    declared = KombuQueue(name, Exchange(name), routing_key=name)
     with app.connection_for_write() as conn:
         queue = declared(conn.default_channel)
         queue.declare()
@@ -179,7 +183,7 @@ def drop_celery_queue() -> int:
     return messages
 
 
-def drop_cache_keys() -> int:
+def drop_cache_keys(prefix: str = CACHE_PREFIX) -> int:
     """Delete the bench's cache keys (metrics counters); returns how many there were."""
     import redis
     from django.conf import settings
@@ -187,7 +191,7 @@ def drop_cache_keys() -> int:
     location = settings.CACHES["default"]["LOCATION"]
     first_server = re.split("[;,]", location)[0] if isinstance(location, str) else location[0]
     client = redis.Redis.from_url(first_server)
-    keys = list(client.scan_iter(match=f"{CACHE_PREFIX}:*", count=1000))
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
     return len(keys)
