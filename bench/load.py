@@ -72,13 +72,15 @@ from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _db import bench_database_url, recreate_database  # noqa: E402
 
 QUEUE_SLUG = "bench-load"
 CELERY_QUEUE = "bench_load"
@@ -131,22 +133,6 @@ EMPTY_MARK = "Nothing to review here right now"
 
 
 # --------------------------------------------------------------------------- setup
-
-
-def bench_database_url() -> str:
-    url = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(url._replace(path=url.path.rstrip("/") + "_bench_load"))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def server_environment(database_url: str) -> dict[str, str]:
@@ -776,7 +762,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    env = server_environment(bench_database_url())
+    env = server_environment(bench_database_url("bench_load"))
     recreate_database(env["DATABASE_URL"])
     configure_django(env)
     from django.core.management import call_command
