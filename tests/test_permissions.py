@@ -188,8 +188,9 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
         source="adjudication",
         actor=SYSTEM,
     )
-    ls_connection = connection_create(name="ls", base_url="http://127.0.0.1:9", token="t" * 40, policy=policy,
-                                      queue=queue, actor=SYSTEM)
+    ls_connection = connection_create(
+        name="ls", base_url="http://127.0.0.1:9", token="t" * 40, policy=policy, queue=queue, actor=SYSTEM
+    )
     upstream_token, upstream = token_create(name="upstream", scopes=["decisions:write", "appeals:write"], actor=SYSTEM)
     ingest_job = ingest_job_create(rows=[{**INGEST_ROW, "score": 0.5}], actor=SYSTEM, token=upstream_token)
     _, personal = token_create(name="personal", scopes=["tasks:write"], user=users["reviewer"], actor=SYSTEM)
@@ -258,3 +259,29 @@ def test_admin_is_staff_only(world) -> None:
     for role in ROLES:
         response = client_for(role, world).get("/admin/")
         assert outcome(response) == ADMIN[role], role
+
+
+SESSION_ROLES = ("reviewer", "lead", "admin")
+STATE_CHANGING = sorted(
+    name
+    for name, (method, expected) in MATRIX.items()
+    if method == "post" and any(expected[role] == OK for role in SESSION_ROLES)
+)
+
+
+@pytest.mark.parametrize("name", STATE_CHANGING)
+def test_state_changing_requests_of_a_session_need_the_csrf_token(world, name: str) -> None:
+    """Every POST a signed-in person may make, page or API, is refused without the CSRF token:
+    a hostile page cannot make a reviewer's or a lead's browser act for them."""
+    _, expected = MATRIX[name]
+    url = url_for(name, world["kwargs"])
+    for role in (r for r in SESSION_ROLES if expected[r] == OK):
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(world["users"][role])
+        response = client.post(url, world["post"])
+        assert response.status_code == 403, f"{role} POST {url} without a CSRF token: {response.status_code}"
+        assert b"CSRF" in response.content, response.content[:300]
+
+
+def test_state_changing_list_is_not_empty() -> None:
+    assert {"task-submit", "adjudication-decide", "al-round-start", "api-task-annotations"} <= set(STATE_CHANGING)
