@@ -393,7 +393,12 @@ class ServiceToken(models.Model):
     """An API token with scopes. Only a sha256 of the secret is stored; the secret is shown once."""
 
     SCOPES = (
-        "decisions:write", "export:read", "export:write", "tasks:write", "appeals:write", "models:write",
+        "decisions:write",
+        "export:read",
+        "export:write",
+        "tasks:write",
+        "appeals:write",
+        "models:write",
         "metrics:read",
     )
 

@@ -8,216 +8,493 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('labeling', '0005_annotation_source_import'),
-        ('reviewapp', '0004_consensus_settings'),
+        ("labeling", "0005_annotation_source_import"),
+        ("reviewapp", "0004_consensus_settings"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('status', models.CharField(choices=[('candidate', 'Candidate'), ('champion', 'Champion'), ('retired', 'Retired')], default='candidate', max_length=10)),
-                ('artifact_path', models.CharField(help_text='Relative to REVIEWAPP_MODEL_DIR.', max_length=500)),
-                ('artifact_sha256', models.CharField(max_length=64)),
-                ('artifact_bytes', models.BigIntegerField()),
-                ('encoder', models.CharField(choices=[('hashed', 'Hashed n-grams (trained end to end, fast)'), ('minilm', 'MiniLM sentence embeddings (frozen, cached)'), ('upstream', 'Upstream embeddings sent at ingest (non-text items)')], max_length=10)),
-                ('encoder_id', models.CharField(max_length=200)),
-                ('encoder_config', models.JSONField(default=dict)),
-                ('hyperparameters', models.JSONField(default=dict)),
-                ('task', models.CharField(help_text='binary, multiclass or multilabel', max_length=12)),
-                ('head_labels', models.JSONField(help_text='One sigmoid per entry.')),
-                ('classes', models.JSONField(help_text='Class names of the evaluation, in order.')),
-                ('positive_label', models.CharField(help_text='The harm: its probability is the routing score.', max_length=100)),
-                ('gold_watermark', models.BigIntegerField()),
-                ('training_set_sha256', models.CharField(max_length=64)),
-                ('snapshot_id', models.CharField(blank=True, max_length=100)),
-                ('n_train', models.PositiveIntegerField()),
-                ('n_dev', models.PositiveIntegerField()),
-                ('training_history', models.JSONField(default=dict)),
-                ('metrics', models.JSONField(blank=True, default=dict, help_text='Evaluation on held-out gold.')),
-                ('evaluated_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('promoted_at', models.DateTimeField(blank=True, null=True)),
-                ('retired_at', models.DateTimeField(blank=True, null=True)),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='model_versions', to='labeling.policy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("candidate", "Candidate"), ("champion", "Champion"), ("retired", "Retired")],
+                        default="candidate",
+                        max_length=10,
+                    ),
+                ),
+                ("artifact_path", models.CharField(help_text="Relative to REVIEWAPP_MODEL_DIR.", max_length=500)),
+                ("artifact_sha256", models.CharField(max_length=64)),
+                ("artifact_bytes", models.BigIntegerField()),
+                (
+                    "encoder",
+                    models.CharField(
+                        choices=[
+                            ("hashed", "Hashed n-grams (trained end to end, fast)"),
+                            ("minilm", "MiniLM sentence embeddings (frozen, cached)"),
+                            ("upstream", "Upstream embeddings sent at ingest (non-text items)"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("encoder_id", models.CharField(max_length=200)),
+                ("encoder_config", models.JSONField(default=dict)),
+                ("hyperparameters", models.JSONField(default=dict)),
+                ("task", models.CharField(help_text="binary, multiclass or multilabel", max_length=12)),
+                ("head_labels", models.JSONField(help_text="One sigmoid per entry.")),
+                ("classes", models.JSONField(help_text="Class names of the evaluation, in order.")),
+                (
+                    "positive_label",
+                    models.CharField(help_text="The harm: its probability is the routing score.", max_length=100),
+                ),
+                ("gold_watermark", models.BigIntegerField()),
+                ("training_set_sha256", models.CharField(max_length=64)),
+                ("snapshot_id", models.CharField(blank=True, max_length=100)),
+                ("n_train", models.PositiveIntegerField()),
+                ("n_dev", models.PositiveIntegerField()),
+                ("training_history", models.JSONField(default=dict)),
+                ("metrics", models.JSONField(blank=True, default=dict, help_text="Evaluation on held-out gold.")),
+                ("evaluated_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                ("promoted_at", models.DateTimeField(blank=True, null=True)),
+                ("retired_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="model_versions", to="labeling.policy"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PromotionDecision',
+            name="PromotionDecision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('outcome', models.CharField(choices=[('promoted', 'Promoted'), ('rejected', 'Rejected')], max_length=10)),
-                ('reasons', models.JSONField(default=list, help_text='Plain sentences, most important first.')),
-                ('comparison', models.JSONField(default=dict, help_text='Paired bootstrap, per-slice deltas, test set size.')),
-                ('actor_label', models.CharField(default='system', max_length=200)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('challenger', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='promotion', to='activelearning.modelversion')),
-                ('champion', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='defences', to='activelearning.modelversion')),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.policy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "outcome",
+                    models.CharField(choices=[("promoted", "Promoted"), ("rejected", "Rejected")], max_length=10),
+                ),
+                ("reasons", models.JSONField(default=list, help_text="Plain sentences, most important first.")),
+                (
+                    "comparison",
+                    models.JSONField(default=dict, help_text="Paired bootstrap, per-slice deltas, test set size."),
+                ),
+                ("actor_label", models.CharField(default="system", max_length=200)),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "challenger",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="promotion",
+                        to="activelearning.modelversion",
+                    ),
+                ),
+                (
+                    "champion",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="defences",
+                        to="activelearning.modelversion",
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="labeling.policy"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TrainingRun',
+            name="TrainingRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=10)),
-                ('stage', models.CharField(choices=[('queued', 'Queued'), ('loading', 'Loading gold labels'), ('embedding', 'Computing features'), ('training', 'Training'), ('registering', 'Writing the artifact'), ('evaluating', 'Evaluating on held-out gold'), ('promoting', 'Champion / challenger'), ('scoring', 'Scoring the unlabelled pool'), ('selecting', 'Selecting items for review'), ('thresholds', 'Proposing thresholds'), ('done', 'Done')], default='queued', max_length=12)),
-                ('progress', models.FloatField(default=0.0, help_text='0 to 1 over the whole round.')),
-                ('trigger', models.CharField(choices=[('manual', 'Started by a lead'), ('api', 'Started over REST'), ('new_gold', 'New gold labels'), ('schedule', 'Schedule')], default='manual', max_length=10)),
-                ('requested_by_label', models.CharField(default='system', max_length=200)),
-                ('params', models.JSONField(default=dict, help_text='encoder, strategy, budget, queue_id, pipeline, head.')),
-                ('attempts', models.PositiveSmallIntegerField(default=0, help_text='Deliveries of the training task.')),
-                ('gold_watermark', models.BigIntegerField(blank=True, null=True)),
-                ('training_set_sha256', models.CharField(blank=True, max_length=64)),
-                ('snapshot_id', models.CharField(blank=True, help_text='Dataset snapshot, when one was used.', max_length=100)),
-                ('counts', models.JSONField(blank=True, default=dict)),
-                ('timings', models.JSONField(blank=True, default=dict, help_text='Seconds per stage.')),
-                ('log', models.TextField(blank=True)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='training_runs', to='labeling.policy')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "stage",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("loading", "Loading gold labels"),
+                            ("embedding", "Computing features"),
+                            ("training", "Training"),
+                            ("registering", "Writing the artifact"),
+                            ("evaluating", "Evaluating on held-out gold"),
+                            ("promoting", "Champion / challenger"),
+                            ("scoring", "Scoring the unlabelled pool"),
+                            ("selecting", "Selecting items for review"),
+                            ("thresholds", "Proposing thresholds"),
+                            ("done", "Done"),
+                        ],
+                        default="queued",
+                        max_length=12,
+                    ),
+                ),
+                ("progress", models.FloatField(default=0.0, help_text="0 to 1 over the whole round.")),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("manual", "Started by a lead"),
+                            ("api", "Started over REST"),
+                            ("new_gold", "New gold labels"),
+                            ("schedule", "Schedule"),
+                        ],
+                        default="manual",
+                        max_length=10,
+                    ),
+                ),
+                ("requested_by_label", models.CharField(default="system", max_length=200)),
+                (
+                    "params",
+                    models.JSONField(default=dict, help_text="encoder, strategy, budget, queue_id, pipeline, head."),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0, help_text="Deliveries of the training task.")),
+                ("gold_watermark", models.BigIntegerField(blank=True, null=True)),
+                ("training_set_sha256", models.CharField(blank=True, max_length=64)),
+                (
+                    "snapshot_id",
+                    models.CharField(blank=True, help_text="Dataset snapshot, when one was used.", max_length=100),
+                ),
+                ("counts", models.JSONField(blank=True, default=dict)),
+                ("timings", models.JSONField(blank=True, default=dict, help_text="Seconds per stage.")),
+                ("log", models.TextField(blank=True)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="training_runs", to="labeling.policy"
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SelectionRound',
+            name="SelectionRound",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('strategy', models.CharField(max_length=50)),
-                ('budget', models.PositiveIntegerField()),
-                ('candidates', models.PositiveIntegerField(help_text='Scored, unlabelled, unqueued items the strategy saw.')),
-                ('chosen', models.JSONField(default=list, help_text='[{rank, item_id, task_id, score, uncertainty}]')),
-                ('tasks_created', models.PositiveIntegerField(default=0)),
-                ('actor_label', models.CharField(default='system', max_length=200)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='selections', to='activelearning.modelversion')),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.policy')),
-                ('queue', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='reviewapp.queue')),
-                ('training_run', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='selection', to='activelearning.trainingrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("strategy", models.CharField(max_length=50)),
+                ("budget", models.PositiveIntegerField()),
+                (
+                    "candidates",
+                    models.PositiveIntegerField(help_text="Scored, unlabelled, unqueued items the strategy saw."),
+                ),
+                ("chosen", models.JSONField(default=list, help_text="[{rank, item_id, task_id, score, uncertainty}]")),
+                ("tasks_created", models.PositiveIntegerField(default=0)),
+                ("actor_label", models.CharField(default="system", max_length=200)),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="selections",
+                        to="activelearning.modelversion",
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="labeling.policy"
+                    ),
+                ),
+                (
+                    "queue",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="reviewapp.queue"
+                    ),
+                ),
+                (
+                    "training_run",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="selection",
+                        to="activelearning.trainingrun",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ScoringRun',
+            name="ScoringRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('first_id', models.BigIntegerField()),
-                ('chunk_size', models.PositiveIntegerField()),
-                ('n_chunks', models.PositiveIntegerField()),
-                ('status', models.CharField(choices=[('running', 'Running'), ('done', 'Done')], default='running', max_length=10)),
-                ('items_scored', models.BigIntegerField(default=0)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='scoring_runs', to='activelearning.modelversion')),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.policy')),
-                ('training_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='scoring_runs', to='activelearning.trainingrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("first_id", models.BigIntegerField()),
+                ("chunk_size", models.PositiveIntegerField()),
+                ("n_chunks", models.PositiveIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("running", "Running"), ("done", "Done")], default="running", max_length=10
+                    ),
+                ),
+                ("items_scored", models.BigIntegerField(default=0)),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="scoring_runs",
+                        to="activelearning.modelversion",
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="labeling.policy"
+                    ),
+                ),
+                (
+                    "training_run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="scoring_runs",
+                        to="activelearning.trainingrun",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='modelversion',
-            name='training_run',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='model_version', to='activelearning.trainingrun'),
+            model_name="modelversion",
+            name="training_run",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="model_version",
+                to="activelearning.trainingrun",
+            ),
         ),
         migrations.CreateModel(
-            name='ItemEmbedding',
+            name="ItemEmbedding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('encoder_id', models.CharField(max_length=200)),
-                ('text_sha256', models.CharField(max_length=64)),
-                ('vector', models.BinaryField()),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='reviewapp.contentitem')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("encoder_id", models.CharField(max_length=200)),
+                ("text_sha256", models.CharField(max_length=64)),
+                ("vector", models.BinaryField()),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="reviewapp.contentitem"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['encoder_id', 'text_sha256'], name='itemembedding_text')],
-                'constraints': [models.UniqueConstraint(fields=('item', 'encoder_id'), name='itemembedding_unique')],
+                "indexes": [models.Index(fields=["encoder_id", "text_sha256"], name="itemembedding_text")],
+                "constraints": [models.UniqueConstraint(fields=("item", "encoder_id"), name="itemembedding_unique")],
             },
         ),
         migrations.CreateModel(
-            name='PoolScore',
+            name="PoolScore",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('probs', django.contrib.postgres.fields.ArrayField(base_field=models.FloatField(), help_text='Calibrated probability per head label.', size=None)),
-                ('score', models.FloatField(help_text='Probability of the positive (harmful) label.')),
-                ('uncertainty', models.FloatField(help_text='Summed binary entropy over head labels, nats.')),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='reviewapp.contentitem')),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='activelearning.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "probs",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.FloatField(), help_text="Calibrated probability per head label.", size=None
+                    ),
+                ),
+                ("score", models.FloatField(help_text="Probability of the positive (harmful) label.")),
+                ("uncertainty", models.FloatField(help_text="Summed binary entropy over head labels, nats.")),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="reviewapp.contentitem"
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="activelearning.modelversion"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(models.F('model_version'), models.OrderBy(models.F('uncertainty'), descending=True), name='poolscore_uncertain_first')],
-                'constraints': [models.UniqueConstraint(fields=('model_version', 'item'), name='poolscore_unique')],
+                "indexes": [
+                    models.Index(
+                        models.F("model_version"),
+                        models.OrderBy(models.F("uncertainty"), descending=True),
+                        name="poolscore_uncertain_first",
+                    )
+                ],
+                "constraints": [models.UniqueConstraint(fields=("model_version", "item"), name="poolscore_unique")],
             },
         ),
         migrations.CreateModel(
-            name='ScoreChunk',
+            name="ScoreChunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('first_id', models.BigIntegerField()),
-                ('n_scored', models.PositiveIntegerField()),
-                ('seconds', models.FloatField()),
-                ('max_rss_kb', models.BigIntegerField(help_text='Peak resident memory of the worker process after the chunk.')),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('scoring_run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='activelearning.scoringrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("first_id", models.BigIntegerField()),
+                ("n_scored", models.PositiveIntegerField()),
+                ("seconds", models.FloatField()),
+                (
+                    "max_rss_kb",
+                    models.BigIntegerField(help_text="Peak resident memory of the worker process after the chunk."),
+                ),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "scoring_run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="chunks",
+                        to="activelearning.scoringrun",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('scoring_run', 'first_id'), name='scorechunk_once')],
+                "constraints": [models.UniqueConstraint(fields=("scoring_run", "first_id"), name="scorechunk_once")],
             },
         ),
         migrations.CreateModel(
-            name='ThresholdProposal',
+            name="ThresholdProposal",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model_name', models.CharField(help_text="The routing rule's model name it would change.", max_length=100)),
-                ('target_precision', models.FloatField(help_text='Wanted precision of automatic enforcement.')),
-                ('target_recall', models.FloatField(help_text='Share of violations that must still reach people or enforcement.')),
-                ('auto_action', models.FloatField(blank=True, null=True)),
-                ('auto_clear', models.FloatField(blank=True, null=True)),
-                ('current_auto_action', models.FloatField(blank=True, null=True)),
-                ('current_auto_clear', models.FloatField(blank=True, null=True)),
-                ('estimates', models.JSONField(default=dict)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('superseded', 'Superseded')], default='pending', max_length=10)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('note', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('decided_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='threshold_proposals', to='activelearning.modelversion')),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.policy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "model_name",
+                    models.CharField(help_text="The routing rule's model name it would change.", max_length=100),
+                ),
+                ("target_precision", models.FloatField(help_text="Wanted precision of automatic enforcement.")),
+                (
+                    "target_recall",
+                    models.FloatField(help_text="Share of violations that must still reach people or enforcement."),
+                ),
+                ("auto_action", models.FloatField(blank=True, null=True)),
+                ("auto_clear", models.FloatField(blank=True, null=True)),
+                ("current_auto_action", models.FloatField(blank=True, null=True)),
+                ("current_auto_clear", models.FloatField(blank=True, null=True)),
+                ("estimates", models.JSONField(default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("approved", "Approved"),
+                            ("rejected", "Rejected"),
+                            ("superseded", "Superseded"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                ("note", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "decided_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="threshold_proposals",
+                        to="activelearning.modelversion",
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="labeling.policy"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status', 'pending')), fields=('model_version',), name='thresholdproposal_one_pending'), models.CheckConstraint(condition=models.Q(('auto_clear__isnull', True), ('auto_action__isnull', True), ('auto_clear__lt', models.F('auto_action')), _connector='OR'), name='thresholdproposal_ordered')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status", "pending")),
+                        fields=("model_version",),
+                        name="thresholdproposal_one_pending",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("auto_clear__isnull", True),
+                            ("auto_action__isnull", True),
+                            ("auto_clear__lt", models.F("auto_action")),
+                            _connector="OR",
+                        ),
+                        name="thresholdproposal_ordered",
+                    ),
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='trainingrun',
-            index=models.Index(fields=['policy', '-created_at'], name='trainingrun_policy_recent'),
+            model_name="trainingrun",
+            index=models.Index(fields=["policy", "-created_at"], name="trainingrun_policy_recent"),
         ),
         migrations.AddConstraint(
-            model_name='trainingrun',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['queued', 'running'])), fields=('policy',), name='trainingrun_one_active_per_policy'),
+            model_name="trainingrun",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ["queued", "running"])),
+                fields=("policy",),
+                name="trainingrun_one_active_per_policy",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='trainingrun',
-            constraint=models.CheckConstraint(condition=models.Q(('progress__gte', 0), ('progress__lte', 1)), name='trainingrun_progress_unit'),
+            model_name="trainingrun",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("progress__gte", 0), ("progress__lte", 1)), name="trainingrun_progress_unit"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='scoringrun',
-            constraint=models.UniqueConstraint(condition=models.Q(('training_run__isnull', False)), fields=('model_version', 'training_run'), name='scoringrun_once_per_round'),
+            model_name="scoringrun",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("training_run__isnull", False)),
+                fields=("model_version", "training_run"),
+                name="scoringrun_once_per_round",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(fields=('policy', 'number'), name='modelversion_unique_number'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(fields=("policy", "number"), name="modelversion_unique_number"),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'champion')), fields=('policy',), name='modelversion_one_champion_per_policy'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "champion")),
+                fields=("policy",),
+                name="modelversion_one_champion_per_policy",
+            ),
         ),
     ]

@@ -4,15 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labeling', '0004_gold_adjudication_quality'),
+        ("labeling", "0004_gold_adjudication_quality"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='annotation',
-            name='source',
-            field=models.CharField(choices=[('workspace', 'Review workspace'), ('api', 'REST API'), ('label_studio', 'Label Studio'), ('import', 'Imported dataset (crowd annotators)')], default='workspace', max_length=20),
+            model_name="annotation",
+            name="source",
+            field=models.CharField(
+                choices=[
+                    ("workspace", "Review workspace"),
+                    ("api", "REST API"),
+                    ("label_studio", "Label Studio"),
+                    ("import", "Imported dataset (crowd annotators)"),
+                ],
+                default="workspace",
+                max_length=20,
+            ),
         ),
     ]

@@ -51,8 +51,19 @@ def test_lead_exports_the_audit_trail_of_an_item(db, policy, routing_rule, make_
     from tests.factories import UserFactory
 
     client = Client(HTTP_AUTHORIZATION=f"Bearer {make_token(['decisions:write'])}")
-    body = {"decisions": [{"source": "s", "external_id": "e1", "text": "t", "policy": policy.key,
-                           "model_name": "m", "model_version": "1", "score": 0.5}]}
+    body = {
+        "decisions": [
+            {
+                "source": "s",
+                "external_id": "e1",
+                "text": "t",
+                "policy": policy.key,
+                "model_name": "m",
+                "model_version": "1",
+                "score": 0.5,
+            }
+        ]
+    }
     item_id = client.post("/api/v1/decisions", body, content_type="application/json").json()["results"][0]["item_id"]
     lead = UserFactory(username="lead")
     lead.groups.add(Group.objects.get_or_create(name="policy_lead")[0])
