@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -76,6 +77,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import httpx
+    import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -325,21 +327,49 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def database_backend_cpu_seconds(database_url: str) -> float:
-    """CPU of this database's PostgreSQL backends, when the server runs on this machine."""
-    import psycopg
+class BackendCpu:
+    """CPU of the bench database's PostgreSQL backends over the timed phase, from /proc.
 
-    # Its own connection: this runs inside the client's event loop, where Django refuses queries.
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    Sampled every half second: web processes close their connections after CONN_MAX_AGE and
+    open new ones, so a backend's CPU is read while it lives (a new one counts from zero).
+    Reads nothing when PostgreSQL runs on another machine.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+
+    def sample(self, conn: psycopg.Connection, *, initial: bool = False) -> None:
+        for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"):
+            seconds = process_cpu_seconds(pid)
+            if seconds is None:
+                continue
+            self.first.setdefault(pid, seconds if initial else 0.0)
+            self.last[pid] = seconds
+
+    async def run(self, stop: asyncio.Event) -> None:
+        import psycopg
+
+        # Its own connection: this runs inside the client's event loop, where Django refuses queries.
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            self.sample(conn, initial=True)
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=0.5)
+                self.sample(conn)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- the simulated browsers
@@ -548,6 +578,8 @@ async def drive(server: Server, fixtures: Fixtures, args: argparse.Namespace) ->
             raise SystemExit(f"warm-up failed: {tally.first_error}")
         for browser in browsers:
             browser.timed = True
+        database_cpu, sampling = BackendCpu(os.environ["DATABASE_URL"]), asyncio.Event()
+        sampler = asyncio.create_task(database_cpu.run(sampling))
         cpu0 = phase_cpu(server)
         started = time.monotonic()
         deadline = started + args.seconds
@@ -557,9 +589,11 @@ async def drive(server: Server, fixtures: Fixtures, args: argparse.Namespace) ->
         await asyncio.gather(*tasks)
         wall = time.monotonic() - started
         cpu1 = phase_cpu(server)
+        sampling.set()
+        await sampler
     finally:
         await asyncio.gather(*(c.aclose() for c in clients), ingest_client.aclose())
-    return tally, wall, {key: cpu1[key] - cpu0[key] for key in cpu0}
+    return tally, wall, {**{key: cpu1[key] - cpu0[key] for key in cpu0}, "database": database_cpu.seconds}
 
 
 async def warm_up(browser: Browser, fixtures: Fixtures, gate: asyncio.Semaphore) -> None:
@@ -575,7 +609,6 @@ def phase_cpu(server: Server) -> dict[str, float]:
         "machine": machine_busy_seconds(),
         "server": server_cpu_seconds(server.process.pid),
         "client": time.process_time(),
-        "database": database_backend_cpu_seconds(os.environ["DATABASE_URL"]),
     }
 
 
