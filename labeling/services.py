@@ -131,10 +131,11 @@ def _previous_submission(annotation_id: int, reviewer: User) -> SubmitResult:
 
 def _version_for(task: ReviewTask, policy_version_id: int | None) -> PolicyVersion:
     if policy_version_id is not None:
-        version = PolicyVersion.objects.filter(pk=policy_version_id, policy_id=task.policy_id).first()
-        if version is None:
-            raise ValidationError("That policy version does not belong to this item's policy.")
-        return version
+        # get(), not first(): first() would order by the model's default ordering, a join to policy.
+        try:
+            return PolicyVersion.objects.get(pk=policy_version_id, policy_id=task.policy_id)
+        except PolicyVersion.DoesNotExist:
+            raise ValidationError("That policy version does not belong to this item's policy.") from None
     version = task.policy.current_version()
     if version is None:
         raise ValidationError(f"Policy {task.policy.key!r} has no version in force; a lead must publish one.")
