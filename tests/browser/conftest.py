@@ -34,6 +34,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 PASSWORD = "correct horse battery staple"
 VIEWPORT: ViewportSize = {"width": 1280, "height": 720}
+# Assertions wait up to 15 s for the page to get there (Playwright's default is 5 s): on a busy
+# 2-core machine an htmx swap can take longer than that, which is slowness, not a failure.
+expect.set_options(timeout=15_000)
 
 # Reported through a binding rather than kept in `window`, so violations survive navigations.
 # Init scripts run before the page's own scripts and are not subject to its CSP.

@@ -290,10 +290,12 @@ class TestApply:
             threads = [threading.Thread(target=deliver) for _ in range(2)]
             for thread in threads:
                 thread.start()
-            wait_for(lambda: _waiting_on_locks() == 2, timeout=10)
-            locker.rollback()
-        for thread in threads:
-            thread.join(timeout=30)
+            try:
+                wait_for(lambda: _waiting_on_locks() == 2, timeout=60)
+            finally:
+                locker.rollback()  # never leave the threads blocked behind a failed wait
+                for thread in threads:
+                    thread.join(timeout=60)
 
         assert sorted(outcomes) == [False, True]
         assert ModelDecision.objects.count() == 20
@@ -305,6 +307,7 @@ def _waiting_on_locks() -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            " AND query ILIKE '%%reviewapp_ingestchunk%%' AND pid <> pg_backend_pid()"
         )
         return cursor.fetchone()[0]
 
