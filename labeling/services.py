@@ -145,8 +145,8 @@ def _version_for(task: ReviewTask, policy_version_id: int | None) -> PolicyVersi
 def _refusal(task: ReviewTask, reviewer: User, facts: _SubmissionFacts, *, external: bool) -> str | None:
     if task.status != TaskStatus.OPEN:
         return f"This item was already {task.get_status_display().lower()}; your answer was kept in the audit log."
-    held_by_other = not external and task.leased_by_id not in (None, reviewer.pk) and task.lease_expires_at > facts.now
-    if held_by_other:
+    lease_live = task.lease_expires_at is not None and task.lease_expires_at > facts.now
+    if not external and task.leased_by_id not in (None, reviewer.pk) and lease_live:
         return "Your claim expired and another reviewer now has this item; your answer was kept in the audit log."
     if facts.already_labelled:
         return "You have already labelled this item."

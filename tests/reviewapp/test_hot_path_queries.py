@@ -53,9 +53,12 @@ def reviewer_client(reviewer) -> Client:  # type: ignore[no-untyped-def]
 
 
 def submission_form(html: str) -> dict[str, str]:
+    submission = re.search(r'name="submission_id" value="([0-9a-f-]{36})"', html)
+    version = re.search(r'name="policy_version" value="(\d+)"', html)
+    assert submission and version, html
     return {
-        "submission_id": re.search(r'name="submission_id" value="([0-9a-f-]{36})"', html).group(1),
-        "policy_version": re.search(r'name="policy_version" value="(\d+)"', html).group(1),
+        "submission_id": submission.group(1),
+        "policy_version": version.group(1),
         "labels": "violating",
         "handle_time_ms": "2500",
     }
@@ -144,6 +147,7 @@ def redis_cache(settings):  # type: ignore[no-untyped-def]
     }
     yield cache
     writer = metrics._redis_writer()
+    assert writer is not None
     keys = list(writer.scan_iter(match=f"{prefix}:*"))
     if keys:
         writer.delete(*keys)
