@@ -56,3 +56,53 @@ def test_model_pages_show_hostile_metadata_as_text(page: Page, watch, log_in, sc
             expect(main).to_contain_text(PAYLOADS[name])
         screenshot(path.split("/")[2] or "models")
     assert watch.csp_violations == []
+
+
+@pytest.fixture
+def hostile_dataset(transactional_db, policy):  # type: ignore[no-untyped-def]
+    """Two versions of a gold dataset; the second adds items whose ids and sources are payloads."""
+    from labeling.exports.snapshots import SnapshotFilter, dataset_create, snapshot_create
+    from labeling.gold import gold_record
+    from reviewapp.audit import SYSTEM
+    from tests.factories import ContentItemFactory
+
+    def gold_for(source: str, external_id: str) -> None:
+        item = ContentItemFactory(source=source[:100], external_id=external_id[:255])
+        gold_record(
+            item_id=item.pk,
+            policy_version=policy.current_version(),
+            labels=["violating"],
+            source="adjudication",
+            actor=SYSTEM,
+        )
+
+    gold_for("comments", "plain-1")
+    dataset = dataset_create(
+        slug="hostile",
+        name=PAYLOADS["svg-onload"],
+        description=PAYLOADS["script"],
+        filters=SnapshotFilter(),
+        actor=SYSTEM,
+    )
+    snapshot_create(dataset_id=dataset.pk, filters=SnapshotFilter(), actor=SYSTEM)
+    for name in SHOWN:
+        gold_for(PAYLOADS["img-onerror"], PAYLOADS[name])
+    second = snapshot_create(dataset_id=dataset.pk, filters=SnapshotFilter(), actor=SYSTEM)
+    lead = User.objects.create_user(username="hostile-dataset-lead", password=PASSWORD)
+    lead.groups.add(Group.objects.get_or_create(name="policy_lead")[0])
+    return lead, dataset, second
+
+
+def test_dataset_pages_show_hostile_ids_as_text(page: Page, watch, log_in, screenshot, hostile_dataset) -> None:
+    lead, dataset, second = hostile_dataset
+    log_in(lead)
+    for path in (f"/lead/datasets/{dataset.slug}/", f"/lead/datasets/{dataset.slug}/v{second.version}/"):
+        response = page.goto(path)
+        assert response is not None and response.status == 200, path
+        assert "unsafe-inline" not in response.headers["content-security-policy"]
+        assert_nothing_ran(page, watch)
+        assert horizontal_overflow(page) <= 0, f"{path} is wider than the window"
+        screenshot(f"v{second.version}" if "/v" in path else "dataset")
+    expect(page.locator("main")).to_contain_text(PAYLOADS["script"])  # an added item's id, in the diff
+    expect(page.locator("main")).to_contain_text(PAYLOADS["img-onerror"])  # its source
+    assert watch.csp_violations == []
