@@ -183,3 +183,14 @@ def test_api_rate_limit_is_per_token(make_token, settings) -> None:
         assert second.post("/api/v1/decisions", {"decisions": []}, format="json").status_code == 400
     finally:
         TokenRateThrottle.THROTTLE_RATES = original
+
+
+def test_ipv6_clients_are_counted_per_64_block(db, settings) -> None:
+    """One host usually holds a whole /64: rotating the low bits must not buy fresh guesses."""
+    settings.LOGIN_MAX_FAILURES_PER_ADDRESS = 2
+    for n in range(2):
+        Client(REMOTE_ADDR=f"2001:db8:1:2::{n + 1:x}").post("/accounts/login/", {"username": f"u{n}", "password": "x"})
+    rotated = Client(REMOTE_ADDR="2001:db8:1:2:ffff::9").post("/accounts/login/", {"username": "u9", "password": "x"})
+    assert rotated.status_code == 429
+    neighbour = Client(REMOTE_ADDR="2001:db8:1:3::1").post("/accounts/login/", {"username": "u9", "password": "x"})
+    assert neighbour.status_code == 200
