@@ -125,7 +125,9 @@ def adjudications_confirm_agreed(*, adjudication_ids: Sequence[int], lead: User)
     """
     made = []
     for adjudication_id in adjudication_ids:
-        adjudication = Adjudication.objects.select_related("task").get(pk=adjudication_id)
+        adjudication = Adjudication.objects.select_related("task").filter(pk=adjudication_id).first()
+        if adjudication is None:  # no such id: nothing to confirm, like one already decided
+            continue
         votes = {
             tuple(sorted(labels))
             for labels in adjudication.task.annotations.filter(retracted_at__isnull=True).values_list(

@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -157,11 +157,36 @@ def _next_adjudication_url(after_pk: int) -> str:
 @require_POST
 @lead_required
 def adjudication_bulk_confirm(request: HttpRequest) -> HttpResponse:
-    ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()]
+    try:
+        ids = _adjudication_ids(request.POST.getlist("ids"))
+    except ValidationError as error:
+        return HttpResponseBadRequest(" ".join(error.messages), content_type="text/plain; charset=utf-8")
+    unknown = sorted(set(ids) - set(Adjudication.objects.filter(pk__in=ids).values_list("pk", flat=True)))
+    if unknown:
+        # Nothing is confirmed: a list with a wrong id in it is not what the lead meant to send.
+        message = f"No adjudication has the id {', '.join(map(str, unknown))}; nothing was confirmed."
+        return HttpResponseNotFound(message, content_type="text/plain; charset=utf-8")
     made = adjudications_confirm_agreed(adjudication_ids=ids, lead=request.user)
     skipped = len(ids) - len(made)
     messages.success(request, f"Confirmed {len(made)} agreed items as gold; {skipped} left for a decision.")
     return redirect("adjudication-list")
+
+
+BIGINT_MAX = 2**63 - 1
+
+
+def _adjudication_ids(values: list[str]) -> list[int]:
+    """Distinct ids, in the order given; ValidationError unless each is a positive bigint in ASCII digits.
+
+    `str.isdigit()` is not enough: it accepts `²` and other Unicode digits that `int()` refuses.
+    """
+    ids: dict[int, None] = {}
+    for value in values:
+        # The length check comes first: int() refuses strings of more than 4300 digits with ValueError.
+        if not (value.isascii() and value.isdigit() and len(value) <= 19 and 0 < int(value) <= BIGINT_MAX):
+            raise ValidationError(f"{value[:40]!r} is not an adjudication id (a positive whole number).")
+        ids[int(value)] = None
+    return list(ids)
 
 
 @require_GET

@@ -235,6 +235,11 @@ CACHES = {
 }
 LOGIN_MAX_FAILURES = envint("REVIEWAPP_LOGIN_MAX_FAILURES", "5", minimum=1)
 LOGIN_LOCKOUT_SECONDS = envint("REVIEWAPP_LOGIN_LOCKOUT_SECONDS", "900", minimum=1)
+# Failures from one client address over all usernames: stops password spraying across many accounts.
+LOGIN_MAX_FAILURES_PER_ADDRESS = envint("REVIEWAPP_LOGIN_MAX_FAILURES_PER_ADDRESS", "50", minimum=1)
+# Reverse proxies in front of the web processes that append the client to X-Forwarded-For; 0 means
+# clients connect directly and REMOTE_ADDR is theirs. Wrong here means every client shares one address.
+TRUSTED_PROXY_HOPS = envint("REVIEWAPP_TRUSTED_PROXY_HOPS", "0", minimum=0)
 
 # Celery: Redis broker; tasks are acknowledged after they finish only where they are idempotent.
 CELERY_BROKER_URL = envrequired("CELERY_BROKER_URL")

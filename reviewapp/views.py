@@ -269,13 +269,16 @@ def _label_keys(version: Any) -> list[tuple[str, dict]]:
 @login_required
 def item_audit_export(request: HttpRequest, item_id: int) -> HttpResponse:
     """Every audit event about one content item, oldest first, as JSON lines (leads only)."""
-    from django.http import StreamingHttpResponse
+    from django.http import Http404, StreamingHttpResponse
 
     from .access import check_lead
-    from .models import AuditEvent
+    from .models import AuditEvent, ContentItem
 
     check_lead(request.user)
     events = AuditEvent.objects.filter(item_id=item_id).order_by("occurred_at", "id")
+    # An empty 200 would read as "nothing happened to this item"; the trail outlives a deleted item.
+    if not (ContentItem.objects.filter(pk=item_id).exists() or events.exists()):
+        raise Http404("No content item has this id.")
     fields = (
         "id",
         "occurred_at",

@@ -81,10 +81,6 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "logout": ("post", dict.fromkeys(ROLES, LOGIN)),  # logging out lands on the login page
     "password_change": ("get", PAGE),
     "password_change_done": ("get", PAGE),
-    "password_reset": ("get", PUBLIC),
-    "password_reset_done": ("get", PUBLIC),
-    "password_reset_confirm": ("get", PUBLIC),
-    "password_reset_complete": ("get", PUBLIC),
     "api-decisions": ("post", UPSTREAM_API),
     "api-ingest-jobs": ("post", UPSTREAM_API),
     "api-ingest-job": ("get", UPSTREAM_API),  # only the token that created the job
@@ -204,10 +200,8 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "annotation_id": disputed.annotations.first().pk,
             "item_id": gold.item_id,
             "policy_id": policy.pk,
-            "uidb64": "MQ",
             "connection_id": ls_connection.pk,
             "ingest_job_id": ingest_job.pk,
-            "token": "set-password",
             **export_world(),  # slug, version, build_id, job_id
             **al_world(policy),  # run_id, model_id, proposal_id
         },

@@ -93,3 +93,43 @@ def test_quality_page_shows_agreement_and_reviewer_stats(lead_client, policy, qu
     assert "Krippendorff" in html and "<svg" in html
     assert re.search(r"6 items with two or more independent answers", html)
     assert all(r.username in html for r in reviewers)
+
+
+@pytest.mark.parametrize(
+    ("ids", "status", "message"),
+    [
+        (["0"], 400, "is not an adjudication id"),
+        (["²"], 400, "is not an adjudication id"),  # str.isdigit() says True; int() refuses it
+        (["١٢"], 400, "is not an adjudication id"),  # Arabic-Indic digits, which int() would accept
+        (["12345678901234567890123"], 400, "is not an adjudication id"),  # 23 digits: beyond bigint
+        (["9223372036854775808"], 400, "is not an adjudication id"),  # bigint max + 1
+        (["-1"], 400, "is not an adjudication id"),
+        (["1" * 5000], 400, "is not an adjudication id"),  # past int()'s 4300-digit limit
+        (["9223372036854775807"], 404, "No adjudication has the id 9223372036854775807"),
+        (["424242"], 404, "No adjudication has the id 424242"),
+    ],
+)
+def test_bulk_confirm_refuses_bad_or_unknown_ids_with_a_message(
+    lead_client, disputed, ids: list[str], status: int, message: str
+) -> None:
+    response = lead_client.post("/lead/adjudications/confirm", {"ids": [str(disputed.pk), *ids]})
+    assert response.status_code == status
+    assert message in response.content.decode()
+    disputed.refresh_from_db()
+    assert disputed.status == "open" and not GoldLabel.objects.exists()
+
+
+def test_bulk_confirm_makes_gold_from_agreed_ids(lead_client, policy, queue) -> None:
+    queue.required_annotations = 1
+    queue.auto_gold = False
+    queue.save()
+    task = ReviewTaskFactory(policy=policy, queue=queue)
+    reviewer = UserFactory()
+    task_claim_next(reviewer=reviewer, queue=queue)
+    annotation_submit(task_id=task.pk, reviewer=reviewer, submission_id=uuid.uuid4(), labels=["violating"])
+    agreed = Adjudication.objects.get(task=task)
+    response = lead_client.post("/lead/adjudications/confirm", {"ids": [str(agreed.pk), str(agreed.pk)]})
+    assert response.status_code == 302
+    assert GoldLabel.objects.get().labels == ["violating"]
+    listing = lead_client.get(response["Location"]).content.decode()
+    assert "Confirmed 1 agreed items as gold; 0 left for a decision." in listing

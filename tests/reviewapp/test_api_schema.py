@@ -30,6 +30,13 @@ def test_swagger_ui_is_served_without_inline_script(db, client: Client) -> None:
     assert "swagger-ui" in html
 
 
+def test_swagger_ui_page_has_no_inline_style(db, client: Client) -> None:
+    """The CSP's style-src is 'self' only; tests/browser/test_api_docs.py checks the rendered page in Chromium."""
+    html = client.get("/api/docs/").content.decode()
+    assert "<style" not in html and "style=" not in html
+    assert "/static/reviewapp/api_docs.css" in html and "/static/drf_spectacular_sidecar/" in html
+
+
 def test_schema_generates_without_warnings(db) -> None:
     from django.core.management import call_command
 

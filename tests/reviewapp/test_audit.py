@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.db import IntegrityError, ProgrammingError, connection, transaction
 
@@ -73,3 +75,42 @@ def test_lead_exports_the_audit_trail_of_an_item(db, policy, routing_rule, make_
     lines = [jsonlib.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     assert [line["action"] for line in lines] == ["decision.ingested", "task.created"]
     assert all(line["actor_label"].startswith("token:") for line in lines)
+
+
+@pytest.fixture
+def lead_browser(db):  # type: ignore[no-untyped-def]
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    lead = UserFactory(username="lead")
+    lead.groups.add(Group.objects.get_or_create(name="policy_lead")[0])
+    browser = Client()
+    browser.force_login(lead)
+    return browser
+
+
+@pytest.mark.parametrize("item_id", ["424242", "0", "12345678901234567890123"])
+def test_audit_trail_of_an_unknown_item_is_404(lead_browser, item_id: str) -> None:
+    """An empty 200 would tell the lead that nothing ever happened to an item that does not exist."""
+    response = lead_browser.get(f"/items/{item_id}/audit.jsonl")
+    assert response.status_code == 404
+    assert not response.has_header("Content-Disposition")
+
+
+def test_audit_trail_of_an_item_without_events_is_empty_not_404(lead_browser) -> None:
+    from tests.factories import ContentItemFactory
+
+    item = ContentItemFactory()  # made directly, so no event mentions it
+    response = lead_browser.get(f"/items/{item.pk}/audit.jsonl")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b""
+
+
+def test_audit_trail_outlives_its_item(lead_browser) -> None:
+    """Events name items by id, not by foreign key: the trail of a purged item is still served."""
+    audit_record(actor=SYSTEM, action="item.purged", object_type="content_item", object_id=777, item_id=777)
+    response = lead_browser.get("/items/777/audit.jsonl")
+    assert response.status_code == 200
+    assert [json.loads(line)["action"] for line in b"".join(response.streaming_content).splitlines()] == ["item.purged"]
