@@ -23,8 +23,9 @@ def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -
     it) whose item has no open task in the queue. A reviewer must not be able to tell one from live
     work (see reviewapp.projection), so each honeypot looks like the queue's live tasks:
     - its priority is the median of the queue's open tasks, so ordering does not give it away;
-    - it carries its item's most recent model decision under the policy, so it shows a model line
-      and evidence like a live task does;
+    - it shows its item's most recent model decision under the policy, as a live task shows its own
+      (reviewapp.projection looks it up; the task itself keeps no decision, so gold provenance,
+      resend answers and automation metrics never mistake a honeypot for the decision's routing);
     - on a queue that shows model scores, only candidates that look like its live work are used: with
       a decision whose score is inside the live tasks' range when most live tasks have a decision,
       without one when most do not (imported data). Fewer honeypots than wanted is the price of
@@ -65,7 +66,6 @@ def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -
                 queue=queue,
                 reason=TaskReason.HONEYPOT,
                 priority=median,
-                decision_id=g.latest_decision_id,
             )
             for g in candidates
         ]

@@ -6,10 +6,10 @@ Three promises are kept here, and tests/reviewapp/test_projection.py holds them:
 
 - No answer key. Metadata keys that name a reference label, a gold label or other annotators'
   answers (`source_label`, `source_annotations`, `gold`, `annotator_votes`, …) are removed, at any depth.
-- A honeypot looks like live work. Its task carries the item's own most recent model decision (see
-  `labeling.honeypots`), and a honeypot made before that carries none; then it is looked up here, so
-  the model line and evidence highlights are present exactly when a live task would have them. The
-  task's reason, priority and the item's database id are never shown: each would tell them apart.
+- A honeypot looks like live work. A honeypot task has no decision of its own, so the item's most
+  recent model decision under the policy is shown, with its evidence, as a live task shows its own
+  (and `labeling.honeypots` serves, on open queues, only items whose look matches the live work).
+  The task's reason, priority and the item's database id are never shown: each would tell them apart.
 - A blind queue hides the score: no model line, no evidence highlights (they were chosen by the
   model), and no priority (it is severity × |2·score − 1| × reach factor, and reach is on the page).
 
@@ -137,8 +137,8 @@ def task_projection(*, task: ReviewTask, version: PolicyVersion | None, blind: b
     `blind` defaults to the task's queue's blind-review setting; only a policy lead's page (an
     adjudication, decided after the reviewers answered) passes False to see the model line.
 
-    Costs no query for a task whose item, queue and decision are loaded (as `task_claim_next`
-    returns them); one for a honeypot made before honeypots carried their item's decision.
+    Costs no query for a task whose item, queue, policy and decision are loaded (as
+    `task_claim_next` returns them); one more for a honeypot, to find its item's latest decision.
     """
     item = task.item
     metadata = reviewer_metadata(item.metadata if isinstance(item.metadata, dict) else {})

@@ -172,6 +172,8 @@ def test_a_honeypot_is_indistinguishable_and_carries_no_answer_key(mixed_queue, 
             assert "<mark" not in html and "score" not in html.lower() and "toxbert" not in html
         else:
             assert body["model"]["model_name"] == "toxbert" and body["model"]["evidence_spans"]
+            if task.reason == TaskReason.HONEYPOT:  # its item's own decision, as live work shows its own
+                assert body["model"]["score"] == HONEYPOT_SCORE
             assert "Model <bdi>toxbert@7</bdi>: score" in html and "<mark" in html
 
     # (2) The honeypot has exactly the fields, and the page exactly the structure, of live work.
@@ -179,11 +181,6 @@ def test_a_honeypot_is_indistinguishable_and_carries_no_answer_key(mixed_queue, 
     for body, html in others:
         assert shape(body) == shape(first_body)
         assert skeleton(html) == skeleton(first_html)
-
-
-def test_honeypot_served_on_an_open_queue_carries_its_items_model_decision(mixed_queue) -> None:
-    honeypot = ReviewTask.objects.select_related("decision").get(queue=mixed_queue, reason=TaskReason.HONEYPOT)
-    assert honeypot.decision is not None and honeypot.decision.score == HONEYPOT_SCORE
 
 
 def test_a_honeypot_that_would_stand_out_is_not_served_on_an_open_queue(policy, queue, routing_rule) -> None:
