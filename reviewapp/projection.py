@@ -11,7 +11,8 @@ Three promises are kept here, and tests/reviewapp/test_projection.py holds them:
   (and `labeling.honeypots` serves, on open queues, only items whose look matches the live work).
   The task's reason, priority and the item's database id are never shown: each would tell them apart.
 - A blind queue hides the score: no model line, no evidence highlights (they were chosen by the
-  model), and no priority (it is severity × |2·score − 1| × reach factor, and reach is on the page).
+  model), and no priority (severity × (1 − |2·score − 1|) × reach factor: with the reach on the page
+  it gives |2·score − 1| exactly).
 
 Hidden formatting characters (bidi overrides, zero-width joiners) are named per field, for every
 field the reviewer sees, so that `invoice \\u202efdp.exe` in a title cannot pass as "invoice exe.pdf".
