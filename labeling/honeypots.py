@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
 
 from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.db import db_now
-from reviewapp.models import Queue, ReviewTask, TaskReason, TaskStatus
+from reviewapp.models import ModelDecision, Queue, ReviewTask, TaskReason, TaskStatus
 from reviewapp.services.ingest import TaskSpec, insert_tasks
 
 from .models import Annotation, GoldLabel, HoneypotCheck
@@ -19,8 +20,16 @@ def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -
     """Keep about `queue.honeypot_rate` of the queue's open tasks as honeypots; return how many were added.
 
     Candidates are current gold labels of the queue's policies (policies that already have tasks in
-    it) whose item has no open task in the queue. Their priority is the median of the queue's open
-    tasks, so ordering does not give them away.
+    it) whose item has no open task in the queue. A reviewer must not be able to tell one from live
+    work (see reviewapp.projection), so each honeypot looks like the queue's live tasks:
+    - its priority is the median of the queue's open tasks, so ordering does not give it away;
+    - it shows its item's most recent model decision under the policy, as a live task shows its own
+      (reviewapp.projection looks it up; the task itself keeps no decision, so gold provenance,
+      resend answers and automation metrics never mistake a honeypot for the decision's routing);
+    - on a queue that shows model scores, only candidates that look like its live work are used: with
+      a decision whose score is inside the live tasks' range when most live tasks have a decision,
+      without one when most do not (imported data). Fewer honeypots than wanted is the price of
+      not serving one that stands out; blind queues show no model line, so any candidate will do.
     """
     if queue.honeypot_rate <= 0:
         return 0
@@ -31,16 +40,33 @@ def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -
     if wanted <= 0:
         return 0
     policies = ReviewTask.objects.filter(queue=queue).values("policy_id").distinct()
-    candidates = list(
+    latest = ModelDecision.objects.filter(item_id=OuterRef("item_id"), policy_id=OuterRef("policy_id")).order_by(
+        "-received_at", "-pk"
+    )
+    pool = list(
         GoldLabel.objects.filter(policy_id__in=policies, superseded_by__isnull=True)
         .exclude(item_id__in=open_tasks.values("item_id"))
-        .order_by("?")[: min(wanted, limit)]
+        .annotate(
+            latest_decision_id=Subquery(latest.values("pk")[:1]),
+            latest_score=Subquery(latest.values("score")[:1]),
+        )
+        .order_by("?")[: min(wanted, limit) * CANDIDATE_POOL_FACTOR]
     )
+    if not queue.blind_review:
+        looks_live = _live_look(open_tasks.exclude(reason=TaskReason.HONEYPOT))
+        pool = [g for g in pool if looks_live(g.latest_decision_id, g.latest_score)]
+    candidates = pool[: min(wanted, limit)]
     priorities = sorted(open_tasks.values_list("priority", flat=True))
     median = priorities[len(priorities) // 2] if priorities else 1.0
     with transaction.atomic():
         specs = [
-            TaskSpec(item_id=g.item_id, policy_id=g.policy_id, queue=queue, reason=TaskReason.HONEYPOT, priority=median)
+            TaskSpec(
+                item_id=g.item_id,
+                policy_id=g.policy_id,
+                queue=queue,
+                reason=TaskReason.HONEYPOT,
+                priority=median,
+            )
             for g in candidates
         ]
         created = insert_tasks(specs, actor=actor)
@@ -49,6 +75,26 @@ def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -
             HoneypotCheck(task_id=task_id, gold=by_item[(spec.item_id, spec.policy_id)]) for spec, task_id in created
         )
     return len(created)
+
+
+# Gold labels drawn at random per honeypot wanted, among which to find ones that look like live work.
+CANDIDATE_POOL_FACTOR = 5
+
+
+def _live_look(live_tasks: QuerySet[ReviewTask]) -> Callable[[int | None, float | None], bool]:
+    """A test of whether a honeypot with this (decision id, score) would look like the live tasks."""
+    stats = live_tasks.aggregate(
+        total=Count("pk"),
+        with_decision=Count("pk", filter=Q(decision__isnull=False)),
+        low=Min("decision__score"),
+        high=Max("decision__score"),
+    )
+    if not stats["total"]:
+        return lambda decision_id, score: True
+    if stats["with_decision"] * 2 < stats["total"]:
+        return lambda decision_id, score: decision_id is None
+    low, high = stats["low"], stats["high"]
+    return lambda decision_id, score: decision_id is not None and score is not None and low <= score <= high
 
 
 def honeypot_score(*, task: ReviewTask, annotations: list[Annotation]) -> HoneypotCheck | None:

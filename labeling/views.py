@@ -18,8 +18,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from reviewapp.access import check_lead
 from reviewapp.charts import Bar, Point, bar_chart, line_chart
-from reviewapp.content import highlight_spans, media_for, render_guideline
+from reviewapp.content import render_guideline
 from reviewapp.models import Queue
+from reviewapp.projection import task_projection
 
 from .adjudication import AdjudicationClosed, adjudication_decide, adjudication_send_back, adjudications_confirm_agreed
 from .appeals import appeal_overturn_rates
@@ -82,16 +83,13 @@ def _detail_context(adjudication: Adjudication, error: str = "") -> dict[str, An
     )
     for annotation in annotations:
         annotation.reliability = reliability.get(annotation.reviewer_id)  # type: ignore[attr-defined]
-    decision = task.decision
     return {
         "adjudication": adjudication,
         "task": task,
+        "view": task_projection(task=task, version=version, blind=False),  # leads see the model's line
         "annotations": annotations,
         "version": version,
         "guideline_html": render_guideline(version.guideline) if version else "",
-        "decision": decision,
-        "segments": highlight_spans(task.item.text, decision.evidence_spans if decision else []),
-        "media": media_for(task.item.media_urls, task.item.modality),
         "revealed": True,  # leads see media on purpose; their tool is not a work queue
         "label_keys": [(str(i + 1) if i < 9 else "", label) for i, label in enumerate(version.label_schema["labels"])]
         if version

@@ -35,9 +35,10 @@ from labeling.models import Annotation
 from labeling.services import SubmissionRejected, annotation_retract, annotation_submit
 
 from .access import access_queue, access_task, visible_queues
-from .content import highlight_spans, media_for, render_guideline
+from .content import media_for, render_guideline
 from .forms import AnnotationForm, EscalateForm, SkipForm
 from .models import MediaExposure, Queue, ReviewTask, TaskStatus
+from .projection import task_projection
 from .services.claims import ClaimError, task_claim_next, task_escalate, task_lease_renew, task_release
 from .services.wellness import break_due, graphic_exposures_this_shift, media_reveal
 
@@ -230,15 +231,12 @@ def _workspace_context(
     if task is None:
         return context
     version = task.policy.current_version()
-    decision = None if queue.blind_review else task.decision
     item = task.item
     revealed = item.is_graphic and MediaExposure.objects.filter(reviewer=request.user, item=item, queue=queue).exists()
     context.update(
+        view=task_projection(task=task, version=version),
         version=version,
         guideline_html=_guideline_html(version.guideline) if version else "",
-        decision=decision,
-        segments=highlight_spans(item.text, decision.evidence_spans if decision else []),
-        media=media_for(item.media_urls, item.modality),
         revealed=revealed or not item.is_graphic,
         form=form or AnnotationForm(initial={"policy_version": version.pk if version else None}),
         skip_form=SkipForm(),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,22 +13,27 @@ from labeling.models import AnnotationSource
 from labeling.services import SubmissionRejected, annotation_submit
 
 from ..access import access_queue, access_task
-from ..models import ReviewTask
+from ..projection import task_projection
 from ..services.claims import ClaimError, task_claim_next, task_escalate, task_lease_renew, task_release
 from .auth import ActsForPerson
 from .serializers import ErrorSerializer
 
 
+class ContextTurnOut(serializers.Serializer):
+    author = serializers.CharField()
+    text = serializers.CharField()
+
+
 class ItemOut(serializers.Serializer):
-    id = serializers.IntegerField()
     source = serializers.CharField()
     external_id = serializers.CharField()
     modality = serializers.CharField()
     title = serializers.CharField()
     text = serializers.CharField()
     media_urls = serializers.ListField(child=serializers.CharField())
-    context = serializers.ListField(child=serializers.DictField())
-    metadata = serializers.DictField()
+    context = ContextTurnOut(many=True)
+    metadata = serializers.DictField(help_text="Without reference labels (source_label, crowd or gold answers).")
+    reach = serializers.IntegerField()
 
 
 class PolicyVersionOut(serializers.Serializer):
@@ -47,27 +52,23 @@ class ModelEvidenceOut(serializers.Serializer):
     evidence_spans = serializers.ListField(child=serializers.DictField())
 
 
+class HiddenCharactersOut(serializers.Serializer):
+    field = serializers.CharField(help_text="Where the reviewer sees it, e.g. 'title', 'conversation turn 1 author'.")
+    characters = serializers.ListField(child=serializers.CharField(), help_text="e.g. 'right-to-left override'.")
+
+
 class TaskOut(serializers.Serializer):
+    """A claimed task as the reviewer may see it: renders `reviewapp.projection.ReviewerTask` only."""
+
     id = serializers.IntegerField()
     queue = serializers.IntegerField(source="queue_id")
-    priority = serializers.FloatField()
     due_at = serializers.DateTimeField()
     lease_expires_at = serializers.DateTimeField()
     annotation_count = serializers.IntegerField()
     item = ItemOut()
-    policy_version = serializers.SerializerMethodField()
-    model = serializers.SerializerMethodField(help_text="Null on blind-review queues.")
-
-    @extend_schema_field(PolicyVersionOut)
-    def get_policy_version(self, task: ReviewTask) -> dict | None:
-        version = task.policy.current_version()
-        return PolicyVersionOut(version).data if version else None
-
-    @extend_schema_field(ModelEvidenceOut(allow_null=True))
-    def get_model(self, task: ReviewTask) -> dict | None:
-        if task.queue.blind_review or task.decision is None:
-            return None
-        return ModelEvidenceOut(task.decision).data
+    policy_version = PolicyVersionOut(allow_null=True)
+    model = ModelEvidenceOut(allow_null=True, help_text="Null on blind-review queues and without a model decision.")
+    hidden_characters = HiddenCharactersOut(many=True, help_text="Invisible formatting characters, per field.")
 
 
 class AnnotationIn(serializers.Serializer):
@@ -116,7 +117,8 @@ class QueueClaimView(_ReviewerView):
         claim = task_claim_next(reviewer=request.user, queue=queue)
         if claim is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(TaskOut(claim.task).data)
+        task = claim.task
+        return Response(TaskOut(task_projection(task=task, version=task.policy.current_version())).data)
 
 
 class TaskAnnotationsView(_ReviewerView):

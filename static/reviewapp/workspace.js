@@ -37,8 +37,67 @@
     if (form) form.requestSubmit();
   }
 
+  // A queue may mix policies (or a policy may get a new version): the number keys then mean other
+  // labels than on the last item. The first item under another version shows "Policy changed" and
+  // holds the labels until the reviewer confirms with Enter (or the button), so a reflex "2" cannot
+  // pick a label it did not mean. The last confirmed version is kept for this tab's session.
+  const POLICY_KEY = "reviewapp.policyVersion";
+  let policyHeld = false;
+
+  function lastPolicyVersion() {
+    try { return sessionStorage.getItem(POLICY_KEY); } catch (error) { return null; }
+  }
+
+  function rememberPolicyVersion(version) {
+    try { sessionStorage.setItem(POLICY_KEY, version); } catch (error) { /* storage off: every item is confirmed */ }
+  }
+
+  function labelsFieldset() {
+    return region().querySelector("#annotate-form fieldset.labels");
+  }
+
+  // True when the item's labels must be confirmed first; then the notice is shown and focused.
+  function holdOnPolicySwitch() {
+    const task = region().querySelector(".task[data-policy-version]");
+    const notice = document.getElementById("policy-switch");
+    policyHeld = false;
+    if (!task || !notice) return false;
+    const version = task.getAttribute("data-policy-version");
+    const last = lastPolicyVersion();
+    if (last === null || last === version) {
+      rememberPolicyVersion(version);
+      return false;
+    }
+    policyHeld = true;
+    notice.hidden = false;
+    const fieldset = labelsFieldset();
+    if (fieldset) fieldset.disabled = true;
+    const button = document.getElementById("policy-switch-ack");
+    if (button) button.focus({ preventScroll: true });
+    notice.scrollIntoView({ block: "nearest" });
+    return true;
+  }
+
+  function acknowledgePolicySwitch() {
+    const task = region().querySelector(".task[data-policy-version]");
+    const notice = document.getElementById("policy-switch");
+    if (!policyHeld || !task) return;
+    policyHeld = false;
+    rememberPolicyVersion(task.getAttribute("data-policy-version"));
+    if (notice) notice.hidden = true;
+    const fieldset = labelsFieldset();
+    if (fieldset) fieldset.disabled = false;
+    const first = region().querySelector('#annotate-form input[name="labels"]');
+    if (first) first.focus({ preventScroll: true });
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("#policy-switch-ack")) acknowledgePolicySwitch();
+  });
+
   function onTaskShown() {
     renderedAt = performance.now();
+    if (holdOnPolicySwitch()) return;
     const first = region().querySelector('#annotate-form input[name="labels"]');
     if (first) {
       first.focus({ preventScroll: true });
@@ -66,6 +125,12 @@
       return;
     }
     const key = event.key;
+    if (policyHeld) {
+      // Enter confirms the new labels; number keys do nothing until then. Skip, escalate, the
+      // guideline and the help still work: none of them answers for the reviewer.
+      if (key === "Enter") { acknowledgePolicySwitch(); event.preventDefault(); return; }
+      if (/^[1-9]$/.test(key)) { event.preventDefault(); return; }
+    }
     if (/^[1-9]$/.test(key)) { chooseLabel(key); event.preventDefault(); return; }
     switch (key) {
       case "Enter":

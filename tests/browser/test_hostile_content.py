@@ -11,7 +11,8 @@ from playwright.sync_api import Page, expect
 
 from reviewapp.audit import SYSTEM
 from reviewapp.services.ingest import decisions_ingest
-from tests.factories import BINARY_SCHEMA, PolicyFactory, RoutingRuleFactory
+from tests.browser.workspace_nav import open_next_item
+from tests.factories import BINARY_SCHEMA, ContentItemFactory, PolicyFactory, ReviewTaskFactory, RoutingRuleFactory
 
 pytestmark = pytest.mark.browser
 
@@ -186,3 +187,31 @@ def test_hostile_text_stays_inside_the_page_width(page: Page, watch, log_in, rev
         expect(page.locator(f'#task-region .task[data-task="{shown}"]')).to_have_count(0)
         expect(page.locator("#task-region .notice")).to_have_text("Skipped.")
     assert overflows == {}, "the page scrolls sideways by this many pixels"
+
+
+def test_hidden_characters_are_named_in_every_field(
+    page: Page, watch, screenshot, log_in, reviewer, policy, review_queue
+) -> None:
+    """A reversed file name in a title reads "invoice exe.pdf": the reviewer is told what hides in each field."""
+    item = ContentItemFactory(
+        title="invoice \u202efdp.exe",
+        text="plain text",
+        external_id="order\u200d-1138",
+        context=[{"author": "ad\u200bmin", "text": "see attachment"}],
+        metadata={"language": "en", "uploader": "sup\u2066port\u2069"},
+    )
+    ReviewTaskFactory(policy=policy, queue=review_queue, item=item)
+    log_in(reviewer)
+    open_next_item(page, review_queue.pk)
+    warnings = page.locator(".item .hidden-characters li")
+    expected = [
+        "Hidden characters in the external id: zero-width joiner.",
+        "Hidden characters in the title: right-to-left override.",
+        "Hidden characters in the conversation turn 1 author: zero-width space.",
+        "Hidden characters in the metadata “uploader”: left-to-right isolate, pop directional isolate.",
+    ]
+    expect(warnings).to_have_text(expected)
+    for warning in warnings.all():
+        expect(warning).to_be_visible()
+    screenshot("hidden-characters")
+    assert watch.csp_violations == []
