@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import wraps
 from typing import Any
@@ -64,7 +64,7 @@ def adjudication_list(request: HttpRequest) -> HttpResponse:
     return render(request, "labeling/adjudication_list.html", context)
 
 
-def _name_proposals(adjudications: list[Adjudication]) -> None:
+def _name_proposals(adjudications: Sequence[Adjudication]) -> None:
     """Set `proposal_names`: the proposal's display names, or "" unless the live answers hold it by plurality.
 
     One query for the live answers of the whole page, one per policy for its current version.
@@ -78,8 +78,9 @@ def _name_proposals(adjudications: list[Adjudication]) -> None:
     policies = {a.task.policy_id: a.task.policy for a in adjudications}
     versions = {policy_id: policy.current_version() for policy_id, policy in policies.items()}
     for a in adjudications:
-        proposal, version = a.proposed_labels, versions[a.task.policy_id]
-        shown = proposal and plurality_of(votes[a.task_id]) == tuple(sorted(proposal))
+        proposal: list[str] = a.proposed_labels or []
+        version = versions[a.task.policy_id]
+        shown = bool(proposal) and plurality_of(votes[a.task_id]) == tuple(sorted(proposal))
         a.proposal_names = (  # type: ignore[attr-defined]
             ", ".join(version.label_title(v) if version else v for v in proposal) if shown else ""
         )
