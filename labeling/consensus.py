@@ -64,6 +64,18 @@ def consensus_of(
     return Consensus(top_n > runner_up and margin > min_margin, top, agreement)
 
 
+def plurality_of(votes: Sequence[Vote]) -> Vote | None:
+    """The vote strictly more common than every other one, or None (no votes, or a tie at the top).
+
+    `consensus_of` still names a winner on a tie (the first vote counted) for the record; this is
+    what a person may be offered as the default answer, which a tie must never decide.
+    """
+    counts = Counter(votes).most_common(2)
+    if not counts or (len(counts) > 1 and counts[0][1] == counts[1][1]):
+        return None
+    return counts[0][0]
+
+
 def _weighted(
     votes: Sequence[Vote],
     voters: Sequence[int],

@@ -91,6 +91,16 @@ class PolicyVersion(models.Model):
     def label_values(self) -> list[str]:
         return [label["value"] for label in self.label_schema["labels"]]
 
+    def label_title(self, value: str) -> str:
+        """The name people see for a label value: its schema title, else the value made readable.
+
+        A value this version's schema does not know (a retired label) is shown as stored.
+        """
+        for label in self.label_schema["labels"]:
+            if label["value"] == value:
+                return label.get("title") or value.replace("_", " ").replace("-", " ").capitalize()
+        return value
+
 
 class AnnotationSource(models.TextChoices):
     WORKSPACE = "workspace", "Review workspace"

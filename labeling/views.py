@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import wraps
 from typing import Any
@@ -24,7 +24,8 @@ from reviewapp.projection import task_projection
 
 from .adjudication import AdjudicationClosed, adjudication_decide, adjudication_send_back, adjudications_confirm_agreed
 from .appeals import appeal_overturn_rates
-from .models import Adjudication, AdjudicationStatus, GoldLabel, Policy, ReviewerReliability
+from .consensus import plurality_of
+from .models import Adjudication, AdjudicationStatus, Annotation, GoldLabel, Policy, ReviewerReliability
 from .quality import agreement_over_time, agreement_report, reviewer_pairs, reviewer_stats
 from .tasks import refresh_reliability
 
@@ -54,6 +55,7 @@ def adjudication_list(request: HttpRequest) -> HttpResponse:
     if policy_key:
         adjudications = adjudications.filter(task__policy__key=policy_key)
     page = list(adjudications[:200])
+    _name_proposals(page)
     context = {
         "adjudications": page,
         "policies": Policy.objects.all(),
@@ -61,6 +63,28 @@ def adjudication_list(request: HttpRequest) -> HttpResponse:
         "total": adjudications.count(),
     }
     return render(request, "labeling/adjudication_list.html", context)
+
+
+def _name_proposals(adjudications: Sequence[Adjudication]) -> None:
+    """Set `proposal_names`: the proposal's display names, or "" unless the live answers hold it by plurality.
+
+    One query for the live answers of the whole page, one per policy for its current version.
+    """
+    tasks = [a.task_id for a in adjudications]
+    votes: dict[int, list[tuple[str, ...]]] = {task_id: [] for task_id in tasks}
+    for task_id, labels in Annotation.objects.filter(task_id__in=tasks, retracted_at__isnull=True).values_list(
+        "task_id", "labels"
+    ):
+        votes[task_id].append(tuple(sorted(labels)))
+    policies = {a.task.policy_id: a.task.policy for a in adjudications}
+    versions = {policy_id: policy.current_version() for policy_id, policy in policies.items()}
+    for a in adjudications:
+        proposal: list[str] = a.proposed_labels or []
+        version = versions[a.task.policy_id]
+        shown = bool(proposal) and plurality_of(votes[a.task_id]) == tuple(sorted(proposal))
+        a.proposal_names = (  # type: ignore[attr-defined]
+            ", ".join(version.label_title(v) if version else v for v in proposal) if shown else ""
+        )
 
 
 @require_GET
@@ -83,6 +107,7 @@ def _detail_context(adjudication: Adjudication, error: str = "") -> dict[str, An
     )
     for annotation in annotations:
         annotation.reliability = reliability.get(annotation.reviewer_id)  # type: ignore[attr-defined]
+    preselected = _preselected(adjudication, annotations)
     return {
         "adjudication": adjudication,
         "task": task,
@@ -91,12 +116,33 @@ def _detail_context(adjudication: Adjudication, error: str = "") -> dict[str, An
         "version": version,
         "guideline_html": render_guideline(version.guideline) if version else "",
         "revealed": True,  # leads see media on purpose; their tool is not a work queue
-        "label_keys": [(str(i + 1) if i < 9 else "", label) for i, label in enumerate(version.label_schema["labels"])]
+        "label_keys": [
+            (str(i + 1) if i < 9 else "", label["value"], version.label_title(label["value"]))
+            for i, label in enumerate(version.label_schema["labels"])
+        ]
         if version
         else [],
-        "gold_history": GoldLabel.objects.filter(item=task.item, policy=task.policy).order_by("-version"),
+        "preselected": preselected,
+        "no_default": bool(adjudication.proposed_labels) and not preselected,
+        "gold_history": GoldLabel.objects.filter(item=task.item, policy=task.policy)
+        .select_related("policy_version", "adjudicator")
+        .order_by("-version"),
         "error": error,
     }
+
+
+def _preselected(adjudication: Adjudication, annotations: list[Annotation]) -> list[str]:
+    """The proposal, pre-selected only when the live answers hold it by a strict plurality.
+
+    Focus starts on the first label and Enter records the form, so a pre-selected label on a tie
+    (1–1, 2–2, a weighted rule's equal weights) would make an arbitrary answer gold with one key.
+    A weighted proposal that outvotes the head count is not pre-selected either: the lead decides.
+    """
+    proposal = adjudication.proposed_labels
+    live = [tuple(sorted(a.labels)) for a in annotations if a.retracted_at is None]
+    if not proposal or plurality_of(live) != tuple(sorted(proposal)):
+        return []
+    return list(proposal)
 
 
 @require_POST
@@ -112,10 +158,11 @@ def adjudication_decide_view(request: HttpRequest, pk: int) -> HttpResponse:
             note=request.POST.get("note", "")[:2000],
         )
     except ValidationError as error:
+        # The service validates before it writes anything, so the lead can simply try again.
         return render(
             request,
             "labeling/adjudication_detail.html",
-            _detail_context(adjudication, " ".join(error.messages)),
+            _detail_context(adjudication, " ".join([*error.messages, "Nothing was recorded."])),
             status=400,
         )
     except AdjudicationClosed as error:

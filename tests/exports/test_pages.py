@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 import pytest
@@ -82,6 +84,19 @@ def test_download_streams_a_small_export(lead_client, golds) -> None:
     assert response.status_code == 200 and response.streaming
     assert response["Content-Disposition"] == 'attachment; filename="hate-en-v1.csv"'
     assert len(body(response).decode().splitlines()) == 10
+
+
+def test_version_page_offers_a_spreadsheet_safe_csv(lead_client, hate, make_gold) -> None:
+    make_gold(hate, ["violating"], text='=HYPERLINK("http://evil.example","x")', external_id="@c1")
+    lead_client.post("/lead/datasets/new", FORM)
+    page = lead_client.get("/lead/datasets/hate-en/v1/").content.decode()
+    assert '<option value="csv-excel">CSV for spreadsheets' in page
+    response = lead_client.get("/lead/datasets/hate-en/v1/download", {"format": "csv-excel", "split": ""})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"] == 'attachment; filename="hate-en-v1.spreadsheet.csv"'
+    header, row = csv.reader(io.StringIO(body(response).decode(), newline=""))
+    cells = dict(zip(header, row, strict=True))
+    assert (cells["text"], cells["external_id"]) == ('\'=HYPERLINK("http://evil.example","x")', "'@c1")
 
 
 def test_large_download_becomes_a_background_export_with_progress(lead_client, golds, settings) -> None:

@@ -133,3 +133,32 @@ def test_bulk_confirm_makes_gold_from_agreed_ids(lead_client, policy, queue) -> 
     assert GoldLabel.objects.get().labels == ["violating"]
     listing = lead_client.get(response["Location"]).content.decode()
     assert "Confirmed 1 agreed items as gold; 0 left for a decision." in listing
+
+
+def test_a_tie_preselects_nothing_and_a_clear_proposal_stays_selected(lead_client, disputed, policy, queue) -> None:
+    tied = lead_client.get(f"/lead/adjudications/{disputed.pk}/").content.decode()
+    assert disputed.proposed_labels and " checked" not in tied and "No label is pre-selected" in tied
+    queue.required_annotations, queue.auto_gold = 2, False  # agreement asks a lead to confirm
+    queue.save()
+    task = ReviewTaskFactory(policy=policy, queue=queue)
+    for _ in range(2):
+        reviewer = UserFactory()
+        task_claim_next(reviewer=reviewer, queue=queue)
+        annotation_submit(task_id=task.pk, reviewer=reviewer, submission_id=uuid.uuid4(), labels=["violating"])
+    confirm = Adjudication.objects.get(task=task)
+    html = lead_client.get(f"/lead/adjudications/{confirm.pk}/").content.decode()
+    assert re.search(r'value="violating" data-key="1" checked', html) and "No label is pre-selected" not in html
+    listing = lead_client.get("/lead/adjudications/").content.decode()
+    rows = {
+        pk: re.search(rf'/lead/adjudications/{pk}/".*?</tr>', listing, re.S).group(0)
+        for pk in (disputed.pk, confirm.pk)
+    }  # type: ignore[union-attr]
+    assert "<td>Violating</td>" in rows[confirm.pk] and "<td>—</td>" in rows[disputed.pk]
+
+
+def test_adjudication_pages_show_label_names_not_keys(lead_client, disputed) -> None:
+    lead_client.post(f"/lead/adjudications/{disputed.pk}/decide", {"labels": "not_violating"})
+    html = lead_client.get(f"/lead/adjudications/{disputed.pk}/").content.decode()
+    answers = re.search(r"<caption>Reviewers' answers</caption>.*?</table>", html, re.S).group(0)  # type: ignore[union-attr]
+    assert "<td>Violating</td>" in answers and "<td>Not violating</td>" in answers and "not_violating" not in answers
+    assert "v1: Not violating (" in html  # the gold history

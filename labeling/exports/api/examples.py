@@ -42,6 +42,7 @@ _VERSION = {
     "exports": {
         "jsonl": "/api/v1/datasets/hate-speech-en/versions/3/export?format=jsonl",
         "csv": "/api/v1/datasets/hate-speech-en/versions/3/export?format=csv",
+        "csv-excel": "/api/v1/datasets/hate-speech-en/versions/3/export?format=csv-excel",
         "parquet": "/api/v1/datasets/hate-speech-en/versions/3/export?format=parquet",
         "label-studio": "/api/v1/datasets/hate-speech-en/versions/3/export?format=label-studio",
     },

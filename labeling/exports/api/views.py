@@ -265,7 +265,11 @@ class IgnoreFormatParameter(BaseContentNegotiation):
 # An export's bytes, by format: the streamed response and the background job's file are the same.
 FILE_RESPONSES = {
     (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="JSON Lines"),
-    (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV with a header row"),
+    (200, "text/csv"): OpenApiResponse(
+        OpenApiTypes.STR,
+        description="CSV with a header row: `csv` holds exact values; `csv-excel` prefixes `'` to text cells "
+        "starting with = + - @ tab or CR, so a spreadsheet shows them instead of running them as formulas",
+    ),
     (200, "application/vnd.apache.parquet"): OpenApiResponse(OpenApiTypes.BINARY, description="Parquet"),
     (200, "application/json"): OpenApiResponse(
         {"type": "array", "items": {"type": "object"}}, description="Label Studio tasks (a JSON array)"
