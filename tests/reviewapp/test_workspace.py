@@ -295,3 +295,17 @@ def test_reveal_of_media_from_a_blocked_host_counts_nothing(browser, policy, que
     response = browser.post(f"/tasks/{task.pk}/reveal")
     assert response.status_code == 409 and "no media that can be shown here" in response.content.decode()
     assert not MediaExposure.objects.exists()
+
+
+@pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain-form"])
+def test_submitting_a_task_never_served_says_why_on_the_page(browser, policy, queue, htmx: bool) -> None:
+    task = ReviewTaskFactory(policy=policy, queue=queue)
+    data = {"submission_id": "3f1c2b9e-0000-4000-8000-000000000001", "labels": "violating"}
+    if htmx:
+        html = browser.post(f"/tasks/{task.pk}/submit", data, **HTMX).content.decode()
+    else:
+        response = browser.post(f"/tasks/{task.pk}/submit", data)
+        assert response.status_code == 302
+        html = browser.get(response["Location"]).content.decode()
+    assert "This item was not assigned to you" in html
+    assert not Annotation.objects.exists()
