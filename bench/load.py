@@ -25,11 +25,13 @@ workers (2 or 3) and more threads or workers served the same cycles per second w
 server latency: requests then share the cores inside the server instead of waiting to be read.
 
 Each simulated reviewer is a browser: it logs in through the login form, opens the workspace
-(`GET /queues/<id>/work`, which claims a task and renders the page) and fetches its static files
+(`POST /queues/<id>/work`, the Start reviewing button, which claims a task and redirects to
+`GET /queues/<id>/work`, which renders the page with the held task) and fetches its static files
 once; once all are ready, the timed phase starts. Flows (--flow):
-- page: every cycle is `GET /queues/<id>/work` (claim + render, the whole page) then
-  `POST /tasks/<id>/submit` with the CSRF token in X-CSRFToken as htmx sends it, without
-  HX-Request, so the server answers 302 back to the workspace (the no-JavaScript path);
+- page: every cycle is `POST /tasks/<id>/submit` with the CSRF token in X-CSRFToken as htmx sends
+  it, without HX-Request, so the server records the answer, claims the next task and answers 302
+  back to the workspace, then `GET /queues/<id>/work` (render the whole page; the no-JavaScript
+  path);
 - htmx: every cycle is one htmx `POST /tasks/<id>/submit`, whose response is the next item
   (submit + claim + render of the `task` partial), which is what the keyboard workspace does.
 Reviewers do not pause between items (a closed loop: 50 requests in flight at all times).
@@ -47,8 +49,9 @@ The CPU line says where the time went (gunicorn, the PostgreSQL backends of the 
 this load generator, per cycle) and how much of the machine other processes took meanwhile: on
 a shared machine that share makes latencies meaningless, so the load average is printed too.
 Last line: `p95_claim_render_ms=… target_ms=100 ratio=… errors=… double_claims=…`: the server-side
-p95 of the request that claims and renders an item (page flow: `GET …/work`; htmx flow: the
-submit request, which also records the answer), ratio = p95 / target.
+p95 of the request that renders an item (page flow: `GET …/work`, which shows the item the
+submit's POST claimed: GET claims nothing; htmx flow: the submit request, which also records the
+answer and claims), ratio = p95 / target.
 """
 
 from __future__ import annotations
@@ -452,7 +455,12 @@ class Browser:
                 self.tally.error("static", f"{path} {response.status_code}")
 
     async def open_workspace(self, queue_id: int) -> bool:
-        """GET the workspace (claims and renders); False when the queue has nothing left."""
+        """Press Start reviewing (POST, claims), then GET the workspace; False when the queue has nothing left."""
+        token = self.csrf or self.cookies.get("csrftoken", "")
+        claim = await self.request("claim", "POST", f"/queues/{queue_id}/work", headers={"X-CSRFToken": token})
+        if claim.status_code != 302:
+            self.tally.error(f"claim_{claim.status_code}", claim.text)
+            return True
         response = await self.request("work", "GET", f"/queues/{queue_id}/work")
         if response.status_code != 200:
             self.tally.error(f"work_{response.status_code}", response.text)

@@ -70,9 +70,13 @@ def annotation_submit(
 ) -> SubmitResult:
     """Record a reviewer's answer to a task. Idempotent per `submission_id`.
 
-    Locks the task row for the check-and-write. Accepted when the reviewer holds the lease, or
-    when it expired and nobody else holds the task (a late answer, flagged). Otherwise raises
-    SubmissionRejected, after writing the answer to the audit log so it is never silently lost.
+    Locks the task row for the check-and-write. Accepted from the reviewer who holds the live
+    lease, or, as a late answer (flagged), from the reviewer who held the most recent lease while
+    nobody else holds the task. Never from a reviewer who skipped the task or was never served it:
+    knowing a task id is not enough, or the claim's exclusions (skips, honeypot rotation, the
+    graphic-media cap, independent reviewers) could be walked around. Answers given in another
+    tool (EXTERNAL_SOURCES) are not held to leases here. A refused answer raises
+    SubmissionRejected, after it is written to the audit log so it is never silently lost.
     Raises ValidationError for labels the policy version does not allow.
     """
     rationale = rationale.strip()
@@ -102,6 +106,7 @@ class _SubmissionFacts:
     now: datetime  # the database clock
     previous_annotation_id: int | None  # this submission id was already recorded (retry, double click)
     already_labelled: bool  # the reviewer has a live annotation of this item under this policy
+    skipped: bool  # the reviewer skipped (released) this task
 
 
 def _submission_facts(task: ReviewTask, reviewer: User, submission_id: uuid.UUID) -> _SubmissionFacts:
@@ -113,12 +118,19 @@ def _submission_facts(task: ReviewTask, reviewer: User, submission_id: uuid.UUID
                    (SELECT id FROM labeling_annotation WHERE submission_id = %(submission)s),
                    EXISTS (SELECT 1 FROM labeling_annotation
                             WHERE item_id = %(item)s AND policy_id = %(policy)s AND reviewer_id = %(reviewer)s
-                              AND retracted_at IS NULL)
+                              AND retracted_at IS NULL),
+                   EXISTS (SELECT 1 FROM reviewapp_taskskip WHERE task_id = %(task)s AND reviewer_id = %(reviewer)s)
             """,
-            {"submission": submission_id, "item": task.item_id, "policy": task.policy_id, "reviewer": reviewer.pk},
+            {
+                "submission": submission_id,
+                "item": task.item_id,
+                "policy": task.policy_id,
+                "reviewer": reviewer.pk,
+                "task": task.pk,
+            },
         )
-        now, previous_id, already = cursor.fetchone()
-    return _SubmissionFacts(now, previous_id, already)
+        now, previous_id, already, skipped = cursor.fetchone()
+    return _SubmissionFacts(now, previous_id, already, skipped)
 
 
 def _previous_submission(annotation_id: int, reviewer: User) -> SubmitResult:
@@ -145,11 +157,29 @@ def _version_for(task: ReviewTask, policy_version_id: int | None) -> PolicyVersi
 def _refusal(task: ReviewTask, reviewer: User, facts: _SubmissionFacts, *, external: bool) -> str | None:
     if task.status != TaskStatus.OPEN:
         return f"This item was already {task.get_status_display().lower()}; your answer was kept in the audit log."
-    lease_live = task.lease_expires_at is not None and task.lease_expires_at > facts.now
-    if not external and task.leased_by_id not in (None, reviewer.pk) and lease_live:
-        return "Your claim expired and another reviewer now has this item; your answer was kept in the audit log."
+    if not external:
+        refusal = _lease_refusal(task, reviewer, facts)
+        if refusal is not None:
+            return refusal
     if facts.already_labelled:
         return "You have already labelled this item."
+    return None
+
+
+def _lease_refusal(task: ReviewTask, reviewer: User, facts: _SubmissionFacts) -> str | None:
+    """Why this reviewer may not answer the task here now, or None: the lease rule of annotation_submit."""
+    if facts.skipped:
+        return "You skipped this item, so it no longer takes your answer; your answer was kept in the audit log."
+    lease_live = task.lease_expires_at is not None and task.lease_expires_at > facts.now
+    if lease_live and task.leased_by_id == reviewer.pk:
+        return None
+    if lease_live:
+        return "Your claim expired and another reviewer now has this item; your answer was kept in the audit log."
+    if task.last_leased_by_id != reviewer.pk:
+        return (
+            "This item was not assigned to you (or another reviewer had it after you); claim work from the"
+            " queue to answer it. Your answer was kept in the audit log."
+        )
     return None
 
 
@@ -283,11 +313,19 @@ def annotation_retract(*, annotation_id: int, reviewer: User) -> ReviewTask:
         task.status = TaskStatus.OPEN
         task.completed_at = None
         if task.leased_by_id is None or task.lease_expires_at <= now:
-            task.leased_by = reviewer
+            task.leased_by = task.last_leased_by = reviewer
             task.lease_expires_at = now + timedelta(seconds=task.queue.lease_seconds)
             task.claimed_at = now
         task.save(
-            update_fields=["annotation_count", "status", "completed_at", "leased_by", "lease_expires_at", "claimed_at"]
+            update_fields=[
+                "annotation_count",
+                "status",
+                "completed_at",
+                "leased_by",
+                "lease_expires_at",
+                "claimed_at",
+                "last_leased_by",
+            ]
         )
         audit_record(
             actor=Actor.of(reviewer),

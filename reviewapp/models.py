@@ -276,6 +276,17 @@ class ReviewTask(models.Model):
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # Kept when the lease ends (expiry, submit, skip): the one reviewer whose late answer may
+    # still be accepted while nobody else holds the task. A task id alone is not a licence to answer.
+    last_leased_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,  # read only on the task row the submit has already locked
+        help_text="Who held the most recent lease on this task.",
+    )
     annotation_count = models.PositiveSmallIntegerField(db_default=0, help_text="Live annotations so far.")
     extra_annotations = models.PositiveSmallIntegerField(
         db_default=0, help_text="Added by adaptive redundancy or a lead sending the item back."

@@ -1,8 +1,10 @@
 """Browser pages of the review workflow: the queue list and the reviewer workspace.
 
 Every workspace action renders the `task` partial of `reviewapp/workspace.html` for htmx
-requests (the next item appears without a page load) and redirects to the queue page for plain
-form posts, so the workspace also works without JavaScript.
+requests (the next item appears without a page load); for plain form posts it claims the next
+item and redirects to the queue page, which shows it, so the workspace also works without
+JavaScript. Claiming is a POST only: a GET of the queue page shows the item the reviewer already
+holds, never leases a new one (a link, prefetch or cross-site navigation must change nothing).
 
 Workspace responses carry a `Server-Timing` header (`claim`, `submit`, `render`, in ms), so
 browser dev tools and load tests see where a slow response spent its time.
@@ -29,7 +31,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.safestring import SafeString
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labeling.models import Annotation
 from labeling.services import SubmissionRejected, annotation_retract, annotation_submit
@@ -39,10 +41,13 @@ from .content import media_for, render_guideline
 from .forms import AnnotationForm, EscalateForm, SkipForm
 from .models import MediaExposure, Queue, ReviewTask, TaskStatus
 from .projection import task_projection
-from .services.claims import ClaimError, task_claim_next, task_escalate, task_lease_renew, task_release
-from .services.wellness import break_due, graphic_exposures_this_shift, media_reveal
+from .services.claims import ClaimError, task_claim_next, task_escalate, task_held, task_lease_renew, task_release
+from .services.wellness import RevealRefused, break_due, graphic_exposures_this_shift, media_reveal
 
 WORKSPACE = "reviewapp/workspace.html"
+NOTHING_TO_REVIEW = (
+    "Nothing to review here right now: every open item is done, held by another reviewer, or already labelled by you."
+)
 
 
 @require_GET
@@ -68,14 +73,17 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "reviewapp/home.html", {"queues": queues, "now": now})
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @login_required
 def queue_work(request: HttpRequest, queue_id: int) -> HttpResponse:
-    """Claim (or resume) the reviewer's next task in the queue and show it."""
+    """GET: show the task the reviewer holds in the queue, or a button to claim one.
+    POST: claim (or resume) the reviewer's next task; then show it (htmx) or redirect to the GET."""
     queue = access_queue(request.user, queue_id)
-    with _timed(request, "claim"):
-        claim = task_claim_next(reviewer=request.user, queue=queue)
-    return _render_workspace(request, queue, claim.task if claim else None)
+    if request.method == "POST":
+        return _next(request, queue, notice="")
+    with _timed(request, "resume"):
+        task = task_held(reviewer=request.user, queue=queue)
+    return _render_workspace(request, queue, task, start=True)
 
 
 @require_POST
@@ -150,9 +158,15 @@ def task_heartbeat(request: HttpRequest, task_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def task_reveal_media(request: HttpRequest, task_id: int) -> HttpResponse:
-    """Unblur an item's media on request, counting the exposure for wellness limits."""
+    """Unblur an item's media on request, counting the exposure for wellness limits.
+
+    Refused (409, nothing counted) unless the reviewer holds the task and its media can load.
+    """
     task = access_task(request.user, task_id)
-    exposures = media_reveal(task=task, reviewer=request.user)
+    try:
+        exposures = media_reveal(task=task, reviewer=request.user)
+    except RevealRefused as error:
+        return _reveal_refused(request, task, str(error))
     context = {
         "task": task,
         "media": media_for(task.item.media_urls, task.item.modality),
@@ -165,12 +179,36 @@ def task_reveal_media(request: HttpRequest, task_id: int) -> HttpResponse:
     return render(request, "reviewapp/partials/_media.html", context)
 
 
+def _reveal_refused(request: HttpRequest, task: ReviewTask, message: str) -> HttpResponse:
+    """The media stay concealed with the reason beside them (htmx swaps only 2xx, hence 200 there);
+    a plain form post gets the queue page with the reason, as a 409."""
+    if not request.htmx:
+        held = task_held(reviewer=request.user, queue=task.queue)
+        response = _render_workspace(request, task.queue, held, notice=message, start=True)
+        response.status_code = 409
+        return response
+    context = {
+        "task": task,
+        "media": media_for(task.item.media_urls, task.item.modality),
+        "revealed": False,
+        "reveal_refusal": message,
+    }
+    return render(request, "reviewapp/partials/_media.html", context)
+
+
 def _next(request: HttpRequest, queue: Queue | None, *, notice: str, last_annotation: Annotation | None = None):  # type: ignore[no-untyped-def]
-    if queue is None or not request.htmx:
+    """After a POST: claim the reviewer's next task and show it (htmx), or redirect to the queue page,
+    which shows the task now held (the GET itself never claims)."""
+    if queue is None:
         messages.info(request, notice)
-        return _with_server_timing(request, redirect("queue-work", queue_id=queue.pk) if queue else redirect("home"))
+        return redirect("home")
     with _timed(request, "claim"):
         claim = task_claim_next(reviewer=request.user, queue=queue)
+    if not request.htmx:
+        for text in (notice, "" if claim else NOTHING_TO_REVIEW):
+            if text:
+                messages.info(request, text)
+        return _with_server_timing(request, redirect("queue-work", queue_id=queue.pk))
     return _render_workspace(
         request, queue, claim.task if claim else None, notice=notice, last_annotation=last_annotation
     )
@@ -184,9 +222,11 @@ def _render_workspace(
     form: AnnotationForm | None = None,
     notice: str = "",
     last_annotation: Annotation | None = None,
+    start: bool = False,
 ) -> HttpResponse:
     with _timed(request, "render"):
         context = _workspace_context(request, queue, task, form, notice, last_annotation)
+        context["start"] = start  # a GET without a held task: offer to claim rather than "nothing to do"
         template = WORKSPACE + "#task" if request.htmx else WORKSPACE
         response = render(request, template, context)
     return _with_server_timing(request, response)

@@ -126,8 +126,10 @@ class TaskAnnotationsView(_ReviewerView):
         operation_id="task_annotate",
         summary="Submit an annotation (idempotent by submission_id)",
         description="201 when recorded now, 200 when this submission_id was already recorded, 409 when "
-        "the answer could not be accepted (the item is with another reviewer or already decided: the "
-        "answer is kept in the audit log), 400 for labels the policy version does not allow.",
+        "the answer could not be accepted (the answer is kept in the audit log): only the reviewer holding "
+        "the task's live lease may answer, or, late, the one who held its most recent lease while nobody "
+        "holds it; never a reviewer who skipped the task or was never served it (claim it first), and "
+        "never once the item is decided. 400 for labels the policy version does not allow.",
         request=AnnotationIn,
         responses={201: AnnotationOut, 200: AnnotationOut, 400: ErrorSerializer, 409: ErrorSerializer},
     )

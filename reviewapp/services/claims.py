@@ -60,13 +60,28 @@ def _columns(alias: str, fields: Sequence[models.Field]) -> str:
     return ", ".join(f'{alias}."{field.column}"' for field in fields)
 
 
+# The task chosen by a `task` CTE with its item, policy and model decision, for `_task_from_row`
+# (the column lists come from the models only).
+_TASK_ROW_SQL = """
+SELECT task.resumed, {task}, {item}, {policy}, {decision}
+  FROM task
+  JOIN reviewapp_contentitem i ON i.id = task.item_id
+  JOIN labeling_policy p ON p.id = task.policy_id
+  LEFT JOIN reviewapp_modeldecision d ON d.id = task.decision_id
+""".format(
+    task=_columns("task", _TASK_FIELDS),
+    item=_columns("i", _ITEM_FIELDS),
+    policy=_columns("p", _POLICY_FIELDS),
+    decision=_columns("d", _DECISION_FIELDS),
+)
+
 # `held`: the reviewer's live lease in this queue, if any (reload, second tab). Otherwise
 # `picked`: the best open task that is unleased or whose lease expired, not already annotated or
 # skipped by the reviewer, and no graphic media once they reached the queue's daily cap.
 # OFFSET 0 keeps each NOT EXISTS a probe of a unique index for the few candidates read in claim
 # order: as an anti-join, the planner may read all of the reviewer's annotations or skips first,
 # which costs more the longer they have worked (and it guesses their count from statistics).
-_CLAIM_SQL = """
+_CLAIM_CTES = """
 WITH held AS (
     SELECT t.id FROM reviewapp_reviewtask t
      WHERE t.queue_id = %(queue)s AND t.status = 'open' AND t.leased_by_id = %(reviewer)s
@@ -85,7 +100,7 @@ WITH held AS (
                       OFFSET 0)
       AND NOT EXISTS (SELECT 1 FROM reviewapp_taskskip s WHERE s.task_id = t.id AND s.reviewer_id = %(reviewer)s
                       OFFSET 0)
-      AND (%(graphic_allowed)s OR NOT (i.metadata @> '{{"graphic": true}}'
+      AND (%(graphic_allowed)s OR NOT (i.metadata @> '{"graphic": true}'
            OR (i.modality IN ('image', 'video', 'mixed') AND jsonb_array_length(i.media_urls) > 0)))
     ORDER BY t.priority DESC, t.due_at, t.id
     LIMIT 1
@@ -94,7 +109,8 @@ WITH held AS (
     UPDATE reviewapp_reviewtask t
        SET leased_by_id = %(reviewer)s,
            lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s),
-           claimed_at = statement_timestamp()
+           claimed_at = statement_timestamp(),
+           last_leased_by_id = %(reviewer)s
       FROM picked WHERE t.id = picked.id
     RETURNING t.*
 ), audit AS (
@@ -109,17 +125,21 @@ WITH held AS (
     UNION ALL
     SELECT t.*, true FROM reviewapp_reviewtask t JOIN held ON held.id = t.id
 )
-SELECT task.resumed, {task}, {item}, {policy}, {decision}
-  FROM task
-  JOIN reviewapp_contentitem i ON i.id = task.item_id
-  JOIN labeling_policy p ON p.id = task.policy_id
-  LEFT JOIN reviewapp_modeldecision d ON d.id = task.decision_id
-""".format(  # noqa: S608 (column names from the models only)
-    task=_columns("task", _TASK_FIELDS),
-    item=_columns("i", _ITEM_FIELDS),
-    policy=_columns("p", _POLICY_FIELDS),
-    decision=_columns("d", _DECISION_FIELDS),
+"""
+_CLAIM_SQL = _CLAIM_CTES + _TASK_ROW_SQL
+
+# The reviewer's live lease in the queue, if any, shaped as a claim's row. Reads only: this is
+# what a GET of the workspace shows, so a link, a reload or a cross-site navigation claims nothing.
+_HELD_CTE = """
+WITH task AS (
+    SELECT t.*, true AS resumed FROM reviewapp_reviewtask t
+     WHERE t.queue_id = %(queue)s AND t.status = 'open' AND t.leased_by_id = %(reviewer)s
+       AND t.lease_expires_at > statement_timestamp()
+     ORDER BY t.claimed_at
+     LIMIT 1
 )
+"""
+_HELD_SQL = _HELD_CTE + _TASK_ROW_SQL
 
 
 def task_claim_next(*, reviewer: User, queue: Queue) -> Claim | None:
@@ -150,6 +170,14 @@ def task_claim_next(*, reviewer: User, queue: Queue) -> Claim | None:
     if not resumed:
         transaction.on_commit(lambda: metrics.count("claims", queue.slug))
     return Claim(task, resumed=resumed)
+
+
+def task_held(*, reviewer: User, queue: Queue) -> ReviewTask | None:
+    """The task whose live lease `reviewer` holds in `queue`, or None. One read-only statement."""
+    with _server_bound_cursor() as cursor:
+        cursor.execute(_HELD_SQL, {"queue": queue.pk, "reviewer": reviewer.pk})
+        row = cursor.fetchone()
+    return None if row is None else _task_from_row(row[1:], queue)
 
 
 def _task_from_row(values: Sequence[Any], queue: Queue) -> ReviewTask:

@@ -1,6 +1,6 @@
 from django import template
 
-from ..content import hidden_characters
+from ..content import Media, hidden_characters
 
 register = template.Library()
 
@@ -9,3 +9,9 @@ register = template.Library()
 def hidden_chars(text: str) -> list[str]:
     """Names of invisible formatting characters in the text (RTL overrides, zero-width joiners)."""
     return hidden_characters(text or "")
+
+
+@register.filter(name="any_allowed")
+def any_allowed(media: list[Media]) -> bool:
+    """Whether any of the item's media may load (allowlisted host): only then is there anything to reveal."""
+    return any(m.allowed for m in media)

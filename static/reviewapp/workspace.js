@@ -99,8 +99,11 @@
     renderedAt = performance.now();
     if (holdOnPolicySwitch()) return;
     const first = region().querySelector('#annotate-form input[name="labels"]');
+    const start = region().querySelector("#start-form button");
     if (first) {
       first.focus({ preventScroll: true });
+    } else if (start) {
+      start.focus({ preventScroll: true });  // Enter claims the next item (a POST: GET never claims)
     } else {
       const notice = region().querySelector(".notice, .empty h2");
       if (notice) { notice.setAttribute("tabindex", "-1"); notice.focus({ preventScroll: true }); }

@@ -184,3 +184,16 @@ def review_queue(queue, policy, reviewer: User):  # type: ignore[no-untyped-def]
     """The shared harassment queue and policy (labels violating / not_violating), the reviewer a member."""
     queue.members.add(reviewer)
     return queue
+
+
+@pytest.fixture
+def start_reviewing(page: Page) -> Callable[[Any], None]:
+    """Open a queue's page and press its Start reviewing button, as a reviewer does: a GET of the
+    page claims nothing, the button POSTs the claim. Waits until an item is shown."""
+
+    def start(queue: Any) -> None:
+        page.goto(f"/queues/{queue.pk}/work")
+        page.get_by_role("button", name="Start reviewing").click()
+        expect(page.locator("#task-region .task")).to_have_count(1)
+
+    return start

@@ -77,6 +77,8 @@ def test_a_lead_starts_a_round_watches_it_and_a_reviewer_gets_the_chosen_items(
     page.context.clear_cookies()
     log_in(reviewer)
     page.goto(f"/queues/{queue.pk}/work")
+    page.get_by_role("button", name="Start reviewing").click()  # claiming is a POST
+    expect(page.locator("#task-region .task")).to_have_count(1)
     claimed = ReviewTask.objects.get(queue=queue, leased_by=reviewer, status=TaskStatus.OPEN)
     assert claimed.reason == TaskReason.ACTIVE_LEARNING and claimed.item_id in chosen
     expect(page.locator(".user-text").first).to_contain_text(claimed.item.text[:40].strip())

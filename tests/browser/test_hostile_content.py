@@ -93,6 +93,8 @@ def visit_every_item(page: Page, queue_url: str) -> Iterator[tuple[str, str]]:
     """
     task = page.locator("#task-region .task")
     page.goto(queue_url)
+    page.get_by_role("button", name="Start reviewing").click()  # claiming is a POST
+    expect(task).to_have_count(1)
     while task.count():
         yield shown_payload(page), "page load"
         page.keyboard.press("s")
@@ -177,6 +179,8 @@ def test_hostile_text_stays_inside_the_page_width(page: Page, watch, log_in, rev
     log_in(reviewer)
     overflows = {}
     page.goto(f"/queues/{queue.pk}/work")
+    page.get_by_role("button", name="Start reviewing").click()  # claiming is a POST
+    expect(page.locator("#task-region .task")).to_have_count(1)
     while page.locator("#task-region .task").count():
         page.locator("details.metadata").evaluate_all("details => details.forEach(d => { d.open = true; })")
         if (overflow := horizontal_overflow(page)) > 0:

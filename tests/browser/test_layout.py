@@ -35,13 +35,17 @@ def assert_inside_width(page: Page, selector: str) -> None:
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (selector, box, width)
 
 
-def test_layout_at_narrow_width(page: Page, watch, screenshot, log_in, reviewer, policy, review_queue) -> None:
+def test_layout_at_narrow_width(  # type: ignore[no-untyped-def]
+    page: Page, watch, screenshot, log_in, start_reviewing, reviewer, policy, review_queue
+) -> None:
     ReviewTaskFactory(policy=policy, queue=review_queue, item=ContentItemFactory(text=TEXT))
     log_in(reviewer)
 
     for viewport in VIEWPORTS:
         page.set_viewport_size(viewport)
-        page.goto(f"/queues/{review_queue.pk}/work")
+        page.goto(f"/queues/{review_queue.pk}/work")  # the page shows the item this reviewer holds
+        if page.locator("#start-form").count():
+            page.get_by_role("button", name="Start reviewing").click()  # the first time: claim it
         first_label = page.locator('#annotate-form input[name="labels"]').first
         expect(first_label).to_be_focused()
         screenshot(f"{viewport['width']}x{viewport['height']}")

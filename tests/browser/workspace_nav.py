@@ -6,6 +6,12 @@ from playwright.sync_api import Page, expect
 
 
 def open_next_item(page: Page, queue_id: int) -> None:
-    """Open the queue's workspace and wait until it shows the reviewer's next (or held) item."""
+    """Open the queue's workspace and wait until it shows the reviewer's held or next item.
+
+    A GET of the page shows the item the reviewer already holds and claims nothing; otherwise the
+    reviewer presses Start reviewing, which POSTs the claim.
+    """
     page.goto(f"/queues/{queue_id}/work")
+    if page.locator("#task-region .task").count() == 0:
+        page.get_by_role("button", name="Start reviewing").click()
     expect(page.locator("#task-region .task")).to_be_visible()

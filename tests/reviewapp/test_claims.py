@@ -126,9 +126,10 @@ def test_renew_extends_only_a_live_lease(policy, queue, reviewer) -> None:
         task_lease_renew(task_id=task.pk, reviewer=reviewer)
 
 
-def test_graphic_items_stop_at_daily_cap(policy, queue, reviewer) -> None:
+def test_graphic_items_stop_at_daily_cap(policy, queue, reviewer, settings) -> None:
     from reviewapp.services.wellness import media_reveal
 
+    settings.MEDIA_ALLOWED_HOSTS = ["m.example"]  # only media that can load is counted when revealed
     queue.graphic_daily_cap = 1
     queue.save()
     graphic = [

@@ -29,6 +29,8 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 REQUEST_PREAMBLE = 4
 # task_claim_next: one statement that resumes or claims, its audit row included.
 CLAIM = 1
+# task_held: the GET of the queue page reads the task the reviewer holds; it never claims.
+HELD = 1
 # The page around an item: the reviewer's graphic exposure count, the policy version in force.
 RENDER = 2
 # annotation_submit, in one transaction (a savepoint pair here): lock the task; what the answer is
@@ -74,10 +76,29 @@ def repeated(sqls: list[str]) -> list[str]:
     return [sql for sql, n in counts.items() if n > 1]
 
 
+def start(client: Client, queue) -> str:  # type: ignore[no-untyped-def]
+    """The "Start reviewing" button: POST the claim, then the queue page it redirects to."""
+    assert client.post(f"/queues/{queue.pk}/work").status_code == 302
+    return client.get(f"/queues/{queue.pk}/work").content.decode()
+
+
 def test_claim_and_render_the_workspace_page(reviewer_client, policy, queue) -> None:
     ReviewTaskFactory.create_batch(3, policy=policy, queue=queue)
     with CaptureQueriesContext(connection) as context:
+        response = reviewer_client.post(f"/queues/{queue.pk}/work")
+    assert response.status_code == 302
+    assert len(context) == REQUEST_PREAMBLE + CLAIM, statements(context)
+    with CaptureQueriesContext(connection) as context:
         response = reviewer_client.get(f"/queues/{queue.pk}/work")
+    assert response.status_code == 200 and 'name="labels"' in response.content.decode()
+    assert len(context) == REQUEST_PREAMBLE + HELD + RENDER, statements(context)
+    assert not repeated(statements(context))
+
+
+def test_claim_with_htmx_renders_the_task_in_the_same_response(reviewer_client, policy, queue) -> None:
+    ReviewTaskFactory.create_batch(3, policy=policy, queue=queue)
+    with CaptureQueriesContext(connection) as context:
+        response = reviewer_client.post(f"/queues/{queue.pk}/work", **HTMX)
     assert response.status_code == 200 and 'name="labels"' in response.content.decode()
     assert len(context) == REQUEST_PREAMBLE + CLAIM + RENDER, statements(context)
     assert not repeated(statements(context))
@@ -85,12 +106,13 @@ def test_claim_and_render_the_workspace_page(reviewer_client, policy, queue) -> 
 
 def test_submit_as_a_plain_form_post(reviewer_client, policy, queue, reviewer) -> None:
     ReviewTaskFactory.create_batch(2, policy=policy, queue=queue)
-    form = submission_form(reviewer_client.get(f"/queues/{queue.pk}/work").content.decode())
+    form = submission_form(start(reviewer_client, queue))
     claimed = ReviewTask.objects.get(leased_by=reviewer)
     with CaptureQueriesContext(connection) as context:
         response = reviewer_client.post(f"/tasks/{claimed.pk}/submit", form)
     assert response.status_code == 302
-    assert len(context) == REQUEST_PREAMBLE + SUBMIT, statements(context)
+    # The next item is claimed here, in the POST, since the page the redirect leads to only shows it.
+    assert len(context) == REQUEST_PREAMBLE + SUBMIT + CLAIM, statements(context)
     assert not repeated(statements(context))
     assert Annotation.objects.get().task_id == claimed.pk
     assert AuditEvent.objects.filter(action__in=["annotation.submitted", "task.completed"]).count() == 2
@@ -98,7 +120,7 @@ def test_submit_as_a_plain_form_post(reviewer_client, policy, queue, reviewer) -
 
 def test_submit_with_htmx_records_and_shows_the_next_item(reviewer_client, policy, queue, reviewer) -> None:
     ReviewTaskFactory.create_batch(2, policy=policy, queue=queue)
-    form = submission_form(reviewer_client.get(f"/queues/{queue.pk}/work").content.decode())
+    form = submission_form(start(reviewer_client, queue))
     claimed = ReviewTask.objects.get(leased_by=reviewer)
     with CaptureQueriesContext(connection) as context:
         response = reviewer_client.post(f"/tasks/{claimed.pk}/submit", form, **HTMX)
@@ -112,7 +134,7 @@ def test_a_retried_submission_returns_the_recorded_answer_and_writes_nothing(
     reviewer_client, policy, queue, reviewer
 ) -> None:
     ReviewTaskFactory.create_batch(2, policy=policy, queue=queue)
-    form = submission_form(reviewer_client.get(f"/queues/{queue.pk}/work").content.decode())
+    form = submission_form(start(reviewer_client, queue))
     claimed = ReviewTask.objects.get(leased_by=reviewer)
     reviewer_client.post(f"/tasks/{claimed.pk}/submit", form)
     with CaptureQueriesContext(connection) as context:
@@ -127,8 +149,9 @@ def test_a_retried_submission_returns_the_recorded_answer_and_writes_nothing(
 
 def test_server_timing_says_where_a_workspace_response_spent_its_time(reviewer_client, policy, queue, reviewer) -> None:
     ReviewTaskFactory.create_batch(2, policy=policy, queue=queue)
+    assert reviewer_client.post(f"/queues/{queue.pk}/work").headers["Server-Timing"].startswith("claim;dur=")
     page = reviewer_client.get(f"/queues/{queue.pk}/work")
-    assert re.fullmatch(r"claim;dur=[\d.]+, render;dur=[\d.]+", page.headers["Server-Timing"])
+    assert re.fullmatch(r"resume;dur=[\d.]+, render;dur=[\d.]+", page.headers["Server-Timing"])
     claimed = ReviewTask.objects.get(leased_by=reviewer)
     response = reviewer_client.post(f"/tasks/{claimed.pk}/submit", submission_form(page.content.decode()), **HTMX)
     assert re.fullmatch(r"submit;dur=[\d.]+, claim;dur=[\d.]+, render;dur=[\d.]+", response.headers["Server-Timing"])
