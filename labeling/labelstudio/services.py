@@ -10,6 +10,7 @@ through `annotation_submit` with a deterministic submission id.
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -116,10 +117,10 @@ def webhook_accept(*, connection_id: int, secret: str, action: str) -> bool:
     Cheap and idempotent: any number of deliveries enqueue incremental pulls, which import each
     annotation once. Raises PermissionDenied for an unknown connection or a wrong secret.
     """
-    import hmac
-
     connection = Connection.objects.filter(pk=connection_id, is_active=True).first()
-    if connection is None or not secret or not hmac.compare_digest(secret, connection.webhook_secret()):
+    # Bytes, not str: compare_digest refuses non-ASCII str, and the header is whatever a caller sent.
+    given = secret.encode("utf-8", "surrogatepass")
+    if connection is None or not secret or not hmac.compare_digest(given, connection.webhook_secret().encode()):
         raise PermissionDenied("Unknown connection or wrong webhook secret.")
     Connection.objects.filter(pk=connection.pk).update(last_webhook_at=Now())
     if action not in ANNOTATION_ACTIONS:
