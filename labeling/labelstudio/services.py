@@ -33,6 +33,7 @@ from reviewapp.content import render_guideline
 from reviewapp.db import db_now
 from reviewapp.models import Queue, ReviewTask, TaskStatus
 
+from .addresses import check_base_url
 from .client import ANNOTATION_ACTIONS, Client, LabelStudioError, ProjectMissing, Refused, ls_datetime
 from .labelconfig import ResultUnreadable, answer_from_result, config_digest
 from .labelconfig import label_config_for as _label_config_for
@@ -46,6 +47,7 @@ from .models import (
     PushedTask,
     SyncKind,
     SyncRun,
+    validate_token_env_var,
 )
 from .pushing import task_payload
 
@@ -73,9 +75,16 @@ def connection_create(
     queue: Queue | None = None,
     callback_base_url: str = "",
 ) -> Connection:
-    """Store a connection; the token is encrypted at once and never written anywhere else."""
+    """Store a connection; the token is encrypted at once and never written anywhere else.
+
+    Raises ValidationError for a URL the address policy refuses (addresses.py: public https
+    servers, or hosts an operator allowed) and for a token variable outside LABEL_STUDIO_TOKEN_*.
+    """
     if not token and not token_env_var:
         raise ValidationError("Give an API token or the name of an environment variable holding it.")
+    if token_env_var:
+        validate_token_env_var(token_env_var)
+    check_base_url(base_url)
     connection = Connection(
         name=name,
         base_url=base_url.rstrip("/"),
