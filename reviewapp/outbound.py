@@ -19,6 +19,10 @@ class UnsafeTarget(ValidationError):
     """The URL is not allowed, or resolves to an address the server may not reach."""
 
 
+class Unresolvable(UnsafeTarget):
+    """The host name does not resolve (now): refused when saved, possibly transient when calling."""
+
+
 def is_public_address(address: str) -> bool:
     """True for a globally routable address; an IPv4-mapped IPv6 address is judged as the IPv4
     address it carries (`::ffff:127.0.0.1` reaches loopback on a dual-stack host)."""
@@ -35,7 +39,7 @@ def resolve_checked(host: str, port: int, *, allow_private: bool, how_to_allow: 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, ValueError) as error:
-        raise UnsafeTarget(f"Cannot resolve {host!r}: {error}") from None
+        raise Unresolvable(f"Cannot resolve {host!r}: {error}") from None
     addresses = [str(info[4][0]) for info in infos]
     if not allow_private:
         for address in addresses:

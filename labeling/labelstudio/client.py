@@ -24,7 +24,7 @@ from django.conf import settings
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from reviewapp.outbound import UnsafeTarget
+from reviewapp.outbound import Unresolvable, UnsafeTarget
 
 from .addresses import CheckedTransport, check_base_url
 from .crypto import SecretUnreadable
@@ -105,6 +105,8 @@ class Client:
     def _call(self, what: str, fn: Any, *args: Any, project_id: int | None = None, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except Unresolvable:  # DNS may be back by the next attempt
+            raise Unavailable(f"Label Studio at {self.base_url} is unreachable (host not found); will retry.") from None
         except UnsafeTarget as error:  # raised by CheckedTransport before connecting
             raise _not_allowed(self.base_url, error) from None
         except (httpx.TransportError, ConnectionError) as error:

@@ -12,7 +12,7 @@ import importlib
 
 import pytest
 from django.apps import apps
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.urls import reverse
 
 from labeling.labelstudio.models import Connection, ConnectionStatus, SyncRun
@@ -36,7 +36,7 @@ def policy(db):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def lead_client(client, db):  # type: ignore[no-untyped-def]
-    lead = UserFactory(username="lead")
+    lead: User = UserFactory(username="lead")
     lead.groups.add(Group.objects.get_or_create(name=POLICY_LEAD)[0])
     client.force_login(lead)
     return client
@@ -207,6 +207,16 @@ def test_the_address_is_checked_again_when_connecting(lead_client, policy, liste
     assert listener.requests == []
     assert "address not allowed" in page and "private or local" in page
     assert SyncRun.objects.get().ok is False
+
+
+def test_a_name_that_stops_resolving_is_unreachable_not_refused(lead_client, policy) -> None:  # type: ignore[no-untyped-def]
+    # .invalid never resolves (RFC 6761): as for a DNS outage, the pull is retried later.
+    _legacy_connection(policy, base_url="https://ls.invalid", token="t" * 40)
+
+    page = _press_test_everywhere(lead_client)
+
+    assert "unreachable (host not found)" in page
+    assert Connection.objects.get().status == ConnectionStatus.UNREACHABLE
 
 
 def test_an_allowed_host_is_reached(lead_client, policy, settings) -> None:  # type: ignore[no-untyped-def]
