@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -38,6 +39,20 @@ def envint(name: str, default: str, *, minimum: int = 0) -> int:
 
 def envlist(name: str, default: str) -> list[str]:
     return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+
+
+def envhosts(name: str) -> list[str]:
+    """Comma-separated `host` or `host:port` entries (`[::1]:8080` for IPv6); nothing else."""
+    entries = envlist(name, "")
+    for entry in entries:
+        parts = urlsplit(f"//{entry}")
+        try:
+            valid = bool(parts.hostname) and not (parts.path or parts.query or parts.username) and parts.port != 0
+        except ValueError:  # a port that is not a number, or out of range
+            valid = False
+        if not valid:
+            raise ImproperlyConfigured(f"{name}: {entry!r} is not a host or host:port.")
+    return entries
 
 
 def envrequired(name: str) -> str:
@@ -272,6 +287,9 @@ CELERY_TIMEZONE = TIME_ZONE
 FIELD_ENCRYPTION_KEYS = envlist("REVIEWAPP_FIELD_ENCRYPTION_KEY", "")
 LABEL_STUDIO_TIMEOUT_SECONDS = envint("REVIEWAPP_LABEL_STUDIO_TIMEOUT", "30", minimum=1)
 LABEL_STUDIO_PULL_EVERY_SECONDS = envint("REVIEWAPP_LABEL_STUDIO_PULL_EVERY", "300", minimum=10)
+# Label Studio servers reachable although private, loopback or plain http (labelstudio/addresses.py):
+# `host` or `host:port`, comma-separated. Empty: public https servers only, the webhook policy.
+LABEL_STUDIO_ALLOWED_HOSTS = envhosts("REVIEWAPP_LABEL_STUDIO_ALLOWED_HOSTS")
 CELERY_BEAT_SCHEDULE["labelstudio-pull-all"] = {
     "task": "labelstudio.pull_all",
     "schedule": float(LABEL_STUDIO_PULL_EVERY_SECONDS),

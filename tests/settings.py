@@ -16,3 +16,7 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 # Rate-limit counters must not leak between test runs through the shared Redis.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The real Label Studio server of tests/labelstudio/ listens on loopback over plain http (a port
+# chosen per session), so loopback is allowed the way an operator allows an internal server. The
+# address-policy tests (tests/labelstudio/test_address_policy.py) put the production default back.
+LABEL_STUDIO_ALLOWED_HOSTS = ["127.0.0.1"]

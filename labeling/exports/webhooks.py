@@ -14,7 +14,8 @@ secret>`. Redirects are not followed.
 Targets must be http(s). Unless settings.WEBHOOK_ALLOW_PRIVATE, a target resolving to a
 private, loopback, link-local or otherwise non-public address is refused, both when the endpoint
 is saved and at every attempt, and the connection goes to the address that was checked (so DNS
-cannot change between the check and the request).
+cannot change between the check and the request). The address policy itself is shared with the
+Label Studio client: `reviewapp.outbound`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import socket
 import ssl
 import uuid
@@ -36,15 +36,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from reviewapp.outbound import UnsafeTarget, resolve_checked
+
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 MAX_BACKOFF_SECONDS = 6 * 3600
 RESPONSE_READ_LIMIT = 64 * 1024
 USER_AGENT = "reviewapp-webhooks/1"
-
-
-class UnsafeTarget(ValidationError):
-    """The URL is not http(s), or resolves to an address webhooks may not reach."""
 
 
 def check_webhook_url(url: str, *, allow_private: bool | None = None) -> str:
@@ -57,17 +55,11 @@ def check_webhook_url(url: str, *, allow_private: bool | None = None) -> str:
         raise UnsafeTarget("Webhook URLs may not carry credentials; use the signing secret.")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, ValueError) as error:
+    except ValueError as error:
         raise UnsafeTarget(f"Cannot resolve {parts.hostname!r}: {error}") from None
-    addresses = [str(info[4][0]) for info in infos]
-    if not allow:
-        for address in addresses:
-            if not ipaddress.ip_address(address.split("%")[0]).is_global:
-                raise UnsafeTarget(
-                    f"{parts.hostname} resolves to {address}, a private or local address "
-                    "(set REVIEWAPP_WEBHOOK_ALLOW_PRIVATE=1 to allow it)."
-                )
+    addresses = resolve_checked(
+        parts.hostname, port, allow_private=allow, how_to_allow="set REVIEWAPP_WEBHOOK_ALLOW_PRIVATE=1 to allow it"
+    )
     return addresses[0]
 
 

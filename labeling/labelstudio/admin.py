@@ -2,11 +2,16 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
+from .addresses import check_base_url
 from .models import Connection, ExternalReviewer, Project, PulledAnnotation, PushedTask, SyncRun
 
 
 class ConnectionAdminForm(forms.ModelForm):
+    """The token is entered here and stored encrypted; no field names an environment variable
+    (an old `token_env_var` is shown read-only, and entering a token replaces it)."""
+
     base_url = forms.URLField(assume_scheme="https", label="Label Studio URL")
     callback_base_url = forms.URLField(assume_scheme="https", required=False)
     new_token = forms.CharField(
@@ -17,7 +22,25 @@ class ConnectionAdminForm(forms.ModelForm):
 
     class Meta:
         model = Connection
-        fields = ["name", "base_url", "new_token", "token_env_var", "callback_base_url", "policy", "queue", "is_active"]
+        fields = ["name", "base_url", "new_token", "callback_base_url", "policy", "queue", "is_active"]
+
+    def clean_base_url(self) -> str:
+        url = self.cleaned_data["base_url"].rstrip("/")
+        # Only a changed URL is checked here, so a connection saved before the rule can still be
+        # switched off; every request re-checks the address anyway (addresses.CheckedTransport).
+        if "base_url" in self.changed_data:
+            try:
+                check_base_url(url)
+            except ValidationError as error:
+                raise forms.ValidationError(error.messages) from None
+        return url
+
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        has_token = self.instance.token_ciphertext or self.instance.token_env_var
+        if not data.get("new_token") and not has_token:
+            self.add_error("new_token", "Give the Label Studio API token.")
+        return data
 
     def save(self, commit: bool = True) -> Connection:
         connection = super().save(commit=False)
@@ -34,7 +57,14 @@ class ConnectionAdminForm(forms.ModelForm):
 class ConnectionAdmin(admin.ModelAdmin):
     form = ConnectionAdminForm
     list_display = ["name", "base_url", "policy", "queue", "status", "last_pull_at", "is_active"]
-    readonly_fields = ["status", "status_detail", "status_changed_at", "last_pull_at", "last_webhook_at"]
+    readonly_fields = [
+        "token_env_var",
+        "status",
+        "status_detail",
+        "status_changed_at",
+        "last_pull_at",
+        "last_webhook_at",
+    ]
 
 
 @admin.register(ExternalReviewer)

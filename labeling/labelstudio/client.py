@@ -4,6 +4,10 @@ Every failure becomes a `LabelStudioError` subclass whose message says what happ
 to do, and whose `status` is what the connection page shows. `Unavailable` is the only
 transient one: Celery retries it with backoff; the others wait for a person to act.
 Never called inside a database transaction.
+
+Messages say what failed (the HTTP status, "could not connect", "address not allowed") and never
+quote what the server answered: the page that shows them is no window onto whatever the URL
+points at. Every connection goes through the address policy of `addresses.py`.
 """
 
 from __future__ import annotations
@@ -14,11 +18,15 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pydantic
 from dateutil.parser import isoparse
 from django.conf import settings
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from reviewapp.outbound import Unresolvable, UnsafeTarget
+
+from .addresses import CheckedTransport, check_base_url
 from .crypto import SecretUnreadable
 from .models import Connection, ConnectionStatus
 
@@ -50,7 +58,11 @@ class ConfigMismatch(LabelStudioError):
 
 
 class Refused(LabelStudioError):
-    """Label Studio understood the request and said no (validation); the message says why."""
+    """Label Studio understood the request and said no (validation), or answered nonsense."""
+
+
+class AddressNotAllowed(LabelStudioError):
+    """The connection's URL is one reviewapp may not call (see addresses.py); nothing was sent."""
 
 
 def ls_datetime(value: Any) -> datetime:
@@ -68,31 +80,53 @@ class Client:
 
     def __init__(self, connection: Connection) -> None:
         self.base_url = connection.api_url
+        try:  # the URL first: a refused address is reported even when the token is fine
+            check_base_url(self.base_url, resolve=False)  # addresses: checked at each connection
+        except UnsafeTarget as error:
+            raise _not_allowed(self.base_url, error) from None
         try:
             token = connection.api_token()
         except SecretUnreadable as error:
             raise Unauthorized(str(error)) from None
         if not token:
             raise Unauthorized(f"No API token: environment variable {connection.token_env_var!r} is empty or unset.")
+        timeout = settings.LABEL_STUDIO_TIMEOUT_SECONDS
         self._sdk = LabelStudio(
             base_url=self.base_url,
             api_key=token,
-            timeout=settings.LABEL_STUDIO_TIMEOUT_SECONDS,
+            timeout=timeout,
             max_retries=0,  # Celery retries with backoff; retrying here too would multiply waits
-            follow_redirects=False,  # a token is never replayed to wherever a redirect points
+            # Redirects are not followed: a token is never replayed to wherever a redirect points.
+            httpx_client=httpx.Client(
+                transport=CheckedTransport(), timeout=timeout, follow_redirects=False, trust_env=False
+            ),
         )
 
     def _call(self, what: str, fn: Any, *args: Any, project_id: int | None = None, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except Unresolvable:  # DNS may be back by the next attempt
+            raise Unavailable(f"Label Studio at {self.base_url} is unreachable (host not found); will retry.") from None
+        except UnsafeTarget as error:  # raised by CheckedTransport before connecting
+            raise _not_allowed(self.base_url, error) from None
         except (httpx.TransportError, ConnectionError) as error:
             reason = _reason(error)
             raise Unavailable(f"Label Studio at {self.base_url} is unreachable ({reason}); will retry.") from None
         except ApiError as error:
             raise self._translate(what, error, project_id) from None
+        except pydantic.ValidationError:  # its message would quote the answer
+            raise self._unreadable(what) from None
+
+    def _unreadable(self, what: str) -> Refused:
+        return Refused(
+            f"Label Studio at {self.base_url} gave an answer reviewapp cannot read while trying to {what}: "
+            "is the URL a Label Studio server?"
+        )
 
     def _translate(self, what: str, error: ApiError, project_id: int | None) -> LabelStudioError:
         code = error.status_code or 0
+        if 200 <= code < 300:  # the SDK could not parse a successful answer
+            return self._unreadable(what)
         if code in (401, 403):
             return Unauthorized(
                 f"Label Studio at {self.base_url} refused the API token ({code}) while trying to {what}: "
@@ -107,7 +141,9 @@ class Client:
             return Unavailable(f"Label Studio at {self.base_url} failed to {what} (HTTP {code}); will retry.")
         if 300 <= code < 400:
             return Refused(f"Label Studio at {self.base_url} redirected ({code}): use its final address as the URL.")
-        return Refused(f"Label Studio refused to {what} (HTTP {code}): {_detail(error.body)}")
+        # The body is not quoted: the URL is typed by a person, and the page must not show them
+        # what an arbitrary server answered. Label Studio's own log has its validation detail.
+        return Refused(f"Label Studio at {self.base_url} refused to {what} (HTTP {code}).")
 
     # ------------------------------------------------------------------ server and users
 
@@ -235,13 +271,14 @@ class Client:
         return int(hook.id)
 
 
+def _not_allowed(base_url: str, error: UnsafeTarget) -> AddressNotAllowed:
+    return AddressNotAllowed(f"Label Studio at {base_url}: address not allowed. {' '.join(error.messages)}")
+
+
 def _reason(error: Exception) -> str:
-    text = str(error) or type(error).__name__
-    return text[:200]
-
-
-def _detail(body: Any) -> str:
-    if isinstance(body, dict):
-        errors = body.get("validation_errors") or body.get("detail") or body
-        return json.dumps(errors)[:500]
-    return str(body)[:500]
+    """What went wrong on the way, in our words: a transport error's text may carry server bytes."""
+    if isinstance(error, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(error, httpx.ConnectError | ConnectionError):
+        return "could not connect"
+    return f"connection failed: {type(error).__name__}"

@@ -7,15 +7,18 @@ from reviewapp.models import Queue
 
 
 class ConnectionForm(forms.Form):
+    """A lead's new connection. It takes the token itself, never the name of a variable to read it
+    from: a name would let the page make the server send any of its environment (secret key,
+    database URL) to the URL typed here."""
+
     name = forms.CharField(max_length=100)
-    base_url = forms.URLField(label="Label Studio URL", assume_scheme="https")
-    token = forms.CharField(
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Stored encrypted; leave empty to read it from an environment variable instead.",
+    base_url = forms.URLField(
+        label="Label Studio URL",
+        assume_scheme="https",
+        help_text="https, on a public address; an operator can allow an internal server.",
     )
-    token_env_var = forms.RegexField(
-        regex=r"^[A-Z_][A-Z0-9_]*$", max_length=100, required=False, label="Token environment variable"
+    token = forms.CharField(
+        label="API token", widget=forms.PasswordInput(render_value=False), help_text="Stored encrypted."
     )
     policy = forms.ModelChoiceField(queryset=Policy.objects.filter(is_active=True))
     queue = forms.ModelChoiceField(queryset=Queue.objects.filter(is_active=True), required=False)
@@ -25,12 +28,6 @@ class ConnectionForm(forms.Form):
         label="reviewapp URL as Label Studio reaches it",
         help_text="For webhooks; empty: annotations arrive with the scheduled pull only.",
     )
-
-    def clean(self) -> dict:
-        data = super().clean() or {}
-        if not data.get("token") and not data.get("token_env_var"):
-            raise forms.ValidationError("Give an API token or the environment variable that holds it.")
-        return data
 
 
 class SyncProjectForm(forms.Form):

@@ -7,14 +7,29 @@ State changes happen in `labeling.labelstudio.services`, never by saving these m
 from __future__ import annotations
 
 import os
+import re
 import secrets
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from .crypto import decrypt, encrypt
+from .crypto import SecretUnreadable, decrypt, encrypt
+
+# The only environment variables a connection may read its token from. Any other name could be
+# a server secret (DJANGO_SECRET_KEY, DATABASE_URL, ...) that the client would send to base_url.
+TOKEN_ENV_PREFIX = "LABEL_STUDIO_TOKEN_"  # noqa: S105 (a variable name prefix)
+TOKEN_ENV_PATTERN = re.compile(r"LABEL_STUDIO_TOKEN_[A-Z0-9_]+")
+validate_token_env_var = RegexValidator(
+    rf"\A{TOKEN_ENV_PATTERN.pattern}\Z",
+    f"A token environment variable must be named {TOKEN_ENV_PREFIX}<NAME> (capitals, digits, underscores).",
+)
+
+
+class TokenNotAllowed(SecretUnreadable):
+    """The connection names an environment variable that may not hold a Label Studio token."""
 
 
 class ConnectionStatus(models.TextChoices):
@@ -30,16 +45,22 @@ class ConnectionStatus(models.TextChoices):
 class Connection(models.Model):
     """One team's Label Studio server, used for one policy.
 
-    The API token is either stored encrypted (`token_ciphertext`, see crypto.py) or read from the
-    environment variable named in `token_env_var`; it never appears in logs, the audit trail or
-    `repr`. Label Studio projects are created by reviewapp, one per policy version (`Project`).
+    The API token is stored encrypted (`token_ciphertext`, see crypto.py); the pages only ever
+    take a token, never a variable name. An operator may instead name an environment variable in
+    `token_env_var`, but only one called LABEL_STUDIO_TOKEN_<NAME>: `api_token` refuses any other
+    name (rows saved before the rule included), so no field can make the client send a server
+    secret. The token never appears in logs, the audit trail or `repr`. Label Studio projects are
+    created by reviewapp, one per policy version (`Project`).
     """
 
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(help_text="Label Studio's address as reviewapp reaches it, e.g. https://ls.example.com")
     token_ciphertext = models.TextField(blank=True, editable=False)
     token_env_var = models.CharField(
-        max_length=100, blank=True, help_text="Read the API token from this environment variable instead."
+        max_length=100,
+        blank=True,
+        validators=[validate_token_env_var],
+        help_text="Operators only: read the API token from this LABEL_STUDIO_TOKEN_<NAME> environment variable.",
     )
     webhook_secret_ciphertext = models.TextField(editable=False)
     callback_base_url = models.URLField(
@@ -82,13 +103,25 @@ class Connection(models.Model):
         return self.base_url.rstrip("/")
 
     def api_token(self) -> str:
-        """The plain token, from the environment variable when one is named."""
+        """The plain token, from the environment variable when one is named.
+
+        Raises TokenNotAllowed for a variable outside LABEL_STUDIO_TOKEN_*, SecretUnreadable for a
+        token the configured keys cannot decrypt."""
         if self.token_env_var:
+            if not TOKEN_ENV_PATTERN.fullmatch(self.token_env_var):
+                raise TokenNotAllowed(
+                    f"This connection reads its API token from the environment variable {self.token_env_var!r}, "
+                    f"which is refused: only variables named {TOKEN_ENV_PREFIX}<NAME> may hold a Label Studio "
+                    "token. Enter the token on the connection's admin page (it is stored encrypted)."
+                )
             return os.environ.get(self.token_env_var, "")
         return decrypt(self.token_ciphertext)
 
     def set_api_token(self, token: str) -> None:
+        """Store `token` encrypted; it replaces any environment variable named before (unsaved)."""
         self.token_ciphertext = encrypt(token) if token else ""
+        if token:
+            self.token_env_var = ""
 
     def webhook_secret(self) -> str:
         return decrypt(self.webhook_secret_ciphertext)

@@ -10,6 +10,7 @@ through `annotation_submit` with a deterministic submission id.
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from reviewapp.content import render_guideline
 from reviewapp.db import db_now
 from reviewapp.models import Queue, ReviewTask, TaskStatus
 
+from .addresses import check_base_url
 from .client import ANNOTATION_ACTIONS, Client, LabelStudioError, ProjectMissing, Refused, ls_datetime
 from .labelconfig import ResultUnreadable, answer_from_result, config_digest
 from .labelconfig import label_config_for as _label_config_for
@@ -45,6 +47,7 @@ from .models import (
     PushedTask,
     SyncKind,
     SyncRun,
+    validate_token_env_var,
 )
 from .pushing import task_payload
 
@@ -72,9 +75,16 @@ def connection_create(
     queue: Queue | None = None,
     callback_base_url: str = "",
 ) -> Connection:
-    """Store a connection; the token is encrypted at once and never written anywhere else."""
+    """Store a connection; the token is encrypted at once and never written anywhere else.
+
+    Raises ValidationError for a URL the address policy refuses (addresses.py: public https
+    servers, or hosts an operator allowed) and for a token variable outside LABEL_STUDIO_TOKEN_*.
+    """
     if not token and not token_env_var:
         raise ValidationError("Give an API token or the name of an environment variable holding it.")
+    if token_env_var:
+        validate_token_env_var(token_env_var)
+    check_base_url(base_url)
     connection = Connection(
         name=name,
         base_url=base_url.rstrip("/"),
@@ -116,10 +126,10 @@ def webhook_accept(*, connection_id: int, secret: str, action: str) -> bool:
     Cheap and idempotent: any number of deliveries enqueue incremental pulls, which import each
     annotation once. Raises PermissionDenied for an unknown connection or a wrong secret.
     """
-    import hmac
-
     connection = Connection.objects.filter(pk=connection_id, is_active=True).first()
-    if connection is None or not secret or not hmac.compare_digest(secret, connection.webhook_secret()):
+    # Bytes, not str: compare_digest refuses non-ASCII str, and the header is whatever a caller sent.
+    given = secret.encode("utf-8", "surrogatepass")
+    if connection is None or not secret or not hmac.compare_digest(given, connection.webhook_secret().encode()):
         raise PermissionDenied("Unknown connection or wrong webhook secret.")
     Connection.objects.filter(pk=connection.pk).update(last_webhook_at=Now())
     if action not in ANNOTATION_ACTIONS:

@@ -16,7 +16,8 @@ TOKEN = "a" * 40
 
 
 @pytest.fixture
-def connection(db) -> Connection:  # type: ignore[no-untyped-def]
+def connection(db, settings) -> Connection:  # type: ignore[no-untyped-def]
+    settings.LABEL_STUDIO_ALLOWED_HOSTS = ["ls.example.com"]  # a name that resolves nowhere here
     return connection_create(
         name="vendor", base_url="https://ls.example.com/", token=TOKEN, policy=PolicyFactory(), actor=SYSTEM
     )

@@ -27,8 +27,8 @@ def test_a_wrong_token_is_reported_on_the_connection(make_connection, label_stud
 
 
 def test_a_token_from_the_environment_is_used(make_connection, label_studio, monkeypatch) -> None:
-    monkeypatch.setenv("LS_TEST_TOKEN", label_studio.token)
-    connection = make_connection(token="", token_env_var="LS_TEST_TOKEN")
+    monkeypatch.setenv("LABEL_STUDIO_TOKEN_TEST", label_studio.token)
+    connection = make_connection(token="", token_env_var="LABEL_STUDIO_TOKEN_TEST")
     assert connection.token_ciphertext == ""
     assert connection_test(connection_id=connection.pk, triggered_by="lead").ok
 

@@ -82,6 +82,12 @@ def test_webhook_with_a_wrong_secret_is_refused(client, offline_connection) -> N
     assert _post(client, offline_connection, "").status_code == 403
 
 
+def test_webhook_with_a_non_ascii_secret_is_refused_not_a_server_error(client, offline_connection) -> None:
+    # An anonymous caller controls the header; comparing it as str raised TypeError (a 500).
+    assert _post(client, offline_connection, "é").status_code == 403
+    assert _post(client, offline_connection, offline_connection.webhook_secret() + "é").status_code == 403
+
+
 def test_webhook_enqueues_a_pull_for_annotation_events_only(
     client, offline_connection, monkeypatch, django_capture_on_commit_callbacks
 ) -> None:
