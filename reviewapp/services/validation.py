@@ -94,9 +94,9 @@ def check_decision_row(raw: Any) -> DecisionRow:
     """Validate one POST /api/v1/decisions row; raise RowError naming the field at fault."""
     if not isinstance(raw, dict):
         raise RowError("", "each row must be a JSON object")
-    unknown = set(raw) - ITEM_FIELDS - DECISION_FIELDS
+    unknown = sorted(storable_name(name) for name in set(raw) - ITEM_FIELDS - DECISION_FIELDS)
     if unknown:
-        raise RowError(sorted(unknown)[0], f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise RowError(unknown[0], f"unknown field(s): {', '.join(unknown)}")
     item = check_item_fields(raw)
     row = DecisionRow(
         item=item,
@@ -164,6 +164,12 @@ def _unstorable(value: Any, *, depth: int) -> str | None:
         if problem:
             return problem
     return None
+
+
+def storable_name(name: str) -> str:
+    """A field name as errors can quote it: errors are stored in jsonb too, so a name with a NUL or a
+    lone surrogate is quoted with backslash escapes."""
+    return name if _unstorable_text(name) is None else name.encode("unicode_escape").decode("ascii")
 
 
 def _unstorable_text(text: str) -> str | None:
