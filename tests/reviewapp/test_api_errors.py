@@ -46,6 +46,21 @@ def test_deeply_nested_json_is_a_400_on_endpoints_with_the_default_parser(make_t
     assert response.json() == {"detail": "Malformed JSON: nested too deeply."}
 
 
+@pytest.mark.parametrize(
+    ("url", "scope", "body"),
+    [
+        ("/api/v1/appeals", "appeals:write", '{"item_id": 1e400, "policy": "harassment"}'),
+        ("/api/v1/rounds", "models:write", '{"policy": "harassment", "head": {"lr": 1e400}}'),
+        ("/api/v1/datasets/", "export:write", '{"slug": "s", "name": "n", "train_percent": -1e999}'),
+    ],
+)
+def test_a_number_beyond_float_range_is_a_400_outside_ingest(make_token, url: str, scope: str, body: str) -> None:
+    response = token_client(make_token, [scope]).post(url, body, content_type="application/json")
+
+    assert response.status_code == 400, response.content
+    assert "beyond the float range" in response.json()["detail"]
+
+
 def _api_views(patterns: list, prefix: str = "") -> Iterator[tuple[str, type]]:
     for pattern in patterns:
         if isinstance(pattern, URLResolver):
