@@ -54,7 +54,9 @@ def test_deeply_nested_json_is_a_400_on_endpoints_with_the_default_parser(make_t
         ("/api/v1/datasets/", "export:write", '{"slug": "s", "name": "n", "train_percent": -1e999}'),
     ],
 )
-def test_a_number_beyond_float_range_is_a_400_outside_ingest(make_token, url: str, scope: str, body: str) -> None:
+def test_a_number_beyond_float_range_is_a_400_outside_ingest(
+    make_token, policy, url: str, scope: str, body: str
+) -> None:
     response = token_client(make_token, [scope]).post(url, body, content_type="application/json")
 
     assert response.status_code == 400, response.content
