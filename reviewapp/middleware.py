@@ -152,5 +152,29 @@ class RejectNulMiddleware:
         return self.get_response(request)
 
 
+class RequireContentLengthMiddleware:
+    """Answer 411 to a request that sends a body without Content-Length (Transfer-Encoding: chunked).
+
+    gunicorn passes such a body on, de-chunked, but Django reads a request body only up to its
+    Content-Length, so without one the body looks empty and the view would answer a misleading
+    "missing field" 400. Saying what is wrong is better than buffering bodies of unknown size
+    here: every client library can send Content-Length.
+    """
+
+    MESSAGE = (
+        "Chunked request bodies (Transfer-Encoding without Content-Length) are not supported; send Content-Length."
+    )
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.META.get("HTTP_TRANSFER_ENCODING") and not request.META.get("CONTENT_LENGTH"):
+            if request.path.startswith("/api/"):
+                return JsonResponse({"detail": self.MESSAGE}, status=411)
+            return HttpResponse(self.MESSAGE, status=411, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
 def _query_has_nul(request: HttpRequest) -> bool:
     return any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists())

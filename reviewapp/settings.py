@@ -100,6 +100,7 @@ MIDDLEWARE = [
     "reviewapp.middleware.ServiceUnavailableMiddleware",
     "reviewapp.middleware.SecurityHeadersMiddleware",
     "reviewapp.middleware.RejectNulMiddleware",
+    "reviewapp.middleware.RequireContentLengthMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -217,7 +218,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # One strict JSON parser for every endpoint: size-bounded, UTF-8, no NaN/Infinity, and nesting
+    # too deep for Python's json module is a 400, not a RecursionError (500).
+    "DEFAULT_PARSER_CLASSES": ["reviewapp.api.parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "reviewapp.api.errors.exception_handler",

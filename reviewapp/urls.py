@@ -48,3 +48,4 @@ urlpatterns = [
 ]
 
 handler404 = "reviewapp.api.errors.not_found"  # JSON under /api/
+handler500 = "reviewapp.api.errors.server_error"  # JSON under /api/

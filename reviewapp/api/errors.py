@@ -17,6 +17,8 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from ..context import current_request_id
+
 API_PREFIX = "/api/"
 # Messages quoted in `detail` when a validation error names several fields.
 SUMMARY_MESSAGES = 3
@@ -67,6 +69,18 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith(API_PREFIX):
         return JsonResponse({"detail": "No such endpoint or object."}, status=404)
     return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500 (DEBUG off): under /api/ the documented JSON error, with the request id to quote in a
+    report; the usual page elsewhere. The traceback is logged by Django, never sent."""
+    if request.path.startswith(API_PREFIX):
+        request_id = current_request_id.get()
+        detail = "Internal server error."
+        if request_id:
+            detail += f" Quote request id {request_id} when reporting it."
+        return JsonResponse({"detail": detail}, status=500)
+    return defaults.server_error(request)
 
 
 # Statuses every API operation may answer with, besides the ones its view documents.

@@ -109,7 +109,9 @@ class IngestJobSerializer(serializers.Serializer):
     chunks_done = serializers.IntegerField()
     chunks_failed = serializers.IntegerField()
     errors = RowErrorSerializer(  # type: ignore[assignment]  # a field named like Serializer.errors
-        many=True, help_text=f"Row errors by index, at most {ERRORS_PAGE} per response."
+        many=True,
+        help_text=f"Row errors by index, at most {ERRORS_PAGE} per response; the rows of a failed chunk are "
+        "listed too, with the chunk's error.",
     )
     next_errors = serializers.URLField(allow_null=True, help_text="The next page of errors, if there are more.")
 

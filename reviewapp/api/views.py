@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from ..services.ingest import decisions_ingest
 from .auth import HasScope, token_actor
 from .errors import PayloadTooLarge
-from .parsers import BoundedJSONParser
+from .parsers import RowsJSONParser
 from .serializers import DecisionBatchSerializer, ErrorSerializer, IngestResponseSerializer
 
 EXAMPLE_BATCH = {
@@ -41,7 +41,7 @@ class DecisionsView(APIView):
 
     permission_classes = [HasScope]
     required_scope = "decisions:write"
-    parser_classes = [BoundedJSONParser]
+    parser_classes = [RowsJSONParser]
 
     @extend_schema(
         operation_id="decisions_ingest",

@@ -329,11 +329,16 @@ def ingest_job_retry(*, job_id: int, actor: Actor) -> int:
 
 
 def ingest_job_errors(job: IngestJob, *, start: int = 0, limit: int = ERRORS_PAGE) -> tuple[list[dict], int | None]:
-    """The job's row errors (on receipt and when applied) from row index `start`, by index: at
-    most `limit`, and the index the next page starts at (None when there is no more)."""
+    """The job's row errors (on receipt, when applied, and the rows of failed chunks) from row
+    index `start`, by index: at most `limit`, and the index the next page starts at (None when
+    there is no more). A failed job therefore always lists the rows it did not apply, and why."""
     errors = [error for error in job.errors if error["index"] >= start]
     for chunk_errors in IngestChunk.objects.filter(job=job).exclude(errors=[]).values_list("errors", flat=True):
         errors.extend(error for error in chunk_errors if error["index"] >= start)
+    failed = IngestChunk.objects.filter(job=job, status=IngestChunkStatus.FAILED)
+    for indexes, last_error in failed.values_list("row_indexes", "last_error"):
+        message = f"not applied yet, kept for a retry by an admin: {last_error or 'its chunk failed'}"
+        errors.extend({"index": index, "field": "", "message": message} for index in indexes if index >= start)
     errors.sort(key=lambda error: error["index"])
     page = errors[:limit]
     return page, (page[-1]["index"] + 1 if len(errors) > limit else None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +26,8 @@ MAX_CONTEXT_TURNS = 50
 MAX_METADATA_BYTES = 16_384
 MAX_EMBEDDING_DIM = 4096
 MAX_SPANS = 200
+# Deep enough for any real metadata; bounds the recursive checks and PostgreSQL's jsonb parser.
+MAX_JSON_DEPTH = 32
 
 ITEM_FIELDS = {
     "source",
@@ -92,9 +94,9 @@ def check_decision_row(raw: Any) -> DecisionRow:
     """Validate one POST /api/v1/decisions row; raise RowError naming the field at fault."""
     if not isinstance(raw, dict):
         raise RowError("", "each row must be a JSON object")
-    unknown = set(raw) - ITEM_FIELDS - DECISION_FIELDS
+    unknown = sorted(storable_name(name) for name in set(raw) - ITEM_FIELDS - DECISION_FIELDS)
     if unknown:
-        raise RowError(sorted(unknown)[0], f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise RowError(unknown[0], f"unknown field(s): {', '.join(unknown)}")
     item = check_item_fields(raw)
     row = DecisionRow(
         item=item,
@@ -113,7 +115,7 @@ def check_item_fields(raw: dict[str, Any]) -> ItemRow:
     """Validate the content-item part of a row (shared by ingest and dataset import)."""
     _check_storable_text(raw)
     modality = raw.get("modality", Modality.TEXT)
-    if modality not in MODALITIES:
+    if not isinstance(modality, str) or modality not in MODALITIES:  # a list is not even hashable
         raise RowError("modality", f"modality must be one of {', '.join(sorted(MODALITIES))}")
     return ItemRow(
         source=_string(raw, "source", required=True, max_len=100),
@@ -130,26 +132,54 @@ def check_item_fields(raw: dict[str, Any]) -> ItemRow:
 
 
 def _check_storable_text(raw: dict[str, Any]) -> None:
-    """Reject NUL characters and lone surrogates anywhere in the row: PostgreSQL stores neither."""
-    try:
-        encoded = json.dumps(raw, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise RowError(_field_with(raw, _has_surrogate), "text contains an unpaired UTF-16 surrogate") from None
-    except (TypeError, ValueError):
-        raise RowError("", "row is not plain JSON") from None
-    if b"\\u0000" in encoded or b"\x00" in encoded:
-        raise RowError(_field_with(raw, lambda s: "\x00" in s), "text contains a NUL character")
-
-
-def _field_with(raw: dict[str, Any], bad: Any) -> str:
+    """Reject, naming the field, any value PostgreSQL cannot store or Python cannot carry through:
+    NUL characters and lone surrogates in strings and keys (text and jsonb refuse both), numbers
+    beyond float range (`1e400` parses as infinity, which jsonb and float8 refuse) and nesting
+    deeper than MAX_JSON_DEPTH. Runs before the per-field checks, so they see plain JSON only."""
     for name, value in raw.items():
-        if bad(json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value):
-            return name
-    return ""
+        problem = _unstorable(value, depth=0)
+        if problem:
+            raise RowError(name, f"{name} {problem}")
 
 
-def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
+def _unstorable(value: Any, *, depth: int) -> str | None:
+    """Why `value` (parsed JSON) cannot be stored, or None. Recursive, bounded by MAX_JSON_DEPTH."""
+    if isinstance(value, str):
+        return _unstorable_text(value)
+    if value is None or isinstance(value, (bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "holds a number beyond the float range (about ±1.8e308)"
+    if not isinstance(value, (list, dict)):
+        return "holds a value that is not JSON"
+    if depth >= MAX_JSON_DEPTH:
+        return f"is nested deeper than {MAX_JSON_DEPTH} levels"
+    if isinstance(value, dict):
+        for key in value:
+            problem = _unstorable_text(key) if isinstance(key, str) else "has a key that is not a string"
+            if problem:
+                return problem.replace("contains", "has a key that contains", 1)
+    for item in value.values() if isinstance(value, dict) else value:
+        problem = _unstorable(item, depth=depth + 1)
+        if problem:
+            return problem
+    return None
+
+
+def storable_name(name: str) -> str:
+    """A field name as errors can quote it: errors are stored in jsonb too, so a name with a NUL or a
+    lone surrogate is quoted with backslash escapes."""
+    return name if _unstorable_text(name) is None else name.encode("unicode_escape").decode("ascii")
+
+
+def _unstorable_text(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains an unpaired UTF-16 surrogate"
+    return None
 
 
 def _string(raw: dict[str, Any], name: str, *, required: bool = False, max_len: int) -> str:
@@ -172,7 +202,8 @@ def _score(value: Any) -> float:
         raise RowError("score", "score is required")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RowError("score", "score must be a number")
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+    # A comparison, not math.isfinite: a huge integer (10**400) cannot be converted to float.
+    if not 0 <= value <= 1:
         raise RowError("score", "score must be between 0 and 1")
     return float(value)
 
@@ -183,7 +214,11 @@ def _media_urls(value: Any) -> list[str]:
     for url in value:
         if not isinstance(url, str) or len(url) > MAX_URL_CHARS:
             raise RowError("media_urls", "each media URL must be a string of at most 2048 characters")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
+        except ValueError:  # "http://[bad/x": an unclosed IPv6 bracket, a bad port
+            raise RowError("media_urls", f"media_urls holds a URL that cannot be parsed: {url[:100]!r}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RowError("media_urls", f"media URL must be http(s) with a host: {url[:100]!r}")
     return value
@@ -221,10 +256,17 @@ def _embedding(value: Any) -> list[float] | None:
         return None
     if not isinstance(value, list) or not 0 < len(value) <= MAX_EMBEDDING_DIM:
         raise RowError("embedding", f"embedding must be a list of 1 to {MAX_EMBEDDING_DIM} numbers")
+    numbers = []
     for number in value:
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
             raise RowError("embedding", "embedding values must be finite numbers")
-    return [float(number) for number in value]
+        try:
+            numbers.append(float(number))  # an integer beyond float range overflows here
+        except OverflowError:
+            raise RowError("embedding", "embedding values must be finite numbers") from None
+        if not math.isfinite(numbers[-1]):
+            raise RowError("embedding", "embedding values must be finite numbers")
+    return numbers
 
 
 def _spans(value: Any, text_len: int) -> list[dict[str, Any]]:
@@ -244,6 +286,8 @@ def _spans(value: Any, text_len: int) -> list[dict[str, Any]]:
 
 
 def _datetime(raw: dict[str, Any], name: str) -> datetime | None:
+    """An aware datetime, in UTC: PostgreSQL refuses UTC offsets beyond ±15:59 that ISO 8601 and
+    Python allow (-23:59), and a time that leaves Python's years 1–9999 in UTC cannot be read back."""
     value = raw.get(name)
     if value is None:
         return None
@@ -253,4 +297,7 @@ def _datetime(raw: dict[str, Any], name: str) -> datetime | None:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise RowError(name, f"{name} must be an ISO 8601 date-time with a time zone")
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise RowError(name, f"{name} is outside the years 1 to 9999 in UTC") from None

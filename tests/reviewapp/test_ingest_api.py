@@ -176,6 +176,85 @@ class TestValidation:
         assert ContentItem.objects.get().text == payload
 
 
+def post_raw(client: APIClient, rows: list[dict], replace: tuple[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """POST rows as JSON text; `replace` swaps a quoted placeholder for raw JSON (a number like 1e400
+    that Python's json module cannot write)."""
+    body = json.dumps({"decisions": rows})
+    if replace is not None:
+        placeholder, raw = replace
+        assert f'"{placeholder}"' in body
+        body = body.replace(f'"{placeholder}"', raw)
+    return client.post(URL, body, content_type="application/json")
+
+
+def nested(depth: int) -> list:
+    value: list = [1]
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+FIVE_VALID = [row(f"ok-{n}") for n in range(5)]
+
+
+@pytest.mark.usefixtures("routing_rule")
+class TestPoisonedRows:
+    """Rows that pass a naive check and then fail in PostgreSQL or Python cost only themselves."""
+
+    @pytest.mark.parametrize(
+        ("poisoned", "replace", "field"),
+        [
+            (row("bad", metadata={"n": "BIG"}), ("BIG", "1e400"), "metadata"),
+            (row("bad", metadata={"n": "BIG"}), ("BIG", "-1e400"), "metadata"),
+            (row("bad", metadata={"deep": {"list": ["BIG"]}}), ("BIG", "1e999"), "metadata"),
+            (row("bad", score="BIG"), ("BIG", "1" + "0" * 400), "score"),
+            (row("bad", embedding=[0.5, "BIG"]), ("BIG", "1" + "0" * 400), "embedding"),
+            (row("bad", embedding=[0.5, "BIG"]), ("BIG", "1e400"), "embedding"),
+            (row("bad", media_urls=["http://[bad/x"]), None, "media_urls"),
+            (row("bad", media_urls=["http://example.com:99999/x"]), None, "media_urls"),
+            (row("bad", modality=["text"]), None, "modality"),
+            (row("bad", modality={"a": 1}), None, "modality"),
+            (row("bad", decided_at="9999-12-31T23:59:59-01:00"), None, "decided_at"),
+            (row("bad", decided_at="0001-01-01T00:00:00+01:00"), None, "decided_at"),
+            (row("bad", metadata={"note": "nul \x00 inside"}), None, "metadata"),
+            (row("bad", metadata={"key \x00": 1}), None, "metadata"),
+            (row("bad", context=[{"text": "lone \udc00"}]), None, "context"),
+            (row("bad", metadata={"k\ud800": 1}), None, "metadata"),
+            (row("bad", metadata={"a": nested(40)}), None, "metadata"),
+        ],
+    )
+    def test_five_valid_rows_are_stored_and_the_poisoned_one_reported(
+        self, ingest_client, poisoned: dict, replace: tuple[str, str] | None, field: str
+    ) -> None:
+        response = post_raw(ingest_client, [*FIVE_VALID, poisoned], replace)
+
+        assert response.status_code == 207, response.content
+        body = response.json()
+        assert [r["index"] for r in body["results"]] == [0, 1, 2, 3, 4]
+        assert [(e["index"], e["field"]) for e in body["errors"]] == [(5, field)]
+        assert field in body["errors"][0]["message"]
+        assert set(ContentItem.objects.values_list("external_id", flat=True)) == {f"ok-{n}" for n in range(5)}
+        assert ModelDecision.objects.count() == 5
+
+    @pytest.mark.parametrize(
+        ("decided_at", "utc"),
+        [
+            ("2026-11-26T10:00:00-23:59", "2026-11-27T09:59:00+00:00"),
+            ("2026-11-26T10:00:00+16:00", "2026-11-25T18:00:00+00:00"),
+            ("2026-11-26T10:00:00+05:30:15", "2026-11-26T04:29:45+00:00"),
+        ],
+    )
+    def test_offsets_postgresql_cannot_store_are_kept_as_the_same_instant_in_utc(
+        self, ingest_client, decided_at: str, utc: str
+    ) -> None:
+        response = post_raw(ingest_client, [*FIVE_VALID, row("far-offset", decided_at=decided_at)])
+
+        assert response.status_code == 200, response.content
+        decision = ModelDecision.objects.get(pk=response.json()["results"][5]["decision_id"])
+        assert decision.decided_at.isoformat() == utc
+        assert ModelDecision.objects.count() == 6
+
+
 class TestRequestErrors:
     def test_malformed_json_is_400_with_position(self, ingest_client) -> None:
         response = ingest_client.post(URL, '{"decisions": [', content_type="application/json")

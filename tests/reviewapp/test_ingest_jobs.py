@@ -409,3 +409,60 @@ def test_a_job_runs_through_the_worker_and_a_resent_job_creates_nothing(
 def _finished(client: APIClient, url: str) -> dict | None:
     body = client.get(url).json()
     return body if body["status"] in ("done", "failed") else None
+
+
+POISONED = [
+    row("far-west", decided_at="2026-11-26T10:00:00-23:59"),  # kept, as the same instant in UTC
+    row("huge", metadata={"n": "BIG"}),  # 1e400: infinity, which jsonb refuses
+    row("far-east", decided_at="2026-11-26T10:00:00+16:00"),
+    row("bad-url", media_urls=["http://[bad/x"]),
+    row("nul", metadata={"note": "a\x00b"}),
+]
+
+
+def poisoned_body() -> bytes:
+    body = ndjson([row(f"ok-{n}") for n in range(5)] + POISONED)
+    assert body.count(b'"BIG"') == 1
+    return body.replace(b'"BIG"', b"1e400")
+
+
+def test_poisoned_rows_are_reported_at_receipt_and_the_rest_stored(ingest_client, routing_rule) -> None:
+    response = ingest_client.post(URL, poisoned_body(), content_type=NDJSON)
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(6, "metadata"), (8, "media_urls"), (9, "metadata")]
+    assert (body["rows_received"], body["rows_queued"], body["rows_rejected"]) == (10, 7, 3)
+
+
+def test_a_failed_job_lists_every_row_it_did_not_apply(ingest_client, routing_rule, small_chunks) -> None:
+    body = ingest_client.post(URL, ndjson([row("a"), row("b", score=7), row("c"), row("d")]), content_type=NDJSON)
+    job = IngestJob.objects.get(pk=body.json()["id"])
+    first, second = job.chunks.order_by("number")
+    ingest_chunk_apply(chunk_id=first.pk)
+    ingest_chunk_fail(chunk_id=second.pk, error="OperationalError: server closed the connection")
+
+    failed = ingest_client.get(body.json()["url"]).json()
+
+    assert (failed["status"], failed["rows_created"], failed["rows_rejected"]) == ("failed", 2, 1)
+    assert [(e["index"], e["field"]) for e in failed["errors"]] == [(1, "score"), (3, "")]
+    assert "server closed the connection" in failed["errors"][1]["message"]
+    assert "retry" in failed["errors"][1]["message"]
+
+
+@pytest.mark.worker
+def test_a_job_with_poisoned_rows_stores_the_valid_ones_through_the_worker(
+    transactional_db, celery_worker_process, routing_rule, make_token
+) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(['decisions:write'])}")
+
+    job = client.post(URL, poisoned_body(), content_type=NDJSON).json()
+    done = wait_for(lambda: _finished(client, job["url"]), timeout=90, interval=0.3)
+
+    assert (done["status"], done["rows_created"], done["rows_rejected"]) == ("done", 7, 3), done
+    assert [e["index"] for e in done["errors"]] == [6, 8, 9]
+    stored = set(ModelDecision.objects.values_list("item__external_id", flat=True))
+    assert stored == {"ok-0", "ok-1", "ok-2", "ok-3", "ok-4", "far-west", "far-east"}
+    far_west = ModelDecision.objects.get(item__external_id="far-west").decided_at
+    assert far_west.isoformat() == "2026-11-27T09:59:00+00:00"
