@@ -82,9 +82,10 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
     QueueFactory(slug="appeals", kind="appeals")
     RoutingRuleFactory(policy=policy, queue=queue)
     ReviewTaskFactory.create_batch(10, policy=policy, queue=queue, priority=5)
-    lease = {"leased_by": lead, "lease_expires_at": timezone.now() + timedelta(minutes=30)}
+    lease = {"leased_by": lead, "last_leased_by": lead, "lease_expires_at": timezone.now() + timedelta(minutes=30)}
     tasks = {
-        "annotate": ReviewTaskFactory(policy=policy, queue=queue, priority=0),
+        # Only the reviewer holding a task's lease may answer it, so the known-good answer is to a held task.
+        "annotate": ReviewTaskFactory(policy=policy, queue=queue, priority=0, **lease),
         "escalate": ReviewTaskFactory(policy=policy, queue=queue, priority=0, **lease),
         "lease": ReviewTaskFactory(policy=policy, queue=queue, priority=0, **lease),
         "release": ReviewTaskFactory(policy=policy, queue=queue, priority=0),
