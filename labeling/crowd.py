@@ -47,6 +47,7 @@ from reviewapp.services.imports import (
     policy_ensure,
     queue_ensure,
 )
+from reviewapp.services.tasks import review_task_complete
 
 from .consensus import task_resolve
 from .datasets import CONVABUSE, TOXIC_SPANS, DatasetError, DatasetRecord, ReadStats
@@ -328,7 +329,8 @@ def _store_chunk(
         inserted = Counter(task_id for (task_id,) in cursor.fetchall())
     result.annotations_created += sum(inserted.values())
     result.annotations_existing += len(rows) - sum(inserted.values())
-    result.tasks_completed += _tasks_complete(sorted(inserted), actor=actor, import_id=result.import_id)
+    completed = review_task_complete(task_ids=sorted(inserted), actor=actor, import_id=result.import_id)
+    result.tasks_completed += len(completed)
     return sorted(set(tasks.values()))
 
 
@@ -352,41 +354,6 @@ def _first_task_ids(item_ids: Iterable[int], *, policy: Policy, queue: Queue) ->
         .values_list("item_id", "id")
     )
     return dict(rows)
-
-
-LOCK_OPEN_TASKS = "SELECT id FROM reviewapp_reviewtask WHERE id = ANY(%s) AND status = 'open' ORDER BY id FOR UPDATE"
-COMPLETE_TASKS = """
-    UPDATE reviewapp_reviewtask t
-       SET annotation_count = c.n, extra_annotations = GREATEST(c.n - q.required_annotations, 0),
-           status = 'completed', completed_at = statement_timestamp(), leased_by_id = NULL, lease_expires_at = NULL
-      FROM (SELECT task_id, count(*) AS n FROM labeling_annotation
-             WHERE task_id = ANY(%s) AND retracted_at IS NULL GROUP BY task_id) c,
-           reviewapp_queue q
-     WHERE t.id = c.task_id AND q.id = t.queue_id AND t.status = 'open'
-    RETURNING t.id, t.item_id, t.annotation_count
-"""
-
-
-def _tasks_complete(task_ids: list[int], *, actor: Actor, import_id: str) -> int:
-    """Complete the open tasks among `task_ids` with their live annotation counts; lock them in id order."""
-    if not task_ids:
-        return 0
-    with connection.cursor() as cursor:
-        cursor.execute(LOCK_OPEN_TASKS, [task_ids])
-        cursor.execute(COMPLETE_TASKS, [task_ids])
-        completed = cursor.fetchall()
-    return audit_record_many(
-        audit_event(
-            actor=actor,
-            action="task.completed",
-            object_type="task",
-            object_id=task_id,
-            item_id=item_id,
-            before={"status": TaskStatus.OPEN},
-            after={"status": TaskStatus.COMPLETED, "annotation_count": count, "import_id": import_id},
-        )
-        for task_id, item_id, count in completed
-    )
 
 
 def _unresolved(task_ids: list[int]) -> list[int]:

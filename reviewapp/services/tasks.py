@@ -1,0 +1,173 @@
+"""ReviewTask state changes: every write of a task's status, counts or resolution lives here.
+
+`grep review_task_` lists them all. Each one expects the caller to hold the task row lock
+(`select_for_update`, or the one statement that locks it here) inside the caller's transaction,
+and to audit the business event that caused it where that event is the caller's (an annotation
+submitted, an adjudication requested or sent back); `review_task_complete` writes `task.completed`
+itself, since the answer path and bulk crowd import must record it with one payload.
+
+Claims and leases (who holds an open task) are in `claims.py` and `leases.py`: they change a
+task's holder, never its status. Tasks are opened (created) by `ingest.insert_tasks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import User
+from django.db import connection
+
+from ..audit import Actor, audit_event, audit_record_many
+from ..models import AuditEvent, ReviewTask, TaskStatus
+
+# Both forms of the completion write the same row: the live annotation count, a requirement at
+# least that count, and the end of every lease except a live one held by someone other than the
+# answering reviewer (a Label Studio answer leaves an in-app reviewer's lease alone).
+# The first takes counts the caller knows (the answer path, which has just counted the answer on
+# the locked row); the second reads them from the live annotations (bulk import, which inserted
+# them in this transaction).
+COMPLETE_COUNTED = """
+    UPDATE reviewapp_reviewtask t
+       SET annotation_count = c.n, extra_annotations = GREATEST(c.n - q.required_annotations, 0),
+           status = 'completed', completed_at = COALESCE(%(now)s, statement_timestamp()),
+           leased_by_id = CASE WHEN t.lease_expires_at > COALESCE(%(now)s, statement_timestamp())
+                               AND t.leased_by_id <> %(answered_by)s THEN t.leased_by_id END,
+           lease_expires_at = CASE WHEN t.lease_expires_at > COALESCE(%(now)s, statement_timestamp())
+                                   AND t.leased_by_id <> %(answered_by)s THEN t.lease_expires_at END
+      FROM unnest(%(ids)s::bigint[], %(counts)s::integer[]) AS c(task_id, n), reviewapp_queue q
+     WHERE t.id = c.task_id AND q.id = t.queue_id AND t.status = 'open'
+    RETURNING t.id, t.item_id, t.annotation_count
+"""
+COMPLETE_COUNTING = """
+    UPDATE reviewapp_reviewtask t
+       SET annotation_count = c.n, extra_annotations = GREATEST(c.n - q.required_annotations, 0),
+           status = 'completed', completed_at = COALESCE(%(now)s, statement_timestamp()),
+           leased_by_id = CASE WHEN t.lease_expires_at > COALESCE(%(now)s, statement_timestamp())
+                               AND t.leased_by_id <> %(answered_by)s THEN t.leased_by_id END,
+           lease_expires_at = CASE WHEN t.lease_expires_at > COALESCE(%(now)s, statement_timestamp())
+                                   AND t.leased_by_id <> %(answered_by)s THEN t.lease_expires_at END
+      FROM (SELECT task_id, count(*) AS n FROM labeling_annotation
+             WHERE task_id = ANY(%(ids)s) AND retracted_at IS NULL GROUP BY task_id) c,
+           reviewapp_queue q
+     WHERE t.id = c.task_id AND q.id = t.queue_id AND t.status = 'open'
+    RETURNING t.id, t.item_id, t.annotation_count
+"""
+LOCK_OPEN = "SELECT id FROM reviewapp_reviewtask WHERE id = ANY(%s) AND status = 'open' ORDER BY id FOR UPDATE"
+
+
+def review_task_complete(
+    *,
+    task_ids: Sequence[int],
+    actor: Actor,
+    annotation_counts: Mapping[int, int] | None = None,
+    answered_by: User | None = None,
+    now: datetime | None = None,
+    import_id: str | None = None,
+    audit_with: Sequence[AuditEvent] = (),
+) -> list[int]:
+    """Open → completed: the task has its answers and waits for consensus. Returns the ids completed.
+
+    Sets each open task's live annotation count (`annotation_counts`, or counted from its live
+    annotations), makes its requirement at least that count, ends every lease except a live one
+    held by someone other than `answered_by`, and writes one `task.completed` event per task
+    (before/after status, annotation count, the crowd `import_id` or null) — together with the
+    caller's `audit_with` events. Tasks that are not open are left alone, so a retried import
+    completes nothing twice.
+
+    Locks: several tasks are locked in id order first (two imports never deadlock); a single task
+    is the answer path's, whose row the caller has locked, so it costs one UPDATE and one INSERT.
+    `now` is the caller's database clock (default: this statement's).
+    """
+    if not task_ids:
+        return []
+    params = {
+        "ids": list(task_ids),
+        "counts": [annotation_counts[task_id] for task_id in task_ids] if annotation_counts is not None else None,
+        "now": now,
+        "answered_by": answered_by.pk if answered_by is not None else None,
+    }
+    with connection.cursor() as cursor:
+        if len(task_ids) > 1:
+            cursor.execute(LOCK_OPEN, [params["ids"]])
+        cursor.execute(COMPLETE_COUNTED if annotation_counts is not None else COMPLETE_COUNTING, params)
+        completed = cursor.fetchall()
+    events = [*audit_with] + [
+        audit_event(
+            actor=actor,
+            action="task.completed",
+            object_type="task",
+            object_id=task_id,
+            item_id=item_id,
+            before={"status": TaskStatus.OPEN},
+            after={"status": TaskStatus.COMPLETED, "annotation_count": count, "import_id": import_id},
+        )
+        for task_id, item_id, count in completed
+    ]
+    if len(task_ids) == 1:
+        AuditEvent.objects.bulk_create(events)  # one INSERT: the hot path's statement count is pinned
+    else:
+        audit_record_many(events)  # COPY: an import completes thousands
+    return [task_id for task_id, _item_id, _count in completed]
+
+
+def review_task_resolve(*, task: ReviewTask, now: datetime) -> None:
+    """Completed → resolved: consensus was taken (gold made, or a honeypot scored)."""
+    task.resolved_at = now
+    task.save(update_fields=["resolved_at"])
+
+
+def review_task_escalate(*, task: ReviewTask, resolved_at: datetime | None = None) -> str:
+    """Open or completed → escalated to policy leads; any lease ends. Returns the status before.
+
+    `resolved_at` is set when consensus sent it (the task is resolved into an adjudication); a
+    reviewer's escalation of open work leaves it unset.
+    """
+    before = task.status
+    task.status = TaskStatus.ESCALATED
+    task.leased_by = None
+    task.lease_expires_at = None
+    task.resolved_at = resolved_at
+    task.save(update_fields=["status", "leased_by", "lease_expires_at", "resolved_at"])
+    return before
+
+
+def review_task_decide(*, task: ReviewTask, now: datetime) -> None:
+    """Escalated → completed and resolved: a lead's decision made the gold label."""
+    task.status = TaskStatus.COMPLETED
+    task.completed_at = task.completed_at or now
+    task.resolved_at = now
+    task.save(update_fields=["status", "completed_at", "resolved_at"])
+
+
+def review_task_reopen(*, task: ReviewTask, extra_annotations: int) -> None:
+    """Completed or escalated → open for more independent answers (adaptive redundancy, a lead
+    sending the item back); `extra_annotations` raises its requirement above the queue's."""
+    task.extra_annotations = extra_annotations
+    task.status = TaskStatus.OPEN
+    task.completed_at = None
+    task.resolved_at = None
+    task.save(update_fields=["extra_annotations", "status", "completed_at", "resolved_at"])
+
+
+def review_task_retract_answer(*, task: ReviewTask, reviewer: User, now: datetime) -> None:
+    """An answer was undone: the task is open again, one answer short, and leased back to the
+    reviewer who undid it unless someone holds a live lease on it."""
+    task.annotation_count -= 1
+    task.status = TaskStatus.OPEN
+    task.completed_at = None
+    if task.leased_by_id is None or task.lease_expires_at <= now:
+        task.leased_by = task.last_leased_by = reviewer
+        task.lease_expires_at = now + timedelta(seconds=task.queue.lease_seconds)
+        task.claimed_at = now
+    task.save(
+        update_fields=[
+            "annotation_count",
+            "status",
+            "completed_at",
+            "leased_by",
+            "lease_expires_at",
+            "claimed_at",
+            "last_leased_by",
+        ]
+    )
