@@ -35,8 +35,7 @@ from reviewapp.models import Queue, ReviewTask, TaskStatus
 
 from .addresses import check_base_url
 from .client import ANNOTATION_ACTIONS, Client, LabelStudioError, ProjectMissing, Refused, ls_datetime
-from .labelconfig import ResultUnreadable, answer_from_result, config_digest
-from .labelconfig import label_config_for as _label_config_for
+from .labelconfig import ResultUnreadable, answer_from_result, config_digest, label_config_for
 from .models import (
     Connection,
     ConnectionStatus,
@@ -227,7 +226,7 @@ def _project_ensure(client: Client, connection: Connection, *, recreate: bool = 
 def _project_fields(connection: Connection, version: Any) -> dict[str, str]:
     return {
         "title": f"{connection.policy.name} v{version.number} · {connection.name}",
-        "label_config": _label_config_for(version),
+        "label_config": label_config_for(version),
         "instructions": str(render_guideline(version.guideline)),
     }
 
