@@ -20,11 +20,16 @@ from reviewapp.content import render_guideline
 from reviewapp.models import Queue
 from reviewapp.projection import task_projection
 
-from .adjudication import AdjudicationClosed, adjudication_decide, adjudication_send_back, adjudications_confirm_agreed
-from .appeals import appeal_overturn_rates
-from .consensus import plurality_of
 from .models import Adjudication, AdjudicationStatus, Annotation, GoldLabel, Policy, ReviewerReliability
 from .quality import agreement_over_time, agreement_report, reviewer_pairs, reviewer_stats
+from .services.adjudication import (
+    AdjudicationClosed,
+    adjudication_decide,
+    adjudication_send_back,
+    adjudications_confirm_agreed,
+)
+from .services.appeals import appeal_overturn_rates
+from .services.consensus import plurality_of
 from .tasks import refresh_reliability
 
 

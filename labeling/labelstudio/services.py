@@ -27,7 +27,7 @@ from django.db.models.functions import Greatest, Now
 from django.urls import reverse
 
 from labeling.models import AnnotationSource, Policy
-from labeling.services import SubmissionRejected, annotation_submit
+from labeling.services.annotations import SubmissionRejected, annotation_submit
 from reviewapp.audit import SYSTEM, Actor, audit_event, audit_record, audit_record_many
 from reviewapp.content import render_guideline
 from reviewapp.db import db_now

@@ -13,8 +13,8 @@ from reviewapp.db import db_now
 from reviewapp.models import ContentItem, ModelDecision, Queue, QueueKind, ReviewTask, RoutingOutcome, TaskReason
 from reviewapp.services.ingest import TaskSpec, insert_tasks
 
+from ..models import Appeal, AppealStatus, GoldLabel, Policy
 from .gold import gold_current
-from .models import Appeal, AppealStatus, GoldLabel, Policy
 
 APPEAL_PRIORITY = 10.0  # appeals are time-sensitive for the user: served before ordinary review
 

@@ -10,8 +10,8 @@ from django.db import transaction
 from reviewapp.audit import Actor, audit_record
 from reviewapp.models import ContentItem, ReviewTask, TaskReason
 
-from .models import Annotation, GoldLabel, PolicyVersion
-from .signals import gold_label_created
+from ..models import Annotation, GoldLabel, PolicyVersion
+from ..signals import gold_label_created
 
 
 def gold_current(*, item_id: int, policy_id: int) -> GoldLabel | None:

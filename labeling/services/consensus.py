@@ -20,7 +20,7 @@ from reviewapp.db import db_now
 from reviewapp.models import ConsensusRule, ReviewTask, TaskReason, TaskStatus
 from reviewapp.services.tasks import review_task_escalate, review_task_reopen, review_task_resolve
 
-from .models import Adjudication, AdjudicationReason, Annotation, GoldSource, ReviewerReliability
+from ..models import Adjudication, AdjudicationReason, Annotation, GoldSource, ReviewerReliability
 
 Vote = tuple[str, ...]  # a reviewer's label set, sorted, so multi-label answers compare as wholes
 

@@ -22,7 +22,7 @@ from reviewapp.models import Queue, ReviewTask, TaskReason
 from reviewapp.services.ingest import TaskSpec, insert_tasks
 from reviewapp.services.routing import task_priority
 
-from .models import GoldLabel, Policy, PolicyVersion
+from ..models import GoldLabel, Policy, PolicyVersion
 
 # A re-review has no fresh model score to rank it by: rank it as fully uncertain.
 REVIEW_SCORE = 0.5

@@ -49,10 +49,10 @@ from reviewapp.services.imports import (
 )
 from reviewapp.services.tasks import review_task_complete
 
+from ..datasets import CONVABUSE, TOXIC_SPANS, DatasetError, DatasetRecord, ReadStats
+from ..models import AnnotationSource, Policy, PolicyVersion
+from .annotations import check_labels
 from .consensus import task_resolve
-from .datasets import CONVABUSE, TOXIC_SPANS, DatasetError, DatasetRecord, ReadStats
-from .models import AnnotationSource, Policy, PolicyVersion
-from .services import check_labels
 
 CROWD_GROUP = "crowd"
 CROWD_FORMATS = (TOXIC_SPANS, CONVABUSE)

@@ -18,7 +18,7 @@ from reviewapp.db import db_now
 from reviewapp.models import ReviewTask, TaskStatus
 from reviewapp.services.tasks import review_task_complete, review_task_retract_answer
 
-from .models import Annotation, AnnotationSource, PolicyVersion
+from ..models import Annotation, AnnotationSource, PolicyVersion
 
 MAX_RATIONALE_CHARS = 5000
 MAX_HANDLE_TIME_MS = 24 * 3600 * 1000
@@ -262,7 +262,7 @@ def _schedule_resolution(task_id: int) -> None:
 
         task_resolve(task_id=task_id)
         return
-    from .tasks import resolve_task
+    from ..tasks import resolve_task
 
     countdown = settings.UNDO_WINDOW_SECONDS + 1
     transaction.on_commit(lambda: resolve_task.apply_async((task_id,), countdown=countdown))

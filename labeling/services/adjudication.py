@@ -13,10 +13,10 @@ from reviewapp.db import db_now
 from reviewapp.models import ReviewTask, TaskReason
 from reviewapp.services.tasks import review_task_decide, review_task_reopen
 
+from ..models import Adjudication, AdjudicationReason, AdjudicationStatus, GoldLabel, GoldSource
+from .annotations import check_labels, policy_version_for_task
 from .consensus import gold_follow_up
 from .gold import gold_record
-from .models import Adjudication, AdjudicationReason, AdjudicationStatus, GoldLabel, GoldSource
-from .services import check_labels, policy_version_for_task
 
 
 class AdjudicationClosed(Exception):

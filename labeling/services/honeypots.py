@@ -13,7 +13,7 @@ from reviewapp.db import db_now
 from reviewapp.models import ModelDecision, Queue, ReviewTask, TaskReason, TaskStatus
 from reviewapp.services.ingest import TaskSpec, insert_tasks
 
-from .models import Annotation, GoldLabel, HoneypotCheck
+from ..models import Annotation, GoldLabel, HoneypotCheck
 
 
 def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -> int:
