@@ -1,7 +1,7 @@
 """Dataset import: records from public or in-house datasets become content items and review tasks.
 
 Imported content goes through the same item validation as the ingest API and is written with the
-same set-based statements (`upsert_items`, `insert_tasks`), one transaction per chunk, so a large
+same set-based statements (`content_items_upsert`, `review_task_open`), one transaction per chunk, so a large
 file neither holds one long transaction nor loses finished chunks when a later one fails.
 The crowd labels a dataset carries are kept on the item (`metadata["source_annotations"]`) so they
 can later become real annotations; they are never shown as reviewer work.
@@ -38,8 +38,9 @@ from labeling.models import Policy, PolicyVersion, check_label_schema
 
 from ..audit import Actor, audit_record
 from ..models import ContentItem, Queue, QueueKind, ReviewTask, TaskReason
-from .ingest import TaskSpec, insert_tasks, upsert_items
+from .ingest import content_items_upsert
 from .routing import task_priority
+from .tasks import TaskSpec, review_task_open
 from .validation import ItemRow, RowError, check_item_fields
 
 CHUNK_SIZE = 1000
@@ -158,7 +159,7 @@ def _store_chunk(
 ) -> None:
     keys = [(row.source, row.external_id) for row in rows]
     existing = _existing_item_keys(keys)
-    item_ids = upsert_items(rows)
+    item_ids = content_items_upsert(items=rows)
     result.items_existing += len(existing)
     result.items_created += len(item_ids) - len(existing)
     already_tasked = set(
@@ -178,8 +179,8 @@ def _store_chunk(
         for key, item_id in item_ids.items()
         if item_id not in already_tasked
     ]
-    # insert_tasks writes the `task.created` audit event of each task it opens.
-    result.tasks_created += len(insert_tasks(specs, actor=actor))
+    # review_task_open writes the `task.created` audit event of each task it opens.
+    result.tasks_created += len(review_task_open(specs=specs, actor=actor))
 
 
 def _existing_item_keys(keys: list[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -7,19 +7,107 @@ submitted, an adjudication requested or sent back); `review_task_complete` write
 itself, since the answer path and bulk crowd import must record it with one payload.
 
 Claims and leases (who holds an open task) are in `claims.py` and `leases.py`: they change a
-task's holder, never its status. Tasks are opened (created) by `ingest.insert_tasks`.
+task's holder, never its status.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.db import connection
 
 from ..audit import Actor, audit_event, audit_record_many
-from ..models import AuditEvent, ReviewTask, TaskStatus
+from ..context import current_request_id
+from ..db import copy_rows, stage_table
+from ..models import AuditEvent, Queue, ReviewTask, TaskStatus
+
+
+@dataclass
+class TaskSpec:
+    item_id: int
+    policy_id: int
+    queue: Queue
+    reason: str
+    priority: float
+    sampling_propensity: float = 1.0
+    decision_id: int | None = None
+
+
+TASK_STAGE = """
+    ord int, item_id bigint, policy_id bigint, decision_id bigint, queue_id bigint, reason text,
+    priority float8, sla_minutes int, sampling_propensity float8
+"""
+
+
+def review_task_open(*, specs: Sequence[TaskSpec], actor: Actor) -> list[tuple[TaskSpec, int]]:
+    """(nothing) → open: open tasks for specs that have no open task yet in the same (item, policy, queue).
+
+    Call inside a transaction. Writes a `task.created` audit event per task. Due times come from
+    the database clock plus the queue's SLA. Returns (spec, task id) for the tasks created.
+    """
+    if not specs:
+        return []
+    stage_table("stage_tasks", TASK_STAGE)
+    copy_rows(
+        "stage_tasks",
+        (
+            "ord",
+            "item_id",
+            "policy_id",
+            "decision_id",
+            "queue_id",
+            "reason",
+            "priority",
+            "sla_minutes",
+            "sampling_propensity",
+        ),
+        (
+            (
+                ord_,
+                s.item_id,
+                s.policy_id,
+                s.decision_id,
+                s.queue.pk,
+                s.reason,
+                s.priority,
+                s.queue.sla_minutes,
+                s.sampling_propensity,
+            )
+            for ord_, s in enumerate(specs)
+        ),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH new AS (
+                INSERT INTO reviewapp_reviewtask
+                    (item_id, policy_id, decision_id, queue_id, reason, priority, due_at, sampling_propensity,
+                     status)
+                SELECT DISTINCT ON (item_id, policy_id, queue_id)
+                       item_id, policy_id, decision_id, queue_id, reason, priority,
+                       statement_timestamp() + make_interval(mins => sla_minutes), sampling_propensity, 'open'
+                FROM stage_tasks ORDER BY item_id, policy_id, queue_id, ord
+                ON CONFLICT (item_id, policy_id, queue_id) WHERE status = 'open' DO NOTHING
+                RETURNING id, item_id, policy_id, queue_id, reason
+            ), audit AS (
+                INSERT INTO reviewapp_auditevent
+                    (actor_id, actor_label, action, object_type, object_id, item_id, after, request_id)
+                SELECT %s, %s, 'task.created', 'task', new.id::text, new.item_id,
+                       jsonb_build_object('queue_id', new.queue_id, 'policy_id', new.policy_id,
+                                          'reason', new.reason, 'status', 'open'),
+                       %s
+                FROM new
+            )
+            SELECT id, item_id, policy_id, queue_id FROM new
+            """,
+            [actor.id, actor.label, current_request_id.get()],
+        )
+        by_key = {(s.item_id, s.policy_id, s.queue.pk): s for s in reversed(specs)}
+        return [(by_key[(i, p, q)], task_id) for task_id, i, p, q in cursor.fetchall()]
+
 
 # Both forms of the completion write the same row: the live annotation count, a requirement at
 # least that count, and the end of every lease except a live one held by someone other than the
