@@ -19,7 +19,6 @@ item in `metadata["source_annotations"]` (written by `items_import`, marked `"re
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -40,16 +39,13 @@ from reviewapp.audit import Actor, audit_event, audit_record, audit_record_many
 from reviewapp.db import copy_rows, stage_table
 from reviewapp.models import ConsensusRule, ContentItem, Queue, ReviewTask, TaskStatus
 from reviewapp.services.imports import (
-    DATASET_POLICIES,
     DatasetImport,
-    dataset_read,
-    items_import,
-    policy_ensure,
+    dataset_import,
     queue_ensure,
 )
 from reviewapp.services.tasks import review_task_complete
 
-from ..datasets import CONVABUSE, TOXIC_SPANS, DatasetError, DatasetRecord, ReadStats
+from ..datasets import CONVABUSE, TOXIC_SPANS, DatasetError, DatasetRecord
 from ..models import AnnotationSource, Policy, PolicyVersion
 from .annotations import check_labels
 from .consensus import task_resolve
@@ -440,15 +436,22 @@ def dataset_import_annotations(
             f"{fmt} files carry no per-annotator labels; crowd annotations can be imported from "
             f"{' and '.join(CROWD_FORMATS)} only"
         )
-    stats = ReadStats()
-    records = list(dataset_read(fmt=fmt, path=Path(path), limit=limit, stats=stats))
-    known = DATASET_POLICIES[fmt]
-    spec = known if policy_key in (None, known.key) else dataclasses.replace(known, key=policy_key)
-    policy, policy_created = policy_ensure(spec=spec, actor=actor)
-    version = policy.current_version()
-    if version is not None:
-        crowd_votes(records, version=version, dataset=fmt)  # fail on foreign labels before storing items
-    queue, queue_created = crowd_queue_ensure(policy=policy, actor=actor, slug=queue_slug)
-    items = items_import(records=records, policy=policy, queue=queue, actor=actor)
-    annotations = crowd_annotations_import(records=records, policy=policy, queue=queue, actor=actor, dataset=fmt)
-    return CrowdDatasetImport(DatasetImport(policy, queue, policy_created, queue_created, items, stats), annotations)
+
+    def votes_check(records: list[DatasetRecord], policy: Policy) -> None:
+        version = policy.current_version()
+        if version is not None:
+            crowd_votes(records, version=version, dataset=fmt)  # fail on foreign labels before storing items
+
+    imported = dataset_import(
+        fmt=fmt,
+        path=Path(path),
+        actor=actor,
+        policy_key=policy_key,
+        limit=limit,
+        queue_ensure_for=lambda policy: crowd_queue_ensure(policy=policy, actor=actor, slug=queue_slug),
+        records_check=votes_check,
+    )
+    annotations = crowd_annotations_import(
+        records=imported.records, policy=imported.policy, queue=imported.queue, actor=actor, dataset=fmt
+    )
+    return CrowdDatasetImport(imported, annotations)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -417,6 +417,7 @@ class DatasetImport:
     queue_created: bool
     result: ImportResult
     stats: ReadStats
+    records: list[DatasetRecord] = field(default_factory=list, repr=False)  # as read, for follow-up imports
 
 
 def dataset_import(
@@ -428,6 +429,8 @@ def dataset_import(
     queue_slug: str | None = None,
     limit: int | None = None,
     columns: TableColumns | None = None,
+    queue_ensure_for: Callable[[Policy], tuple[Queue, bool]] | None = None,
+    records_check: Callable[[list[DatasetRecord], Policy], None] | None = None,
 ) -> DatasetImport:
     """Read a dataset file or folder and import it with `items_import`. Idempotent.
 
@@ -436,16 +439,25 @@ def dataset_import(
     policy with a first version whose labels match the dataset's (for csv/jsonl: the file's
     labels when they are 2 to 20 slugs). Raises DatasetError before anything is stored when the
     input cannot be read. Reads the whole input into memory before storing the first chunk.
+
+    The one dataset intake: crowd import (`labeling.services.crowd.dataset_import_annotations`)
+    runs it with its own queue (`queue_ensure_for`, given the policy) and a `records_check` that
+    raises, before any item is stored, for records the policy cannot take.
     """
     stats = ReadStats()
     records = list(dataset_read(fmt=fmt, path=path, limit=limit, columns=columns, stats=stats))
     spec = _policy_spec(fmt, Path(path), policy_key, records)
     policy, policy_created = policy_ensure(spec=spec, actor=actor)
-    queue, queue_created = queue_ensure(
-        slug=queue_slug or f"{policy.key}-review", actor=actor, name=f"{policy.name} review"
-    )
+    if records_check is not None:
+        records_check(records, policy)
+    if queue_ensure_for is not None:
+        queue, queue_created = queue_ensure_for(policy)
+    else:
+        queue, queue_created = queue_ensure(
+            slug=queue_slug or f"{policy.key}-review", actor=actor, name=f"{policy.name} review"
+        )
     result = items_import(records=records, policy=policy, queue=queue, actor=actor)
-    return DatasetImport(policy, queue, policy_created, queue_created, result, stats)
+    return DatasetImport(policy, queue, policy_created, queue_created, result, stats, records)
 
 
 def _policy_spec(fmt: str, path: Path, policy_key: str | None, records: list[DatasetRecord]) -> PolicySpec:
