@@ -16,7 +16,7 @@ from reviewapp import metrics
 from reviewapp.audit import Actor, audit_event, audit_record
 from reviewapp.db import db_now
 from reviewapp.models import ReviewTask, TaskStatus
-from reviewapp.services.tasks import review_task_complete, review_task_retract_answer
+from reviewapp.services.tasks import review_task_count_answer, review_task_retract_answer
 
 from ..models import Annotation, AnnotationSource, PolicyVersion
 
@@ -218,11 +218,6 @@ def _record(
             )
     except IntegrityError:
         raise SubmissionRejected("You have already labelled this item.") from None
-    task.annotation_count += 1
-    if holds_lease or task.lease_expires_at is None or task.lease_expires_at <= now:
-        task.leased_by = None  # an external answer leaves an in-app reviewer's live lease alone
-        task.lease_expires_at = None
-    completed = task.annotation_count >= task.required_annotations
     actor = Actor.of(reviewer)
     slug, seconds = task.queue.slug, annotation.handle_time_ms / 1000
     transaction.on_commit(lambda: metrics.count_submission_accepted(queue=slug, handle_seconds=seconds))
@@ -234,21 +229,7 @@ def _record(
         item_id=task.item_id,
         after={**answer, "task_id": task.pk, "late": late, "policy_version_id": version.pk},
     )
-    if completed:
-        # The completion writes the count, ends the lease and writes both events in one INSERT.
-        review_task_complete(
-            task_ids=[task.pk],
-            actor=actor,
-            annotation_counts={task.pk: task.annotation_count},
-            answered_by=reviewer,
-            now=now,
-            audit_with=[submitted],
-        )
-        task.status, task.completed_at = TaskStatus.COMPLETED, now  # what it wrote, for the caller's copy
-        task.extra_annotations = max(task.annotation_count - task.queue.required_annotations, 0)
-    else:
-        task.save(update_fields=["annotation_count", "leased_by", "lease_expires_at"])
-        submitted.save(force_insert=True)
+    completed = review_task_count_answer(task=task, reviewer=reviewer, now=now, audit_with=[submitted])
     if completed:
         _schedule_resolution(task.pk)
     return SubmitResult(annotation, created=True, task_completed=completed)

@@ -1,13 +1,25 @@
-"""ReviewTask state changes: every write of a task's status, counts or resolution lives here.
+"""ReviewTask state changes: every write of a task's status, answer count or resolution is here.
 
-`grep review_task_` lists them all. Each one expects the caller to hold the task row lock
-(`select_for_update`, or the one statement that locks it here) inside the caller's transaction,
-and to audit the business event that caused it where that event is the caller's (an annotation
-submitted, an adjudication requested or sent back); `review_task_complete` writes `task.completed`
-itself, since the answer path and bulk crowd import must record it with one payload.
+`grep -rn "def review_task_"` lists them:
 
-Claims and leases (who holds an open task) are in `claims.py` and `leases.py`: they change a
-task's holder, never its status.
+    (none)     → open       review_task_open            ingest, dataset import, appeals, honeypots, relabel, AL
+    open       → open       review_task_count_answer    an accepted answer that does not meet the requirement
+    open       → completed  review_task_complete        the answer path (one task) and crowd import (many)
+    completed  → resolved   review_task_resolve         consensus made gold, or a honeypot was scored
+    open/compl → escalated  review_task_escalate        consensus disagreement, or a reviewer's escalation
+    escalated  → completed  review_task_decide          a lead's decision made gold
+    compl/esc  → open       review_task_reopen          adaptive redundancy, a lead sending the item back
+    any        → open       review_task_retract_answer  an answer undone within the undo window
+
+Each expects the caller to hold the task row lock (`select_for_update`, or the one statement that
+locks here) inside the caller's transaction, and to audit the business event that caused it where
+that event is the caller's (an annotation submitted or undone, an adjudication requested or sent
+back). `review_task_open` and `review_task_complete` write their own `task.created` and
+`task.completed` events, since several paths share them and must record them with one payload.
+
+Claims and leases (who holds an open task, never its status) are in `claims.py` (`task_claim_next`,
+`task_release`, `task_lease_renew`; `task_escalate` calls `review_task_escalate` through
+`adjudication_request`) and `leases.py` (`task_leases_expire`).
 """
 
 from __future__ import annotations
@@ -197,6 +209,39 @@ def review_task_complete(
     else:
         audit_record_many(events)  # COPY: an import completes thousands
     return [task_id for task_id, _item_id, _count in completed]
+
+
+def review_task_count_answer(
+    *, task: ReviewTask, reviewer: User, now: datetime, audit_with: Sequence[AuditEvent]
+) -> bool:
+    """An accepted answer counted on the open task the caller has locked; returns whether it completed.
+
+    The answering reviewer's lease ends, and so does an expired one; a live lease of someone else
+    stays (a Label Studio answer leaves an in-app reviewer's lease alone). The answer that meets
+    the requirement completes the task through `review_task_complete`. Either way: one UPDATE of
+    the task and one INSERT of `audit_with` (the answer's event) and any completion event.
+    """
+    holds_lease = task.leased_by_id == reviewer.pk and task.lease_expires_at > now
+    task.annotation_count += 1
+    if holds_lease or task.lease_expires_at is None or task.lease_expires_at <= now:
+        task.leased_by = None
+        task.lease_expires_at = None
+    if task.annotation_count < task.required_annotations:
+        task.save(update_fields=["annotation_count", "leased_by", "lease_expires_at"])
+        AuditEvent.objects.bulk_create(audit_with)
+        return False
+    review_task_complete(
+        task_ids=[task.pk],
+        actor=Actor.of(reviewer),
+        annotation_counts={task.pk: task.annotation_count},
+        answered_by=reviewer,
+        now=now,
+        audit_with=audit_with,
+    )
+    # What the UPDATE wrote, for the caller's copy of the row.
+    task.status, task.completed_at = TaskStatus.COMPLETED, now
+    task.extra_annotations = max(task.annotation_count - task.queue.required_annotations, 0)
+    return True
 
 
 def review_task_resolve(*, task: ReviewTask, now: datetime) -> None:

@@ -11,7 +11,7 @@ from django.urls import reverse
 from reviewapp.audit import SYSTEM, audit_record
 from reviewapp.content import render_guideline
 
-from ..client import Client, LabelStudioError, ProjectMissing, Refused
+from ..client import Client, ConfigMismatch, LabelStudioError, ProjectMissing, Refused
 from ..labelconfig import config_digest, label_config_for
 from ..models import Connection, Project, PushedTask, SyncKind, SyncRun
 from .sync_log import sync_run_log
@@ -128,8 +128,6 @@ def project_config_check(client: Client, project: Project) -> None:
 
 
 def _mismatch(project: Project, detail: str = "") -> LabelStudioError:
-    from .client import ConfigMismatch
-
     message = (
         f"The labeling config of Label Studio project {project.ls_project_id} no longer matches "
         f"{project.policy_version}: it was edited in Label Studio. Nothing is pulled from it until "
