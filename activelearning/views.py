@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from activelearning.strategies import STRATEGIES
 from labeling.models import Policy
-from labeling.views import lead_required
+from reviewapp.access import lead_required
 from reviewapp.audit import Actor
 from reviewapp.models import Queue
 

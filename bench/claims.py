@@ -256,7 +256,7 @@ def service_worker(queue_id: int, reviewer_id: int, seconds: float, barrier: Bar
         from django.contrib.auth.models import User
         from django.db import connection
 
-        from labeling.services import SubmissionRejected, annotation_submit
+        from labeling.services.annotations import SubmissionRejected, annotation_submit
         from reviewapp.models import Queue
         from reviewapp.services.claims import task_claim_next
 

@@ -268,7 +268,7 @@ def claimer(url: str, queue_id: int, reviewer_id: int, claims: int, barrier: Bar
         configure_django(cache_prefix=CACHE_PREFIX, celery_queue=CELERY_QUEUE)
         from django.contrib.auth.models import User
 
-        from labeling.services import SubmissionRejected, annotation_submit
+        from labeling.services.annotations import SubmissionRejected, annotation_submit
         from reviewapp.models import Queue
         from reviewapp.services.claims import task_claim_next
 

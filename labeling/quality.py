@@ -1,6 +1,6 @@
 """Reviewer and policy quality: Dawid–Skene reliability, agreement reports, reviewer statistics.
 
-Numbers come from `labeling.agreement` and `labeling.dawid_skene` (checked against reference
+Numbers come from `labeling.stats.agreement` and `labeling.stats.dawid_skene` (checked against reference
 packages); this module only selects the annotations and stores or shapes the results.
 """
 
@@ -19,7 +19,9 @@ from django.db.models import QuerySet
 
 from reviewapp.models import TaskReason
 
-from .agreement import (
+from .models import Annotation, GoldLabel, Policy, ReviewerReliability
+from .services.honeypots import honeypot_accuracy
+from .stats.agreement import (
     ConfidenceInterval,
     bootstrap_ci,
     fleiss_kappa,
@@ -28,9 +30,7 @@ from .agreement import (
     percent_agreement,
     units_from_triples,
 )
-from .dawid_skene import fit_dawid_skene
-from .honeypots import honeypot_accuracy
-from .models import Annotation, GoldLabel, Policy, ReviewerReliability
+from .stats.dawid_skene import fit_dawid_skene
 
 MIN_ITEMS_FOR_RELIABILITY = 20
 

@@ -6,8 +6,8 @@ from celery import shared_task
 
 from reviewapp.models import Queue
 
-from .consensus import task_resolve, tasks_resolve_due
-from .honeypots import honeypots_top_up
+from .services.consensus import task_resolve, tasks_resolve_due
+from .services.honeypots import honeypots_top_up
 
 RETRY = {"autoretry_for": (Exception,), "retry_backoff": True, "retry_backoff_max": 300, "max_retries": 5}
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound
@@ -16,30 +14,23 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from reviewapp.access import check_lead
+from reviewapp.access import lead_required
 from reviewapp.charts import Bar, Point, bar_chart, line_chart
 from reviewapp.content import render_guideline
 from reviewapp.models import Queue
 from reviewapp.projection import task_projection
 
-from .adjudication import AdjudicationClosed, adjudication_decide, adjudication_send_back, adjudications_confirm_agreed
-from .appeals import appeal_overturn_rates
-from .consensus import plurality_of
 from .models import Adjudication, AdjudicationStatus, Annotation, GoldLabel, Policy, ReviewerReliability
 from .quality import agreement_over_time, agreement_report, reviewer_pairs, reviewer_stats
+from .services.adjudication import (
+    AdjudicationClosed,
+    adjudication_decide,
+    adjudication_send_back,
+    adjudications_confirm_agreed,
+)
+from .services.appeals import appeal_overturn_rates
+from .services.consensus import plurality_of
 from .tasks import refresh_reliability
-
-
-def lead_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Signed in and a policy lead (or admin); reviewers get 403."""
-
-    @login_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        check_lead(request.user)
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 @require_GET

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
 
 from .models import Queue, ReviewTask
 
@@ -53,3 +58,15 @@ def access_task(user: User, task_id: int) -> ReviewTask:
 def check_lead(user: User) -> None:
     if not is_lead(user):
         raise PermissionDenied("Policy leads only.")
+
+
+def lead_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """View decorator: signed in and a policy lead (or admin); reviewers get 403."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        check_lead(request.user)
+        return view(request, *args, **kwargs)
+
+    return wrapped

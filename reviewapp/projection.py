@@ -8,7 +8,7 @@ Three promises are kept here, and tests/reviewapp/test_projection.py holds them:
   answers (`source_label`, `source_annotations`, `gold`, `annotator_votes`, …) are removed, at any depth.
 - A honeypot looks like live work. A honeypot task has no decision of its own, so the item's most
   recent model decision under the policy is shown, with its evidence, as a live task shows its own
-  (and `labeling.honeypots` serves, on open queues, only items whose look matches the live work).
+  (and `labeling.services.honeypots` serves, on open queues, only items whose look matches the live work).
   The task's reason, priority and the item's database id are never shown: each would tell them apart.
 - A blind queue hides the score: no model line, no evidence highlights (they were chosen by the
   model), and no priority (severity × (1 − |2·score − 1|) × reach factor: with the reach on the page

@@ -34,7 +34,7 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labeling.models import Annotation
-from labeling.services import SubmissionRejected, annotation_retract, annotation_submit
+from labeling.services.annotations import SubmissionRejected, annotation_retract, annotation_submit
 
 from .access import access_queue, access_task, visible_queues
 from .content import media_for, render_guideline

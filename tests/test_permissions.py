@@ -13,10 +13,10 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from labeling.gold import gold_record
 from labeling.labelstudio.services import connection_create
 from labeling.models import Adjudication
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
+from labeling.services.gold import gold_record
 from reviewapp.audit import SYSTEM
 from reviewapp.services.claims import task_claim_next
 from reviewapp.services.ingest_jobs import ingest_job_create

@@ -4,7 +4,7 @@ The candidates are scored items of the model that have no gold label and no live
 policy (any queue; cancelled tasks do not count). For pools of millions, the strategy looks at a
 bounded candidate set: the `budget × 20` (at most `AL_MAX_CANDIDATES`) most uncertain items for
 uncertainty strategies and BADGE, a seeded uniform sample for random and core-set. The picks
-become `ReviewTask(reason=active_learning)` through `insert_tasks`, ordered by the usual task
+become `ReviewTask(reason=active_learning)` through `review_task_open`, ordered by the usual task
 priority (severity × uncertainty × reach) with the strategy's rank as tie-breaker.
 """
 
@@ -20,8 +20,8 @@ from django.db import IntegrityError, connection, transaction
 from activelearning.strategies import PoolView, Strategy, get_strategy
 from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.models import TaskReason
-from reviewapp.services.ingest import TaskSpec, insert_tasks
 from reviewapp.services.routing import task_priority
+from reviewapp.services.tasks import TaskSpec, review_task_open
 
 from ..models import Encoder, ModelVersion, SelectionRound
 from .features import encoder_from_stored, item_features
@@ -88,7 +88,7 @@ def selection_round_run(
     ]
     try:
         with transaction.atomic():
-            created = {spec.item_id: task_id for spec, task_id in insert_tasks(specs, actor=actor)}
+            created = {spec.item_id: task_id for spec, task_id in review_task_open(specs=specs, actor=actor)}
             chosen = [
                 {
                     "rank": rank + 1,

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from labeling.views import lead_required
+from reviewapp.access import lead_required
 from reviewapp.audit import Actor
 from reviewapp.charts import Bar, bar_chart
 

@@ -90,8 +90,9 @@ def event_emit(event: str, payload: dict[str, Any]) -> list[int]:
     return ids
 
 
-def gold_created(gold: Any) -> None:
-    """Hook for `labeling.gold.gold_record`: call inside its transaction, after the audit record."""
+def gold_created(sender: Any, *, gold: Any, **kwargs: Any) -> None:
+    """Receiver of `labeling.signals.gold_label_created` (connected in ExportsConfig.ready()): runs
+    inside the gold label's transaction, so its deliveries commit with it and are sent after commit."""
     event_emit(
         WebhookEvent.GOLD_CREATED,
         {

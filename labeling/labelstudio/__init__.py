@@ -5,6 +5,7 @@ from the policy version's label schema (`labelconfig.py`); review tasks are push
 Label Studio tasks with the model's prediction as a pre-annotation; finished Label Studio
 annotations are pulled back through `labeling.services.annotation_submit`, so everything that
 applies to workspace answers (audit, task completion, later consensus and adjudication) applies
-to them unchanged. `services.py` holds the transitions, `tasks.py` the Celery wrappers,
+to them unchanged. `services/` holds the transitions (connections, projects, push, pull, the
+sync log), `tasks.py` the Celery wrappers,
 `client.py` the only code that talks to Label Studio.
 """

@@ -1,7 +1,8 @@
 """What reviewapp remembers about Label Studio: connections, projects, pushed tasks, pulled
 annotations, the people behind Label Studio user ids, and a log of every sync.
 
-State changes happen in `labeling.labelstudio.services`, never by saving these models from views.
+State changes happen in `labeling.labelstudio.services` (connections, projects, push, pull), never
+by saving these models from views.
 """
 
 from __future__ import annotations

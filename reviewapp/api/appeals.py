@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from labeling.appeals import appeal_open
+from labeling.services.appeals import appeal_open
 
 from .auth import HasScope, token_actor
 from .serializers import ErrorSerializer

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling.models import AnnotationSource
-from labeling.services import SubmissionRejected, annotation_submit
+from labeling.services.annotations import SubmissionRejected, annotation_submit
 
 from ..access import access_queue, access_task
 from ..projection import task_projection

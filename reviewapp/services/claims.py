@@ -305,8 +305,8 @@ def task_escalate(*, task_id: int, reviewer: User, note: str) -> ReviewTask:
 
     Locks the task row.
     """
-    from labeling.consensus import adjudication_request
     from labeling.models import AdjudicationReason
+    from labeling.services.consensus import adjudication_request
 
     note = note.strip()[:2000]
     with transaction.atomic():

@@ -1,7 +1,7 @@
 """Dataset import: records from public or in-house datasets become content items and review tasks.
 
 Imported content goes through the same item validation as the ingest API and is written with the
-same set-based statements (`upsert_items`, `insert_tasks`), one transaction per chunk, so a large
+same set-based statements (`content_items_upsert`, `review_task_open`), one transaction per chunk, so a large
 file neither holds one long transaction nor loses finished chunks when a later one fails.
 The crowd labels a dataset carries are kept on the item (`metadata["source_annotations"]`) so they
 can later become real annotations; they are never shown as reviewer work.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -38,8 +38,9 @@ from labeling.models import Policy, PolicyVersion, check_label_schema
 
 from ..audit import Actor, audit_record
 from ..models import ContentItem, Queue, QueueKind, ReviewTask, TaskReason
-from .ingest import TaskSpec, insert_tasks, upsert_items
+from .ingest import content_items_upsert
 from .routing import task_priority
+from .tasks import TaskSpec, review_task_open
 from .validation import ItemRow, RowError, check_item_fields
 
 CHUNK_SIZE = 1000
@@ -158,7 +159,7 @@ def _store_chunk(
 ) -> None:
     keys = [(row.source, row.external_id) for row in rows]
     existing = _existing_item_keys(keys)
-    item_ids = upsert_items(rows)
+    item_ids = content_items_upsert(items=rows)
     result.items_existing += len(existing)
     result.items_created += len(item_ids) - len(existing)
     already_tasked = set(
@@ -178,8 +179,8 @@ def _store_chunk(
         for key, item_id in item_ids.items()
         if item_id not in already_tasked
     ]
-    # insert_tasks writes the `task.created` audit event of each task it opens.
-    result.tasks_created += len(insert_tasks(specs, actor=actor))
+    # review_task_open writes the `task.created` audit event of each task it opens.
+    result.tasks_created += len(review_task_open(specs=specs, actor=actor))
 
 
 def _existing_item_keys(keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -416,6 +417,7 @@ class DatasetImport:
     queue_created: bool
     result: ImportResult
     stats: ReadStats
+    records: list[DatasetRecord] = field(default_factory=list, repr=False)  # as read, for follow-up imports
 
 
 def dataset_import(
@@ -427,6 +429,8 @@ def dataset_import(
     queue_slug: str | None = None,
     limit: int | None = None,
     columns: TableColumns | None = None,
+    queue_ensure_for: Callable[[Policy], tuple[Queue, bool]] | None = None,
+    records_check: Callable[[list[DatasetRecord], Policy], None] | None = None,
 ) -> DatasetImport:
     """Read a dataset file or folder and import it with `items_import`. Idempotent.
 
@@ -435,16 +439,25 @@ def dataset_import(
     policy with a first version whose labels match the dataset's (for csv/jsonl: the file's
     labels when they are 2 to 20 slugs). Raises DatasetError before anything is stored when the
     input cannot be read. Reads the whole input into memory before storing the first chunk.
+
+    The one dataset intake: crowd import (`labeling.services.crowd.dataset_import_annotations`)
+    runs it with its own queue (`queue_ensure_for`, given the policy) and a `records_check` that
+    raises, before any item is stored, for records the policy cannot take.
     """
     stats = ReadStats()
     records = list(dataset_read(fmt=fmt, path=path, limit=limit, columns=columns, stats=stats))
     spec = _policy_spec(fmt, Path(path), policy_key, records)
     policy, policy_created = policy_ensure(spec=spec, actor=actor)
-    queue, queue_created = queue_ensure(
-        slug=queue_slug or f"{policy.key}-review", actor=actor, name=f"{policy.name} review"
-    )
+    if records_check is not None:
+        records_check(records, policy)
+    if queue_ensure_for is not None:
+        queue, queue_created = queue_ensure_for(policy)
+    else:
+        queue, queue_created = queue_ensure(
+            slug=queue_slug or f"{policy.key}-review", actor=actor, name=f"{policy.name} review"
+        )
     result = items_import(records=records, policy=policy, queue=queue, actor=actor)
-    return DatasetImport(policy, queue, policy_created, queue_created, result, stats)
+    return DatasetImport(policy, queue, policy_created, queue_created, result, stats, records)
 
 
 def _policy_spec(fmt: str, path: Path, policy_key: str | None, records: list[DatasetRecord]) -> PolicySpec:

@@ -32,6 +32,7 @@ from ..context import current_request_id
 from ..db import copy_rows, stage_table
 from ..models import Queue, RoutingRule, TaskReason
 from .routing import Route, route_score, task_priority
+from .tasks import TaskSpec, review_task_open
 from .validation import DecisionRow, ItemRow, RowError, check_decision_row
 
 
@@ -160,7 +161,7 @@ def _store_isolating(planned: list[_Planned], actor: Actor, result: IngestResult
 
 
 def _store(planned: list[_Planned], actor: Actor, result: IngestResult) -> None:
-    item_ids = upsert_items([p.row.item for p in planned])
+    item_ids = content_items_upsert(items=[p.row.item for p in planned])
     keyed = {p.index: _decision_key(p, item_ids) for p in planned}
     new = _insert_decisions(planned, keyed, actor)
     outcomes = Counter(decision["routing_outcome"] for decision in new.values())
@@ -179,7 +180,7 @@ def _store(planned: list[_Planned], actor: Actor, result: IngestResult) -> None:
         for p in _first_per_key(planned, keyed)
         if keyed[p.index] in new and p.route_queue is not None
     ]
-    tasks = {spec.decision_id: task_id for spec, task_id in insert_tasks(specs, actor=actor)}
+    tasks = {spec.decision_id: task_id for spec, task_id in review_task_open(specs=specs, actor=actor)}
     reported: set[int] = set()
     for p in planned:
         decision = stored[keyed[p.index]]
@@ -235,7 +236,7 @@ ITEM_COLUMNS = (
 )
 
 
-def upsert_items(items: Sequence[ItemRow]) -> dict[tuple[str, str], int]:
+def content_items_upsert(*, items: Sequence[ItemRow]) -> dict[tuple[str, str], int]:
     """Insert items that are new and return ids for all. Existing items are left unchanged.
 
     Call inside a transaction. The first version of an item that arrives is the one kept:
@@ -410,87 +411,3 @@ def _earlier_decisions(keys: list[tuple]) -> dict[tuple, dict[str, Any]]:
             }
             for (decision_id, item_id, policy_id, model_name, model_version, score, outcome, sampled, task_id) in rows
         }
-
-
-@dataclass
-class TaskSpec:
-    item_id: int
-    policy_id: int
-    queue: Queue
-    reason: str
-    priority: float
-    sampling_propensity: float = 1.0
-    decision_id: int | None = None
-
-
-TASK_STAGE = """
-    ord int, item_id bigint, policy_id bigint, decision_id bigint, queue_id bigint, reason text,
-    priority float8, sla_minutes int, sampling_propensity float8
-"""
-
-
-def insert_tasks(specs: Sequence[TaskSpec], *, actor: Actor) -> list[tuple[TaskSpec, int]]:
-    """Open tasks for specs that have no open task yet in the same (item, policy, queue).
-
-    Call inside a transaction. Writes a `task.created` audit event per task. Due times come from
-    the database clock plus the queue's SLA. Returns (spec, task id) for the tasks created.
-    """
-    if not specs:
-        return []
-    stage_table("stage_tasks", TASK_STAGE)
-    copy_rows(
-        "stage_tasks",
-        (
-            "ord",
-            "item_id",
-            "policy_id",
-            "decision_id",
-            "queue_id",
-            "reason",
-            "priority",
-            "sla_minutes",
-            "sampling_propensity",
-        ),
-        (
-            (
-                ord_,
-                s.item_id,
-                s.policy_id,
-                s.decision_id,
-                s.queue.pk,
-                s.reason,
-                s.priority,
-                s.queue.sla_minutes,
-                s.sampling_propensity,
-            )
-            for ord_, s in enumerate(specs)
-        ),
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            WITH new AS (
-                INSERT INTO reviewapp_reviewtask
-                    (item_id, policy_id, decision_id, queue_id, reason, priority, due_at, sampling_propensity,
-                     status)
-                SELECT DISTINCT ON (item_id, policy_id, queue_id)
-                       item_id, policy_id, decision_id, queue_id, reason, priority,
-                       statement_timestamp() + make_interval(mins => sla_minutes), sampling_propensity, 'open'
-                FROM stage_tasks ORDER BY item_id, policy_id, queue_id, ord
-                ON CONFLICT (item_id, policy_id, queue_id) WHERE status = 'open' DO NOTHING
-                RETURNING id, item_id, policy_id, queue_id, reason
-            ), audit AS (
-                INSERT INTO reviewapp_auditevent
-                    (actor_id, actor_label, action, object_type, object_id, item_id, after, request_id)
-                SELECT %s, %s, 'task.created', 'task', new.id::text, new.item_id,
-                       jsonb_build_object('queue_id', new.queue_id, 'policy_id', new.policy_id,
-                                          'reason', new.reason, 'status', 'open'),
-                       %s
-                FROM new
-            )
-            SELECT id, item_id, policy_id, queue_id FROM new
-            """,
-            [actor.id, actor.label, current_request_id.get()],
-        )
-        by_key = {(s.item_id, s.policy_id, s.queue.pk): s for s in reversed(specs)}
-        return [(by_key[(i, p, q)], task_id) for task_id, i, p, q in cursor.fetchall()]

@@ -16,7 +16,7 @@ from django.contrib.auth.models import Group, User
 from playwright.sync_api import Page, expect
 
 from labeling.models import Adjudication, GoldLabel, ReviewerReliability
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
 from reviewapp.models import Queue
 from reviewapp.services.claims import task_claim_next
 from tests.browser.conftest import PASSWORD

@@ -15,9 +15,9 @@ import pytest
 from django.contrib.auth.models import Group, User
 from playwright.sync_api import Page, expect
 
-from labeling.adjudication import adjudication_decide
 from labeling.models import Adjudication, GoldLabel
-from labeling.services import annotation_submit
+from labeling.services.adjudication import adjudication_decide
+from labeling.services.annotations import annotation_submit
 from reviewapp.models import ReviewTask
 from reviewapp.services.claims import task_claim_next
 from tests.browser.conftest import PASSWORD

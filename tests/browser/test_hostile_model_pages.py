@@ -62,7 +62,7 @@ def test_model_pages_show_hostile_metadata_as_text(page: Page, watch, log_in, sc
 def hostile_dataset(transactional_db, policy):  # type: ignore[no-untyped-def]
     """Two versions of a gold dataset; the second adds items whose ids and sources are payloads."""
     from labeling.exports.snapshots import SnapshotFilter, dataset_create, snapshot_create
-    from labeling.gold import gold_record
+    from labeling.services.gold import gold_record
     from reviewapp.audit import SYSTEM
     from tests.factories import ContentItemFactory
 

@@ -16,8 +16,8 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from labeling.gold import gold_record
 from labeling.models import GoldLabel, Policy
+from labeling.services.gold import gold_record
 from reviewapp.audit import SYSTEM
 from reviewapp.models import ContentItem, ServiceToken
 from tests.factories import PolicyFactory, QueueFactory, ReviewTaskFactory, UserFactory

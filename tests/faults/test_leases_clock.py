@@ -7,7 +7,7 @@ pytest-django's database and the test broker; the data is committed (transaction
 they see it. Each test would fail under one of the two skews if the code it exercises compared a
 lease with the process clock instead.
 
-What claims.py and labeling.services promise about a reviewer whose lease expired mid-item:
+What claims.py and labeling.services.annotations promise about a reviewer whose lease expired mid-item:
 - renewing the lease is refused (409), so the page can tell them;
 - their answer is accepted, flagged late, if nobody else holds the task;
 - it is refused with a clear message (409) once another reviewer claimed it, and the answer is

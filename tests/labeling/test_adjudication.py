@@ -7,15 +7,15 @@ import uuid
 import pytest
 from django.core.exceptions import ValidationError
 
-from labeling.adjudication import (
+from labeling.models import Adjudication, GoldLabel, GoldSource
+from labeling.services.adjudication import (
     AdjudicationClosed,
     adjudication_decide,
     adjudication_send_back,
     adjudications_confirm_agreed,
 )
-from labeling.gold import gold_current, gold_record
-from labeling.models import Adjudication, GoldLabel, GoldSource
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
+from labeling.services.gold import gold_current, gold_record
 from reviewapp.audit import Actor
 from reviewapp.models import TaskStatus
 from reviewapp.services.claims import task_claim_next, task_escalate

@@ -27,7 +27,8 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
-from labeling.agreement import (
+from labeling.datasets import DatasetRecord, read_convabuse, read_toxic_spans
+from labeling.stats.agreement import (
     AgreementError,
     ConfidenceInterval,
     Metric,
@@ -40,7 +41,6 @@ from labeling.agreement import (
     percent_agreement,
     units_from_triples,
 )
-from labeling.datasets import DatasetRecord, read_convabuse, read_toxic_spans
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TOL = 1e-9

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from labeling.consensus import consensus_of, task_resolve
 from labeling.models import Adjudication, AdjudicationReason, GoldLabel, GoldSource, ReviewerReliability
-from labeling.services import SubmissionRejected, annotation_retract, annotation_submit
+from labeling.services.annotations import SubmissionRejected, annotation_retract, annotation_submit
+from labeling.services.consensus import consensus_of, task_resolve
 from reviewapp.models import AuditEvent, ModelDecision, ReviewTask, TaskStatus
 from reviewapp.services.claims import task_claim_next
 from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory

@@ -13,9 +13,6 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from labeling.adjudication import adjudication_send_back
-from labeling.agreement import krippendorff_alpha, units_from_triples
-from labeling.crowd import CROWD_GROUP, crowd_annotations_import, crowd_queue_ensure, crowd_username
 from labeling.datasets import DatasetRecord, majority_label, read_convabuse, read_toxic_spans
 from labeling.models import (
     Adjudication,
@@ -27,6 +24,9 @@ from labeling.models import (
     GoldSource,
     Policy,
 )
+from labeling.services.adjudication import adjudication_send_back
+from labeling.services.crowd import CROWD_GROUP, crowd_annotations_import, crowd_queue_ensure, crowd_username
+from labeling.stats.agreement import krippendorff_alpha, units_from_triples
 from reviewapp.audit import SYSTEM
 from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
 from reviewapp.services.imports import DATASET_POLICIES, items_import, policy_ensure

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from labeling.datasets import read_convabuse
-from labeling.dawid_skene import DawidSkeneError, consensus_posterior, fit_dawid_skene, weighted_consensus
+from labeling.stats.dawid_skene import DawidSkeneError, consensus_posterior, fit_dawid_skene, weighted_consensus
 
 CONVABUSE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "convabuse"
 CLASSES = ("harassment", "none", "spam")

@@ -8,11 +8,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
-from labeling.appeals import appeal_open, appeal_overturn_rates
-from labeling.gold import gold_record
-from labeling.honeypots import honeypot_accuracy, honeypots_top_up
 from labeling.models import Appeal, GoldSource, HoneypotCheck
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
+from labeling.services.appeals import appeal_open, appeal_overturn_rates
+from labeling.services.gold import gold_record
+from labeling.services.honeypots import honeypot_accuracy, honeypots_top_up
 from reviewapp.audit import SYSTEM
 from reviewapp.models import ModelDecision, ReviewTask, TaskReason
 from reviewapp.services.claims import task_claim_next

@@ -8,11 +8,11 @@ import uuid
 import pytest
 from django.core.management import call_command
 
-from labeling.gold import gold_record
-from labeling.label_errors import label_errors_find, label_errors_queue
 from labeling.models import GoldSource
-from labeling.relabel import gold_current_labels
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
+from labeling.services.gold import gold_record
+from labeling.services.label_errors import label_errors_find, label_errors_queue
+from labeling.services.relabel import gold_current_labels
 from reviewapp.audit import SYSTEM
 from reviewapp.models import AuditEvent, ModelDecision, ReviewTask, TaskReason
 from reviewapp.services.claims import task_claim_next

@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from labeling.models import Adjudication, GoldLabel
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
 from reviewapp.services.claims import task_claim_next
 from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory
 

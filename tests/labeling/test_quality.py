@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from labeling.models import ReviewerReliability
 from labeling.quality import agreement_report, reliability_refresh, reviewer_stats
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
 from reviewapp.services.claims import task_claim_next
 from tests.factories import ReviewTaskFactory, UserFactory
 

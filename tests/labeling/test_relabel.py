@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from labeling.models import GoldLabel, GoldSource, PolicyVersion
-from labeling.relabel import gold_current_labels, gold_queue_relabel, relabel_distribution
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
+from labeling.services.relabel import gold_current_labels, gold_queue_relabel, relabel_distribution
 from reviewapp.audit import SYSTEM
 from reviewapp.models import AuditEvent, ReviewTask, TaskReason
 from reviewapp.services.claims import task_claim_next

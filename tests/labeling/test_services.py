@@ -14,7 +14,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from labeling.models import Annotation
-from labeling.services import SubmissionRejected, annotation_retract, annotation_submit
+from labeling.services.annotations import SubmissionRejected, annotation_retract, annotation_submit
 from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
 from reviewapp.services.claims import task_claim_next
 from tests.factories import ReviewTaskFactory, UserFactory

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
 from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
 from reviewapp.services.claims import task_claim_next
 from tests.factories import ReviewTaskFactory, UserFactory

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
 from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
 from reviewapp.services.claims import (
     ClaimError,

@@ -19,7 +19,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from labeling.models import Annotation
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
 from reviewapp import metrics
 from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
 from tests.factories import ReviewTaskFactory, UserFactory

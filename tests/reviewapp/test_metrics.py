@@ -12,7 +12,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from activelearning.models import ModelVersion, TrainingRun
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
 from reviewapp import metrics
 from reviewapp.services.claims import task_claim_next
 from tests.activelearning.test_django_helpers import permission_objects

@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from activelearning.models import ModelVersion, TrainingRun
-from labeling.services import annotation_submit
+from labeling.services.annotations import annotation_submit
 from reviewapp import metrics
 from reviewapp.models import AuditEvent
 from reviewapp.ops import activity_per_minute, duration_text

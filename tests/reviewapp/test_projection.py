@@ -16,9 +16,9 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from labeling.gold import gold_record
-from labeling.honeypots import honeypots_top_up
 from labeling.models import GoldSource
+from labeling.services.gold import gold_record
+from labeling.services.honeypots import honeypots_top_up
 from reviewapp.audit import SYSTEM
 from reviewapp.models import ModelDecision, ReviewTask, TaskReason
 from reviewapp.projection import is_reference_key, reviewer_metadata

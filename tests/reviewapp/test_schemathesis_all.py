@@ -36,7 +36,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 from labeling.exports.jobs import export_run
 from labeling.exports.models import Dataset
 from labeling.exports.snapshots import SnapshotFilter, snapshot_create
-from labeling.gold import gold_record
+from labeling.services.gold import gold_record
 from reviewapp.api.views import EXAMPLE_BATCH
 from reviewapp.audit import SYSTEM
 from reviewapp.celery import app

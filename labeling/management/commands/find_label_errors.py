@@ -7,8 +7,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from labeling.label_errors import LabelIssue, label_errors_find, label_errors_queue
 from labeling.models import Policy
+from labeling.services.label_errors import LabelIssue, label_errors_find, label_errors_queue
 from reviewapp.audit import SYSTEM
 from reviewapp.models import Queue
 

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from labeling.models import Policy, PolicyVersion
-from labeling.relabel import RelabelDistribution, gold_queue_relabel, relabel_distribution
+from labeling.services.relabel import RelabelDistribution, gold_queue_relabel, relabel_distribution
 from reviewapp.audit import SYSTEM
 from reviewapp.models import Queue
 

@@ -8,8 +8,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from labeling.crowd import CROWD_FORMATS, CrowdDatasetImport, CrowdImportResult, dataset_import_annotations
 from labeling.datasets import DatasetError
+from labeling.services.crowd import CROWD_FORMATS, CrowdDatasetImport, CrowdImportResult, dataset_import_annotations
 from reviewapp.audit import SYSTEM
 from reviewapp.services.imports import FORMATS, DatasetImport, TableColumns, dataset_import
 

@@ -13,9 +13,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.db.models import Count
 
-from labeling.crowd import CROWD_FORMATS
 from labeling.datasets import DatasetError
 from labeling.models import Policy
+from labeling.services.crowd import CROWD_FORMATS
 from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.demo import DemoPolicy, demo_decision_rows, demo_policies, demo_queues
 from reviewapp.models import Queue, ReviewTask, RoutingRule, ServiceToken, TaskStatus

@@ -37,7 +37,7 @@ from django.db import transaction
 from reviewapp.audit import Actor, audit_record
 from reviewapp.models import ModelDecision, Queue, TaskReason
 
-from .models import GoldLabel, Policy
+from ..models import GoldLabel, Policy
 from .relabel import gold_current_labels, gold_with_pending_review, review_tasks_open
 
 MIN_GOLD_LABELS = 10  # below this the per-class thresholds of confident learning mean nothing

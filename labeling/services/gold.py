@@ -10,8 +10,8 @@ from django.db import transaction
 from reviewapp.audit import Actor, audit_record
 from reviewapp.models import ContentItem, ReviewTask, TaskReason
 
-from .exports.webhooks import gold_created
-from .models import Annotation, GoldLabel, PolicyVersion
+from ..models import Annotation, GoldLabel, PolicyVersion
+from ..signals import gold_label_created
 
 
 def gold_current(*, item_id: int, policy_id: int) -> GoldLabel | None:
@@ -77,7 +77,8 @@ def gold_record(
                 "policy_version_id": policy_version.pk,
             },
         )
-        gold_created(gold)  # webhooks: queued in this transaction, delivered after commit
+        # Receivers write in this transaction (webhook deliveries) and send after commit.
+        gold_label_created.send(sender=GoldLabel, gold=gold)
     return gold
 
 

@@ -19,7 +19,6 @@ item in `metadata["source_annotations"]` (written by `items_import`, marked `"re
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -40,18 +39,16 @@ from reviewapp.audit import Actor, audit_event, audit_record, audit_record_many
 from reviewapp.db import copy_rows, stage_table
 from reviewapp.models import ConsensusRule, ContentItem, Queue, ReviewTask, TaskStatus
 from reviewapp.services.imports import (
-    DATASET_POLICIES,
     DatasetImport,
-    dataset_read,
-    items_import,
-    policy_ensure,
+    dataset_import,
     queue_ensure,
 )
+from reviewapp.services.tasks import review_task_complete
 
+from ..datasets import CONVABUSE, TOXIC_SPANS, DatasetError, DatasetRecord
+from ..models import AnnotationSource, Policy, PolicyVersion
+from .annotations import check_labels
 from .consensus import task_resolve
-from .datasets import CONVABUSE, TOXIC_SPANS, DatasetError, DatasetRecord, ReadStats
-from .models import AnnotationSource, Policy, PolicyVersion
-from .services import check_labels
 
 CROWD_GROUP = "crowd"
 CROWD_FORMATS = (TOXIC_SPANS, CONVABUSE)
@@ -328,7 +325,8 @@ def _store_chunk(
         inserted = Counter(task_id for (task_id,) in cursor.fetchall())
     result.annotations_created += sum(inserted.values())
     result.annotations_existing += len(rows) - sum(inserted.values())
-    result.tasks_completed += _tasks_complete(sorted(inserted), actor=actor, import_id=result.import_id)
+    completed = review_task_complete(task_ids=sorted(inserted), actor=actor, import_id=result.import_id)
+    result.tasks_completed += len(completed)
     return sorted(set(tasks.values()))
 
 
@@ -352,41 +350,6 @@ def _first_task_ids(item_ids: Iterable[int], *, policy: Policy, queue: Queue) ->
         .values_list("item_id", "id")
     )
     return dict(rows)
-
-
-LOCK_OPEN_TASKS = "SELECT id FROM reviewapp_reviewtask WHERE id = ANY(%s) AND status = 'open' ORDER BY id FOR UPDATE"
-COMPLETE_TASKS = """
-    UPDATE reviewapp_reviewtask t
-       SET annotation_count = c.n, extra_annotations = GREATEST(c.n - q.required_annotations, 0),
-           status = 'completed', completed_at = statement_timestamp(), leased_by_id = NULL, lease_expires_at = NULL
-      FROM (SELECT task_id, count(*) AS n FROM labeling_annotation
-             WHERE task_id = ANY(%s) AND retracted_at IS NULL GROUP BY task_id) c,
-           reviewapp_queue q
-     WHERE t.id = c.task_id AND q.id = t.queue_id AND t.status = 'open'
-    RETURNING t.id, t.item_id, t.annotation_count
-"""
-
-
-def _tasks_complete(task_ids: list[int], *, actor: Actor, import_id: str) -> int:
-    """Complete the open tasks among `task_ids` with their live annotation counts; lock them in id order."""
-    if not task_ids:
-        return 0
-    with connection.cursor() as cursor:
-        cursor.execute(LOCK_OPEN_TASKS, [task_ids])
-        cursor.execute(COMPLETE_TASKS, [task_ids])
-        completed = cursor.fetchall()
-    return audit_record_many(
-        audit_event(
-            actor=actor,
-            action="task.completed",
-            object_type="task",
-            object_id=task_id,
-            item_id=item_id,
-            before={"status": TaskStatus.OPEN},
-            after={"status": TaskStatus.COMPLETED, "annotation_count": count, "import_id": import_id},
-        )
-        for task_id, item_id, count in completed
-    )
 
 
 def _unresolved(task_ids: list[int]) -> list[int]:
@@ -473,15 +436,22 @@ def dataset_import_annotations(
             f"{fmt} files carry no per-annotator labels; crowd annotations can be imported from "
             f"{' and '.join(CROWD_FORMATS)} only"
         )
-    stats = ReadStats()
-    records = list(dataset_read(fmt=fmt, path=Path(path), limit=limit, stats=stats))
-    known = DATASET_POLICIES[fmt]
-    spec = known if policy_key in (None, known.key) else dataclasses.replace(known, key=policy_key)
-    policy, policy_created = policy_ensure(spec=spec, actor=actor)
-    version = policy.current_version()
-    if version is not None:
-        crowd_votes(records, version=version, dataset=fmt)  # fail on foreign labels before storing items
-    queue, queue_created = crowd_queue_ensure(policy=policy, actor=actor, slug=queue_slug)
-    items = items_import(records=records, policy=policy, queue=queue, actor=actor)
-    annotations = crowd_annotations_import(records=records, policy=policy, queue=queue, actor=actor, dataset=fmt)
-    return CrowdDatasetImport(DatasetImport(policy, queue, policy_created, queue_created, items, stats), annotations)
+
+    def votes_check(records: list[DatasetRecord], policy: Policy) -> None:
+        version = policy.current_version()
+        if version is not None:
+            crowd_votes(records, version=version, dataset=fmt)  # fail on foreign labels before storing items
+
+    imported = dataset_import(
+        fmt=fmt,
+        path=Path(path),
+        actor=actor,
+        policy_key=policy_key,
+        limit=limit,
+        queue_ensure_for=lambda policy: crowd_queue_ensure(policy=policy, actor=actor, slug=queue_slug),
+        records_check=votes_check,
+    )
+    annotations = crowd_annotations_import(
+        records=imported.records, policy=imported.policy, queue=imported.queue, actor=actor, dataset=fmt
+    )
+    return CrowdDatasetImport(imported, annotations)

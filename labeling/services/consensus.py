@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -18,8 +18,9 @@ from django.db import transaction
 from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.db import db_now
 from reviewapp.models import ConsensusRule, ReviewTask, TaskReason, TaskStatus
+from reviewapp.services.tasks import review_task_escalate, review_task_reopen, review_task_resolve
 
-from .models import Adjudication, AdjudicationReason, Annotation, GoldSource, ReviewerReliability
+from ..models import Adjudication, AdjudicationReason, Annotation, GoldSource, ReviewerReliability
 
 Vote = tuple[str, ...]  # a reviewer's label set, sorted, so multi-label answers compare as wholes
 
@@ -118,9 +119,8 @@ def task_resolve(*, task_id: int, actor: Actor = SYSTEM, force: bool = False) ->
         annotations = list(
             task.annotations.filter(retracted_at__isnull=True).select_related("policy_version").order_by("created_at")
         )
-        task.resolved_at = now
         if task.reason == TaskReason.HONEYPOT:
-            task.save(update_fields=["resolved_at"])
+            review_task_resolve(task=task, now=now)
             honeypot_score(task=task, annotations=annotations)
             return "honeypot"
         outcome = _consensus_for(task, annotations)
@@ -137,8 +137,8 @@ def task_resolve(*, task_id: int, actor: Actor = SYSTEM, force: bool = False) ->
                 annotations=annotations,
                 severity=_common_severity(annotations, outcome.labels),
             )
-            task.save(update_fields=["resolved_at"])
-            _after_gold(task, gold)
+            review_task_resolve(task=task, now=now)
+            gold_follow_up(task=task, gold=gold)
             return "gold"
         if not outcome.agreed and task.queue.adaptive and task.required_annotations < task.queue.max_annotations:
             return _ask_more_reviewers(task, actor)
@@ -150,7 +150,12 @@ def task_resolve(*, task_id: int, actor: Actor = SYSTEM, force: bool = False) ->
             )
         )
         adjudication_request(
-            task=task, reason=reason, proposed=outcome.labels, confidence=outcome.confidence, actor=actor
+            task=task,
+            reason=reason,
+            proposed=outcome.labels,
+            confidence=outcome.confidence,
+            actor=actor,
+            resolved_at=now,
         )
         return "confirm" if outcome.agreed else "adjudication"
 
@@ -181,11 +186,7 @@ def _common_severity(annotations: list[Annotation], labels: Vote | None) -> str:
 
 
 def _ask_more_reviewers(task: ReviewTask, actor: Actor) -> str:
-    task.extra_annotations += 1
-    task.status = TaskStatus.OPEN
-    task.completed_at = None
-    task.resolved_at = None
-    task.save(update_fields=["extra_annotations", "status", "completed_at", "resolved_at"])
+    review_task_reopen(task=task, extra_annotations=task.extra_annotations + 1)
     audit_record(
         actor=actor,
         action="task.more_reviews",
@@ -206,13 +207,13 @@ def adjudication_request(
     proposed: Vote | None = None,
     confidence: float | None = None,
     note: str = "",
+    resolved_at: datetime | None = None,
 ) -> Adjudication:
-    """Put a task in front of policy leads; the caller holds the task row lock."""
-    before = task.status
-    task.status = TaskStatus.ESCALATED
-    task.leased_by = None
-    task.lease_expires_at = None
-    task.save(update_fields=["status", "leased_by", "lease_expires_at", "resolved_at"])
+    """Put a task in front of policy leads; the caller holds the task row lock.
+
+    `resolved_at`: when consensus sends it (the task's resolution is this adjudication).
+    """
+    before = review_task_escalate(task=task, resolved_at=resolved_at)
     adjudication = Adjudication.objects.create(
         task=task,
         reason=reason,
@@ -232,7 +233,7 @@ def adjudication_request(
     return adjudication
 
 
-def _after_gold(task: ReviewTask, gold: object) -> None:
+def gold_follow_up(*, task: ReviewTask, gold: object) -> None:
     """Hooks that follow a gold label made from a task: appeal outcomes."""
     from .appeals import appeal_conclude
 

@@ -19,10 +19,10 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from reviewapp.audit import Actor, audit_record
 from reviewapp.models import Queue, ReviewTask, TaskReason
-from reviewapp.services.ingest import TaskSpec, insert_tasks
 from reviewapp.services.routing import task_priority
+from reviewapp.services.tasks import TaskSpec, review_task_open
 
-from .models import GoldLabel, Policy, PolicyVersion
+from ..models import GoldLabel, Policy, PolicyVersion
 
 # A re-review has no fresh model score to rank it by: rank it as fully uncertain.
 REVIEW_SCORE = 0.5
@@ -77,7 +77,7 @@ def review_tasks_open(
         )
         for gold in golds
     ]
-    return [task_id for _, task_id in insert_tasks(specs, actor=actor)]
+    return [task_id for _, task_id in review_task_open(specs=specs, actor=actor)]
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from django.db.models import Count, Q
 from reviewapp.audit import Actor, audit_record
 from reviewapp.db import db_now
 from reviewapp.models import ContentItem, ModelDecision, Queue, QueueKind, ReviewTask, RoutingOutcome, TaskReason
-from reviewapp.services.ingest import TaskSpec, insert_tasks
+from reviewapp.services.tasks import TaskSpec, review_task_open
 
+from ..models import Appeal, AppealStatus, GoldLabel, Policy
 from .gold import gold_current
-from .models import Appeal, AppealStatus, GoldLabel, Policy
 
 APPEAL_PRIORITY = 10.0  # appeals are time-sensitive for the user: served before ordinary review
 
@@ -48,8 +48,8 @@ def appeal_open(
     original_labels, original_source, decision = _appealed_outcome(item, policy)
     try:
         with transaction.atomic():
-            created = insert_tasks(
-                [
+            created = review_task_open(
+                specs=[
                     TaskSpec(
                         item_id=item.pk,
                         policy_id=policy.pk,

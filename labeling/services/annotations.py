@@ -15,9 +15,10 @@ from django.db import IntegrityError, connection, transaction
 from reviewapp import metrics
 from reviewapp.audit import Actor, audit_event, audit_record
 from reviewapp.db import db_now
-from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
+from reviewapp.models import ReviewTask, TaskStatus
+from reviewapp.services.tasks import review_task_count_answer, review_task_retract_answer
 
-from .models import Annotation, AnnotationSource, PolicyVersion
+from ..models import Annotation, AnnotationSource, PolicyVersion
 
 MAX_RATIONALE_CHARS = 5000
 MAX_HANDLE_TIME_MS = 24 * 3600 * 1000
@@ -88,7 +89,7 @@ def annotation_submit(
         facts = _submission_facts(task, reviewer, submission_id)
         if facts.previous_annotation_id is not None:
             return _previous_submission(facts.previous_annotation_id, reviewer)
-        version = _version_for(task, policy_version_id)
+        version = policy_version_for_task(task=task, policy_version_id=policy_version_id)
         labels = check_labels(version, labels, severity)
         answer = {"labels": labels, "severity": severity, "rationale": rationale, "submission_id": str(submission_id)}
         refusal = _refusal(task, reviewer, facts, external=source in EXTERNAL_SOURCES)
@@ -141,7 +142,9 @@ def _previous_submission(annotation_id: int, reviewer: User) -> SubmitResult:
     return SubmitResult(annotation, created=False, task_completed=annotation.task.status == TaskStatus.COMPLETED)
 
 
-def _version_for(task: ReviewTask, policy_version_id: int | None) -> PolicyVersion:
+def policy_version_for_task(*, task: ReviewTask, policy_version_id: int | None) -> PolicyVersion:
+    """The version an answer to `task` is given under: the one named (it must be the task's
+    policy's), else the version in force. Raises ValidationError when there is none."""
     if policy_version_id is not None:
         # get(), not first(): first() would order by the model's default ordering, a join to policy.
         try:
@@ -215,41 +218,18 @@ def _record(
             )
     except IntegrityError:
         raise SubmissionRejected("You have already labelled this item.") from None
-    task.annotation_count += 1
-    if holds_lease or task.lease_expires_at is None or task.lease_expires_at <= now:
-        task.leased_by = None  # an external answer leaves an in-app reviewer's live lease alone
-        task.lease_expires_at = None
-    completed = task.annotation_count >= task.required_annotations
-    if completed:
-        task.status = TaskStatus.COMPLETED
-        task.completed_at = now
-    task.save(update_fields=["annotation_count", "leased_by", "lease_expires_at", "status", "completed_at"])
     actor = Actor.of(reviewer)
     slug, seconds = task.queue.slug, annotation.handle_time_ms / 1000
     transaction.on_commit(lambda: metrics.count_submission_accepted(queue=slug, handle_seconds=seconds))
-    events = [
-        audit_event(
-            actor=actor,
-            action="annotation.submitted",
-            object_type="annotation",
-            object_id=annotation.pk,
-            item_id=task.item_id,
-            after={**answer, "task_id": task.pk, "late": late, "policy_version_id": version.pk},
-        )
-    ]
-    if completed:
-        events.append(
-            audit_event(
-                actor=actor,
-                action="task.completed",
-                object_type="task",
-                object_id=task.pk,
-                item_id=task.item_id,
-                before={"status": TaskStatus.OPEN},
-                after={"status": TaskStatus.COMPLETED},
-            )
-        )
-    AuditEvent.objects.bulk_create(events)  # one INSERT for both
+    submitted = audit_event(
+        actor=actor,
+        action="annotation.submitted",
+        object_type="annotation",
+        object_id=annotation.pk,
+        item_id=task.item_id,
+        after={**answer, "task_id": task.pk, "late": late, "policy_version_id": version.pk},
+    )
+    completed = review_task_count_answer(task=task, reviewer=reviewer, now=now, audit_with=[submitted])
     if completed:
         _schedule_resolution(task.pk)
     return SubmitResult(annotation, created=True, task_completed=completed)
@@ -263,7 +243,7 @@ def _schedule_resolution(task_id: int) -> None:
 
         task_resolve(task_id=task_id)
         return
-    from .tasks import resolve_task
+    from ..tasks import resolve_task
 
     countdown = settings.UNDO_WINDOW_SECONDS + 1
     transaction.on_commit(lambda: resolve_task.apply_async((task_id,), countdown=countdown))
@@ -309,24 +289,7 @@ def annotation_retract(*, annotation_id: int, reviewer: User) -> ReviewTask:
         annotation.retracted_at = now
         annotation.save(update_fields=["retracted_at"])
         before = {"status": task.status, "annotation_count": task.annotation_count}
-        task.annotation_count -= 1
-        task.status = TaskStatus.OPEN
-        task.completed_at = None
-        if task.leased_by_id is None or task.lease_expires_at <= now:
-            task.leased_by = task.last_leased_by = reviewer
-            task.lease_expires_at = now + timedelta(seconds=task.queue.lease_seconds)
-            task.claimed_at = now
-        task.save(
-            update_fields=[
-                "annotation_count",
-                "status",
-                "completed_at",
-                "leased_by",
-                "lease_expires_at",
-                "claimed_at",
-                "last_leased_by",
-            ]
-        )
+        review_task_retract_answer(task=task, reviewer=reviewer, now=now)
         audit_record(
             actor=Actor.of(reviewer),
             action="annotation.retracted",

@@ -10,12 +10,13 @@ from django.db import transaction
 
 from reviewapp.audit import Actor, audit_record
 from reviewapp.db import db_now
-from reviewapp.models import ReviewTask, TaskReason, TaskStatus
+from reviewapp.models import ReviewTask, TaskReason
+from reviewapp.services.tasks import review_task_decide, review_task_reopen
 
-from .consensus import _after_gold
+from ..models import Adjudication, AdjudicationReason, AdjudicationStatus, GoldLabel, GoldSource
+from .annotations import check_labels, policy_version_for_task
+from .consensus import gold_follow_up
 from .gold import gold_record
-from .models import Adjudication, AdjudicationReason, AdjudicationStatus, GoldLabel, GoldSource
-from .services import check_labels
 
 
 class AdjudicationClosed(Exception):
@@ -44,11 +45,9 @@ def adjudication_decide(
     policy_version_id: int | None = None,
 ) -> GoldLabel:
     """A lead's decision: the gold label, with the reviewers' annotations as provenance."""
-    from .services import _version_for
-
     with transaction.atomic():
         adjudication, task = _lock(adjudication_id)
-        version = _version_for(task, policy_version_id)
+        version = policy_version_for_task(task=task, policy_version_id=policy_version_id)
         labels = check_labels(version, list(labels), severity)
         annotations = list(task.annotations.filter(retracted_at__isnull=True))
         source = GoldSource.APPEAL if task.reason == TaskReason.APPEAL else GoldSource.ADJUDICATION
@@ -71,10 +70,7 @@ def adjudication_decide(
         adjudication.decided_at = now
         adjudication.gold = gold
         adjudication.save(update_fields=["status", "decided_by", "decided_at", "gold"])
-        task.status = TaskStatus.COMPLETED
-        task.completed_at = task.completed_at or now
-        task.resolved_at = now
-        task.save(update_fields=["status", "completed_at", "resolved_at"])
+        review_task_decide(task=task, now=now)
         audit_record(
             actor=actor,
             action="adjudication.decided",
@@ -83,7 +79,7 @@ def adjudication_decide(
             item_id=task.item_id,
             after={"labels": labels, "gold_id": gold.pk, "note": note},
         )
-        _after_gold(task, gold)
+        gold_follow_up(task=task, gold=gold)
     return gold
 
 
@@ -99,13 +95,10 @@ def adjudication_send_back(*, adjudication_id: int, lead: User, note: str) -> Re
         adjudication.decided_at = db_now()
         adjudication.note = (adjudication.note + "\n\n" if adjudication.note else "") + f"Lead: {note}"
         adjudication.save(update_fields=["status", "decided_by", "decided_at", "note"])
-        task.status = TaskStatus.OPEN
-        task.extra_annotations = max(
-            task.extra_annotations, task.annotation_count + 1 - task.queue.required_annotations
+        review_task_reopen(
+            task=task,
+            extra_annotations=max(task.extra_annotations, task.annotation_count + 1 - task.queue.required_annotations),
         )
-        task.completed_at = None
-        task.resolved_at = None
-        task.save(update_fields=["status", "extra_annotations", "completed_at", "resolved_at"])
         audit_record(
             actor=Actor.of(lead),
             action="adjudication.sent_back",

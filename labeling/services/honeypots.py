@@ -11,9 +11,9 @@ from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
 from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.db import db_now
 from reviewapp.models import ModelDecision, Queue, ReviewTask, TaskReason, TaskStatus
-from reviewapp.services.ingest import TaskSpec, insert_tasks
+from reviewapp.services.tasks import TaskSpec, review_task_open
 
-from .models import Annotation, GoldLabel, HoneypotCheck
+from ..models import Annotation, GoldLabel, HoneypotCheck
 
 
 def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -> int:
@@ -69,7 +69,7 @@ def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -
             )
             for g in candidates
         ]
-        created = insert_tasks(specs, actor=actor)
+        created = review_task_open(specs=specs, actor=actor)
         by_item = {(g.item_id, g.policy_id): g for g in candidates}
         HoneypotCheck.objects.bulk_create(
             HoneypotCheck(task_id=task_id, gold=by_item[(spec.item_id, spec.policy_id)]) for spec, task_id in created
