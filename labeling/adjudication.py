@@ -10,6 +10,7 @@ from django.db import transaction
 
 from reviewapp.audit import Actor, audit_record
 from reviewapp.db import db_now
+from reviewapp.errors import Conflict
 from reviewapp.models import ReviewTask, TaskReason, TaskStatus
 
 from .consensus import _after_gold
@@ -18,7 +19,7 @@ from .models import Adjudication, AdjudicationReason, AdjudicationStatus, GoldLa
 from .services import check_labels
 
 
-class AdjudicationClosed(Exception):
+class AdjudicationClosed(Conflict):
     """Someone else already decided or sent back this adjudication."""
 
 
