@@ -27,7 +27,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from ..context import current_request_id
-from ..errors import Conflict, Invalid, Refused
+from ..errors import Conflict, Invalid
 
 API_PREFIX = "/api/"
 # Messages quoted in `detail` when a validation error names several fields.
@@ -69,23 +69,22 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def refusal_response(exc: Exception) -> Response | None:
-    """409 for a `Conflict`, 400 for an `Invalid` or a Django `ValidationError`; None otherwise."""
+    """409 for a `Conflict`, 400 for an `Invalid` or a Django `ValidationError`; None otherwise.
+
+    The body is the one registered for the class with `@error_body`, else `{"detail", **extra}`,
+    else (a ValidationError) `{"detail": <its messages joined>}`.
+    """
+    body: Any
     if isinstance(exc, Conflict):
-        code = status.HTTP_409_CONFLICT
-    elif isinstance(exc, (Invalid, DjangoValidationError)):
-        code = status.HTTP_400_BAD_REQUEST
+        code, body = status.HTTP_409_CONFLICT, exc.body()
+    elif isinstance(exc, Invalid):
+        code, body = status.HTTP_400_BAD_REQUEST, exc.body()
+    elif isinstance(exc, DjangoValidationError):
+        code, body = status.HTTP_400_BAD_REQUEST, {"detail": " ".join(exc.messages)}
     else:
         return None
-    return Response(refusal_body(exc), status=code)
-
-
-def refusal_body(exc: Refused | DjangoValidationError) -> Any:
-    for cls in type(exc).__mro__:
-        if cls in ERROR_BODIES:
-            return ERROR_BODIES[cls](exc)
-    if isinstance(exc, Refused):
-        return exc.body()
-    return {"detail": " ".join(exc.messages)}
+    render = next((ERROR_BODIES[cls] for cls in type(exc).__mro__ if cls in ERROR_BODIES), None)
+    return Response(body if render is None else render(exc), status=code)
 
 
 def validation_error_body(data: Any) -> dict[str, Any]:
