@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import permissions, serializers, status
@@ -21,12 +20,13 @@ from rest_framework.views import APIView
 from labeling.models import Policy
 from reviewapp.access import is_lead
 from reviewapp.api.auth import token_actor
+from reviewapp.api.errors import error_body
 from reviewapp.api.serializers import ErrorSerializer
 from reviewapp.models import ServiceToken
 
 from .models import ModelVersion, PromotionDecision, RunTrigger, ThresholdProposal, TrainingRun
-from .services.rounds import RoundAlreadyActive, training_run_start
-from .services.thresholds import ProposalClosed, threshold_proposal_approve, threshold_proposal_reject
+from .services.rounds import InvalidRound, RoundAlreadyActive, training_run_start
+from .services.thresholds import threshold_proposal_approve, threshold_proposal_reject
 
 SCOPE = "models:write"
 
@@ -202,6 +202,17 @@ class ModelDetailView(APIView):
         return Response(ModelVersionOut(version).data)
 
 
+@error_body(RoundAlreadyActive)
+def round_in_progress_body(error: RoundAlreadyActive) -> dict[str, Any]:
+    """409 answers with the round in progress, so the client can follow that one instead."""
+    return RunOut(error.run).data
+
+
+@error_body(InvalidRound)
+def invalid_round_body(error: InvalidRound) -> dict[str, Any]:
+    return {"detail": "invalid round", "errors": error.message_dict}
+
+
 class RoundsView(APIView):
     permission_classes = [LeadOrModelsToken]
 
@@ -218,16 +229,9 @@ class RoundsView(APIView):
         params = dict(data.validated_data)
         policy = get_object_or_404(Policy, key=params.pop("policy"), is_active=True)
         user = request.user if isinstance(request.user, User) else None
-        try:
-            run = training_run_start(
-                policy=policy, actor=token_actor(request), params=params, trigger=RunTrigger.API, user=user
-            )
-        except RoundAlreadyActive as active:
-            return Response(RunOut(active.run).data, status=status.HTTP_409_CONFLICT)
-        except ValidationError as error:
-            return Response(
-                {"detail": "invalid round", "errors": error.message_dict}, status=status.HTTP_400_BAD_REQUEST
-            )
+        run = training_run_start(
+            policy=policy, actor=token_actor(request), params=params, trigger=RunTrigger.API, user=user
+        )
         return Response(RunOut(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -246,12 +250,7 @@ def _decide(request: Request, proposal_id: int, decision: str) -> Response:
     note = ThresholdNoteIn(data=request.data)
     note.is_valid(raise_exception=True)
     decide = threshold_proposal_approve if decision == "approve" else threshold_proposal_reject
-    try:
-        decide(proposal_id=proposal.pk, lead=cast(User, request.user), note=note.validated_data.get("note", ""))
-    except ProposalClosed as closed:
-        return Response({"detail": str(closed)}, status=status.HTTP_409_CONFLICT)
-    except ValidationError as error:
-        return Response({"detail": " ".join(error.messages)}, status=status.HTTP_400_BAD_REQUEST)
+    decide(proposal_id=proposal.pk, lead=cast(User, request.user), note=note.validated_data.get("note", ""))
     proposal.refresh_from_db()
     return Response(ProposalOut(proposal).data)
 

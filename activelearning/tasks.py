@@ -14,6 +14,8 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 
+from reviewapp.retry import HEAVY
+
 from .models import ModelStatus, ModelVersion, RunStage, RunTrigger, ScoringRun, TrainingRun
 from .services.evaluation import model_version_evaluate
 from .services.promotion import model_version_promote
@@ -23,14 +25,6 @@ from .services.selection import SelectionError, selection_round_run
 from .services.thresholds import thresholds_propose
 from .services.training import training_run_execute
 from .services.triggers import rounds_resume_stalled, rounds_start_due
-
-RETRY: dict[str, Any] = {
-    "acks_late": True,
-    "autoretry_for": (Exception,),
-    "retry_backoff": True,
-    "retry_backoff_max": 300,
-    "max_retries": 3,
-}
 
 
 class RoundTask(Task):
@@ -59,7 +53,7 @@ def _run_id(name: str, args: tuple, kwargs: dict) -> int | None:
     name="activelearning.retrain",
     time_limit=settings.AL_TRAIN_TIME_LIMIT,
     soft_time_limit=settings.AL_TRAIN_TIME_LIMIT - 60,
-    **RETRY,
+    **HEAVY,
 )
 def retrain(run_id: int) -> int | None:
     """Train and register the round's model, then continue the round (or end it for pipeline=train)."""
@@ -76,7 +70,7 @@ def retrain(run_id: int) -> int | None:
     return version.pk
 
 
-@shared_task(base=RoundTask, name="activelearning.evaluate", time_limit=1800, soft_time_limit=1740, **RETRY)
+@shared_task(base=RoundTask, name="activelearning.evaluate", time_limit=1800, soft_time_limit=1740, **HEAVY)
 def evaluate(version_id: int, run_id: int | None = None) -> None:
     metrics = model_version_evaluate(version_id=version_id)
     if run_id is not None:
@@ -84,7 +78,7 @@ def evaluate(version_id: int, run_id: int | None = None) -> None:
         round_continue(run_id, "promote", version_id, run_id, stage=RunStage.PROMOTING, message=summary)
 
 
-@shared_task(base=RoundTask, name="activelearning.promote", time_limit=1800, soft_time_limit=1740, **RETRY)
+@shared_task(base=RoundTask, name="activelearning.promote", time_limit=1800, soft_time_limit=1740, **HEAVY)
 def promote(version_id: int, run_id: int | None = None) -> str:
     decision = model_version_promote(version_id=version_id)
     if run_id is not None:
@@ -95,13 +89,13 @@ def promote(version_id: int, run_id: int | None = None) -> str:
     return decision.outcome
 
 
-@shared_task(base=RoundTask, name="activelearning.score_pool", time_limit=600, soft_time_limit=570, **RETRY)
+@shared_task(base=RoundTask, name="activelearning.score_pool", time_limit=600, soft_time_limit=570, **HEAVY)
 def score_pool(version_id: int, run_id: int | None = None) -> int:
     """Fan out one `score_chunk` per item id range (resumable: finished chunks are skipped)."""
     return pool_scoring_start(version_id=version_id, run_id=run_id).pk
 
 
-@shared_task(base=RoundTask, name="activelearning.score_chunk", time_limit=1800, soft_time_limit=1740, **RETRY)
+@shared_task(base=RoundTask, name="activelearning.score_chunk", time_limit=1800, soft_time_limit=1740, **HEAVY)
 def score_chunk(scoring_run_id: int, index: int) -> int:
     scored = pool_chunk_score(scoring_run_id=scoring_run_id, index=index)
     run_id = scoring_run_maybe_finish(scoring_run_id=scoring_run_id)
@@ -110,7 +104,7 @@ def score_chunk(scoring_run_id: int, index: int) -> int:
     return scored
 
 
-@shared_task(base=RoundTask, name="activelearning.select_batch", time_limit=1800, soft_time_limit=1740, **RETRY)
+@shared_task(base=RoundTask, name="activelearning.select_batch", time_limit=1800, soft_time_limit=1740, **HEAVY)
 def select_batch(run_id: int) -> int | None:
     """Select the round's batch from the pool scored in this round; continue to thresholds."""
     run = TrainingRun.objects.get(pk=run_id)
@@ -135,7 +129,7 @@ def select_batch(run_id: int) -> int | None:
     return selection.pk
 
 
-@shared_task(base=RoundTask, name="activelearning.propose_thresholds", time_limit=900, soft_time_limit=840, **RETRY)
+@shared_task(base=RoundTask, name="activelearning.propose_thresholds", time_limit=900, soft_time_limit=840, **HEAVY)
 def propose_thresholds(policy_id: int, run_id: int | None = None) -> int | None:
     """Propose routing thresholds for the policy's champion; a lead approves them on the models page."""
     champion = ModelVersion.objects.filter(policy_id=policy_id, status=ModelStatus.CHAMPION).first()
@@ -146,21 +140,21 @@ def propose_thresholds(policy_id: int, run_id: int | None = None) -> int | None:
     return proposal.pk if proposal else None
 
 
-@shared_task(name="activelearning.retrain_on_new_gold", time_limit=300, soft_time_limit=280, **RETRY)
+@shared_task(name="activelearning.retrain_on_new_gold", time_limit=300, soft_time_limit=280, **HEAVY)
 def retrain_on_new_gold() -> int:
     return len(rounds_start_due(trigger=RunTrigger.NEW_GOLD))
 
 
-@shared_task(name="activelearning.retrain_scheduled", time_limit=300, soft_time_limit=280, **RETRY)
+@shared_task(name="activelearning.retrain_scheduled", time_limit=300, soft_time_limit=280, **HEAVY)
 def retrain_scheduled() -> int:
     return len(rounds_start_due(trigger=RunTrigger.SCHEDULE))
 
 
-@shared_task(name="activelearning.resume_stalled_rounds", time_limit=300, soft_time_limit=280, **RETRY)
+@shared_task(name="activelearning.resume_stalled_rounds", time_limit=300, soft_time_limit=280, **HEAVY)
 def resume_stalled_rounds() -> int:
     return rounds_resume_stalled()
 
 
-@shared_task(name="activelearning.prune_pool_scores", time_limit=1800, soft_time_limit=1740, **RETRY)
+@shared_task(name="activelearning.prune_pool_scores", time_limit=1800, soft_time_limit=1740, **HEAVY)
 def prune_pool_scores() -> int:
     return pool_scores_prune()

@@ -10,6 +10,7 @@ from celery.signals import task_failure, task_retry, task_success
 from django.conf import settings
 
 from . import metrics
+from .retry import IDEMPOTENT, LATE_ACK
 from .services.ingest_jobs import (
     ingest_chunk_apply,
     ingest_chunk_fail,
@@ -21,13 +22,9 @@ from .services.leases import SWEEP_BATCH, task_leases_expire
 
 @shared_task(
     name="reviewapp.sweep_expired_leases",
-    acks_late=True,  # safe: the sweep is idempotent
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=5,
     time_limit=120,
     soft_time_limit=100,
+    **IDEMPOTENT,  # the sweep is idempotent
 )
 def sweep_expired_leases() -> int:
     """Release expired leases in bounded batches; re-enqueue itself while a full batch was found."""
@@ -37,16 +34,8 @@ def sweep_expired_leases() -> int:
     return released
 
 
-INGEST_RETRY: dict[str, Any] = {
-    "acks_late": True,  # safe: applying a chunk twice is a no-op, and a killed delivery leaves nothing
-    "autoretry_for": (Exception,),
-    "retry_backoff": True,
-    "retry_backoff_max": 300,
-    "max_retries": 5,
-}
-
-
-@shared_task(name="reviewapp.ingest_fan_out", time_limit=120, soft_time_limit=100, **INGEST_RETRY)
+# Ingest tasks are IDEMPOTENT: applying a chunk twice is a no-op, and a killed delivery leaves nothing.
+@shared_task(name="reviewapp.ingest_fan_out", time_limit=120, soft_time_limit=100, **IDEMPOTENT)
 def ingest_fan_out(job_id: int) -> int:
     """Send one `ingest_apply_chunk` per chunk of a new bulk ingest job."""
     return ingest_job_fan_out(job_id=job_id)
@@ -66,14 +55,14 @@ class IngestChunkTask(Task):
     name="reviewapp.ingest_apply_chunk",
     time_limit=300,
     soft_time_limit=270,
-    **INGEST_RETRY,
+    **IDEMPOTENT,
 )
 def ingest_apply_chunk(chunk_id: int) -> bool:
     """Apply one chunk of a bulk ingest job (idempotent: a chunk already applied is skipped)."""
     return ingest_chunk_apply(chunk_id=chunk_id)
 
 
-@shared_task(name="reviewapp.ingest_resend_stalled", acks_late=True, time_limit=120, soft_time_limit=100)
+@shared_task(name="reviewapp.ingest_resend_stalled", time_limit=120, soft_time_limit=100, **LATE_ACK)
 def ingest_resend_stalled() -> int:
     """Beat: re-send chunks whose task was lost (sent long ago, still pending)."""
     return ingest_chunks_resend_stalled(older_than=timedelta(seconds=settings.INGEST_JOB_STALL_SECONDS))

@@ -23,6 +23,7 @@ from activelearning.heads import HeadConfig
 from activelearning.strategies import STRATEGIES
 from labeling.models import Policy
 from reviewapp.audit import SYSTEM, Actor, audit_record
+from reviewapp.errors import Conflict
 from reviewapp.models import Queue, RoutingRule
 
 from ..models import ACTIVE_RUN_STATUSES, Encoder, ModelVersion, RunStage, RunStatus, RunTrigger, TrainingRun
@@ -45,12 +46,16 @@ STAGE_PROGRESS: dict[str, float] = {
 _HEAD_FIELDS = {f.name for f in fields(HeadConfig)}
 
 
-class RoundAlreadyActive(Exception):
+class RoundAlreadyActive(Conflict):
     """The policy already has a queued or running round (at most one at a time)."""
 
     def __init__(self, run: TrainingRun) -> None:
         super().__init__(f"round {run.pk} of {run.policy.key} is still {run.status}")
         self.run = run
+
+
+class InvalidRound(ValidationError):
+    """Round parameters that fail validation; `message_dict` names each bad field."""
 
 
 def review_queue_for(policy: Policy, queue_id: int | None = None) -> Queue | None:
@@ -100,7 +105,7 @@ def check_round_params(*, policy: Policy, raw: Mapping[str, Any]) -> dict[str, A
     if not errors and params["pipeline"] == "round" and review_queue_for(policy, params.get("queue_id")) is None:
         errors["queue_id"] = "no review queue: choose an active queue or add a '*' routing rule for the policy"
     if errors:
-        raise ValidationError(errors)
+        raise InvalidRound(errors)
     return params
 
 

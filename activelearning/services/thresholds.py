@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from reviewapp.audit import SYSTEM, Actor, audit_record
+from reviewapp.errors import Conflict
 from reviewapp.models import RoutingRule
 
 from ..models import ModelStatus, ModelVersion, ProposalStatus, ThresholdProposal
@@ -32,7 +33,7 @@ from .registry import head_probs
 MIN_SUPPORT = 5  # items on an automatic side, below which a threshold is not proposed
 
 
-class ProposalClosed(Exception):
+class ProposalClosed(Conflict):
     """The proposal was already decided or superseded."""
 
 

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from reviewapp.audit import Actor
+from reviewapp.retry import LATE_ACK
 
 from .jobs import export_files_prune, export_run
 from .models import DeliveryStatus, ExportJob, JobStatus, SnapshotBuild, WebhookDelivery
@@ -23,9 +24,9 @@ STALE_QUEUED = timedelta(minutes=10)
 
 @shared_task(
     name="exports.build_snapshot",
-    acks_late=True,
     time_limit=settings.EXPORT_JOB_TIME_LIMIT,
     soft_time_limit=settings.EXPORT_JOB_TIME_LIMIT - 60,
+    **LATE_ACK,
 )
 def build_snapshot(build_id: int) -> int | None:
     """Build the snapshot a lead or API client requested; returns its id."""
@@ -53,22 +54,22 @@ def build_snapshot(build_id: int) -> int | None:
 
 @shared_task(
     name="exports.export_file",
-    acks_late=True,
     time_limit=settings.EXPORT_JOB_TIME_LIMIT,
     soft_time_limit=settings.EXPORT_JOB_TIME_LIMIT - 60,
+    **LATE_ACK,
 )
 def export_file(job_id: int) -> None:
     export_run(job_id=job_id)
 
 
-@shared_task(bind=True, name="exports.deliver_webhook", acks_late=True, time_limit=60, soft_time_limit=50)
+@shared_task(bind=True, name="exports.deliver_webhook", time_limit=60, soft_time_limit=50, **LATE_ACK)
 def deliver_webhook(self, delivery_id: int) -> None:  # type: ignore[no-untyped-def]
     countdown = delivery_attempt(delivery_id=delivery_id)
     if countdown is not None:
         raise self.retry(countdown=countdown, max_retries=None)
 
 
-@shared_task(name="exports.sweep", acks_late=True, time_limit=120, soft_time_limit=100)
+@shared_task(name="exports.sweep", time_limit=120, soft_time_limit=100, **LATE_ACK)
 def sweep() -> dict[str, int]:
     """Beat: re-send lost work (queued builds and exports, overdue deliveries); prune old files."""
     now = timezone.now()

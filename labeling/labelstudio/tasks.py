@@ -10,21 +10,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from reviewapp.retry import LATE_ACK, remote_outage
+
 from .client import LabelStudioError, Unavailable
 from .models import Connection
 from .services import annotations_pull, project_sync, tasks_push
 
-SYNC_TASK_OPTIONS = {
-    "queue": "sync",
-    "acks_late": True,
-    "autoretry_for": (Unavailable,),
-    "retry_backoff": 2,
-    "retry_backoff_max": 600,
-    "retry_jitter": True,
-    "max_retries": 10,
-    "time_limit": 900,
-    "soft_time_limit": 840,
-}
+SYNC_TASK_OPTIONS = {"queue": "sync", "time_limit": 900, "soft_time_limit": 840, **remote_outage(Unavailable)}
 
 
 def _run(service, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -51,7 +43,7 @@ def sync_project(connection_id: int, recreate: bool = False, triggered_by: str =
     _run(project_sync, connection_id=connection_id, recreate=recreate, triggered_by=triggered_by)
 
 
-@shared_task(name="labelstudio.pull_all", queue="sync", acks_late=True, time_limit=60, soft_time_limit=50)
+@shared_task(name="labelstudio.pull_all", queue="sync", time_limit=60, soft_time_limit=50, **LATE_ACK)
 def pull_all() -> int:
     """Beat: one pull per active connection (each retried on its own)."""
     ids = list(Connection.objects.filter(is_active=True).values_list("pk", flat=True))

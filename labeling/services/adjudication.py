@@ -10,6 +10,7 @@ from django.db import transaction
 
 from reviewapp.audit import Actor, audit_record
 from reviewapp.db import db_now
+from reviewapp.errors import Conflict
 from reviewapp.models import ReviewTask, TaskReason
 from reviewapp.services.tasks import review_task_decide, review_task_reopen
 
@@ -19,7 +20,7 @@ from .consensus import gold_follow_up
 from .gold import gold_record
 
 
-class AdjudicationClosed(Exception):
+class AdjudicationClosed(Conflict):
     """Someone else already decided or sent back this adjudication."""
 
 

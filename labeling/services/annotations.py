@@ -15,6 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from reviewapp import metrics
 from reviewapp.audit import Actor, audit_event, audit_record
 from reviewapp.db import db_now
+from reviewapp.errors import Conflict
 from reviewapp.models import ReviewTask, TaskStatus
 from reviewapp.services.tasks import review_task_count_answer, review_task_retract_answer
 
@@ -27,7 +28,7 @@ MAX_HANDLE_TIME_MS = 24 * 3600 * 1000
 EXTERNAL_SOURCES = frozenset({AnnotationSource.LABEL_STUDIO, AnnotationSource.IMPORT})
 
 
-class SubmissionRejected(Exception):
+class SubmissionRejected(Conflict):
     """The answer was not recorded as an annotation (it is kept in the audit log); say why."""
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -45,16 +44,13 @@ class AppealsView(APIView):
         data = AppealIn(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        try:
-            opened = appeal_open(
-                source=values["source"],
-                external_id=values["external_id"],
-                policy_key=values["policy"],
-                external_ref=values["appeal_id"],
-                statement=values["statement"],
-                actor=token_actor(request),
-            )
-        except ValidationError as error:
-            return Response({"detail": " ".join(error.messages)}, status=status.HTTP_400_BAD_REQUEST)
+        opened = appeal_open(
+            source=values["source"],
+            external_id=values["external_id"],
+            policy_key=values["policy"],
+            external_ref=values["appeal_id"],
+            statement=values["statement"],
+            actor=token_actor(request),
+        )
         code = status.HTTP_201_CREATED if opened.created else status.HTTP_200_OK
         return Response(AppealOut(opened.appeal).data, status=code)

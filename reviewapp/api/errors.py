@@ -1,27 +1,41 @@
-"""API errors: one JSON shape, and the HTTP statuses DRF lacks.
+"""API errors: one JSON shape, the HTTP statuses DRF lacks, and the one place service refusals
+become statuses.
 
 Every error body is `{"detail": "<one readable sentence>"}`; validation errors add `errors`, the
 field-by-field messages. The OpenAPI schema documents that shape for every status an operation
 can answer with (`document_error_responses`), so clients and the schemathesis tests agree.
+
+Views do not catch service exceptions: `exception_handler` maps the `reviewapp.errors` family
+(`Conflict` → 409, `Invalid` → 400) and Django's `ValidationError` (→ 400, its messages joined).
+An API whose refusal carries more than a sentence (the round already running, say) declares its
+body once with `@error_body(ExceptionClass)` beside its serializers.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from ..context import current_request_id
+from ..errors import Conflict, Invalid
 
 API_PREFIX = "/api/"
 # Messages quoted in `detail` when a validation error names several fields.
 SUMMARY_MESSAGES = 3
+
+E = TypeVar("E", bound=Exception)
+# Exception class → the function that renders its JSON body; filled by `@error_body`.
+ERROR_BODIES: dict[type[Exception], Callable[[Any], Any]] = {}
 
 
 class PayloadTooLarge(APIException):
@@ -30,13 +44,47 @@ class PayloadTooLarge(APIException):
     default_code = "payload_too_large"
 
 
+def error_body(exception_class: type[E]) -> Callable[[Callable[[E], Any]], Callable[[E], Any]]:
+    """Register how the API renders `exception_class` (and its subclasses); the status still
+    comes from its family. For refusals whose body is more than `{"detail", **extra}`."""
+
+    def register(render: Callable[[E], Any]) -> Callable[[E], Any]:
+        ERROR_BODIES[exception_class] = render
+        return render
+
+    return register
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(str(exc) or None)
+    refusal = refusal_response(exc)
+    if refusal is not None:
+        set_rollback()  # as DRF does for the errors it handles
+        return refusal
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, ValidationError):
         response.data = validation_error_body(response.data)
     return response
+
+
+def refusal_response(exc: Exception) -> Response | None:
+    """409 for a `Conflict`, 400 for an `Invalid` or a Django `ValidationError`; None otherwise.
+
+    The body is the one registered for the class with `@error_body`, else `{"detail", **extra}`,
+    else (a ValidationError) `{"detail": <its messages joined>}`.
+    """
+    body: Any
+    if isinstance(exc, Conflict):
+        code, body = status.HTTP_409_CONFLICT, exc.body()
+    elif isinstance(exc, Invalid):
+        code, body = status.HTTP_400_BAD_REQUEST, exc.body()
+    elif isinstance(exc, DjangoValidationError):
+        code, body = status.HTTP_400_BAD_REQUEST, {"detail": " ".join(exc.messages)}
+    else:
+        return None
+    render = next((ERROR_BODIES[cls] for cls in type(exc).__mro__ if cls in ERROR_BODIES), None)
+    return Response(body if render is None else render(exc), status=code)
 
 
 def validation_error_body(data: Any) -> dict[str, Any]:

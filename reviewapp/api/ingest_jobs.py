@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..models import IngestJob, IngestJobStatus, ServiceToken
-from ..services.ingest_jobs import ERRORS_PAGE, NoValidRows, UnreadableRow, ingest_job_create, ingest_job_errors
+from ..services.ingest_jobs import ERRORS_PAGE, UnreadableRow, ingest_job_create, ingest_job_errors
 from .auth import HasScope, token_actor
 from .errors import PayloadTooLarge
 from .parsers import strict_json_loads
@@ -155,15 +155,7 @@ class IngestJobsView(APIView):
     )
     def post(self, request: Request) -> Response:
         rows = _job_rows(request.data)
-        try:
-            job = ingest_job_create(rows=rows, actor=token_actor(request), token=_token(request))
-        except NoValidRows as error:
-            body: dict[str, Any] = {
-                "detail": "No row is valid; nothing was stored.",
-                "rows_rejected": len(error.errors),
-                "errors": error.errors[:ERRORS_PAGE],
-            }
-            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        job = ingest_job_create(rows=rows, actor=token_actor(request), token=_token(request))
         body = _job_body(request, IngestJob.objects.get(pk=job.pk))
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -10,11 +9,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling.models import AnnotationSource
-from labeling.services.annotations import SubmissionRejected, annotation_submit
+from labeling.services.annotations import annotation_submit
 
 from ..access import access_queue, access_task
 from ..projection import task_projection
-from ..services.claims import ClaimError, task_claim_next, task_escalate, task_lease_renew, task_release
+from ..services.claims import task_claim_next, task_escalate, task_lease_renew, task_release
 from .auth import ActsForPerson
 from .serializers import ErrorSerializer
 
@@ -136,22 +135,17 @@ class TaskAnnotationsView(_ReviewerView):
     def post(self, request: Request, task_id: int) -> Response:
         task = access_task(request.user, task_id)
         data = _valid(AnnotationIn, request.data)
-        try:
-            result = annotation_submit(
-                task_id=task.pk,
-                reviewer=request.user,
-                submission_id=data["submission_id"],
-                labels=data["labels"],
-                severity=data["severity"],
-                rationale=data["rationale"],
-                handle_time_ms=data["handle_time_ms"],
-                policy_version_id=data["policy_version"],
-                source=AnnotationSource.API,
-            )
-        except ValidationError as error:
-            return Response({"detail": " ".join(error.messages)}, status=status.HTTP_400_BAD_REQUEST)
-        except SubmissionRejected as error:
-            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        result = annotation_submit(
+            task_id=task.pk,
+            reviewer=request.user,
+            submission_id=data["submission_id"],
+            labels=data["labels"],
+            severity=data["severity"],
+            rationale=data["rationale"],
+            handle_time_ms=data["handle_time_ms"],
+            policy_version_id=data["policy_version"],
+            source=AnnotationSource.API,
+        )
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(AnnotationOut(result).data, status=code)
 
@@ -165,10 +159,7 @@ class TaskLeaseView(_ReviewerView):
     )
     def post(self, request: Request, task_id: int) -> Response:
         task = access_task(request.user, task_id)
-        try:
-            expires = task_lease_renew(task_id=task.pk, reviewer=request.user)
-        except ClaimError as error:
-            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        expires = task_lease_renew(task_id=task.pk, reviewer=request.user)
         return Response({"lease_expires_at": expires})
 
 
@@ -182,10 +173,7 @@ class TaskReleaseView(_ReviewerView):
     def post(self, request: Request, task_id: int) -> Response:
         task = access_task(request.user, task_id)
         data = _valid(ReasonIn, request.data)
-        try:
-            task_release(task_id=task.pk, reviewer=request.user, reason=data["reason"])
-        except ClaimError as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        task_release(task_id=task.pk, reviewer=request.user, reason=data["reason"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -199,10 +187,7 @@ class TaskEscalateView(_ReviewerView):
     def post(self, request: Request, task_id: int) -> Response:
         task = access_task(request.user, task_id)
         data = _valid(NoteIn, request.data)
-        try:
-            task_escalate(task_id=task.pk, reviewer=request.user, note=data["note"])
-        except ClaimError as error:
-            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        task_escalate(task_id=task.pk, reviewer=request.user, note=data["note"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -29,6 +29,7 @@ from labeling.models import Policy
 from .. import metrics
 from ..audit import Actor
 from ..context import current_request_id
+from ..errors import Conflict, Invalid
 from ..models import ContentItem, ModelDecision, Queue, ReviewTask, TaskStatus
 
 M = TypeVar("M", bound=models.Model)
@@ -38,8 +39,12 @@ class ClaimError(Exception):
     """A claim-related request that cannot be honoured; the message is shown to the reviewer."""
 
 
-class LeaseLost(ClaimError):
-    pass
+class LeaseLost(ClaimError, Conflict):
+    """The reviewer no longer holds the task (expired, released, or decided meanwhile)."""
+
+
+class ReasonMissing(ClaimError, Invalid):
+    """A skip without a reason."""
 
 
 @dataclass(frozen=True)
@@ -284,7 +289,7 @@ def task_release(*, task_id: int, reviewer: User, reason: str) -> None:
     """
     reason = reason.strip()[:200]
     if not reason:
-        raise ClaimError("Say why you are skipping this item.")
+        raise ReasonMissing("Say why you are skipping this item.")
     with _server_bound_cursor() as cursor:
         cursor.execute(
             _RELEASE_SQL,

@@ -34,6 +34,7 @@ from django.db.models.functions import Now
 
 from ..audit import SYSTEM, Actor, audit_record
 from ..context import current_request_id
+from ..errors import Invalid
 from ..models import IngestChunk, IngestChunkStatus, IngestJob, IngestJobStatus, ServiceToken
 from .ingest import IngestResult, decisions_ingest
 from .validation import RowError, check_decision_row
@@ -52,11 +53,12 @@ class UnreadableRow:
     message: str
 
 
-class NoValidRows(Exception):
-    """No row of a job passed the checks on receipt, so nothing was stored."""
+class NoValidRows(Invalid):
+    """No row of a job passed the checks on receipt, so nothing was stored. The API body quotes
+    the first ERRORS_PAGE row errors; `errors` keeps them all."""
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__(f"no valid row ({len(errors)} rejected)")
+        super().__init__("No row is valid; nothing was stored.", rows_rejected=len(errors), errors=errors[:ERRORS_PAGE])
         self.errors = errors
 
 

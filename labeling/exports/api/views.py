@@ -6,9 +6,9 @@ service, render.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC
-from typing import Any, TypeVar
+from typing import Any
 
 import django_filters
 from django.conf import settings
@@ -17,7 +17,7 @@ from django.db.models import Max, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import BaseParser
@@ -49,7 +49,6 @@ from .serializers import (
 )
 
 EXPORT_READ, EXPORT_WRITE = "export:read", "export:write"
-T = TypeVar("T")
 
 
 class ExportScopes(APIView):
@@ -60,14 +59,6 @@ class ExportScopes(APIView):
     @property
     def required_scope(self) -> str:
         return EXPORT_READ if self.request.method in SAFE_METHODS else EXPORT_WRITE
-
-
-def _service(function: Callable[..., T], **kwargs: Any) -> T:
-    """Call a service; its Django ValidationError becomes a 400 with the message."""
-    try:
-        return function(**kwargs)
-    except DjangoValidationError as error:
-        raise ValidationError({"detail": " ".join(error.messages)}) from None
 
 
 class DatasetCursor(CursorPagination):
@@ -157,8 +148,8 @@ class DatasetListView(ExportScopes, generics.ListAPIView):
         given = DatasetCreateSerializer(data=request.data)
         given.is_valid(raise_exception=True)
         data = dict(given.validated_data)
-        filters = _service(SnapshotFilter.from_json, data=_jsonable(data.pop("filters", None)))
-        dataset = _service(dataset_create, filters=filters, actor=token_actor(request), **data)
+        filters = SnapshotFilter.from_json(data=_jsonable(data.pop("filters", None)))
+        dataset = dataset_create(filters=filters, actor=token_actor(request), **data)
         return Response(DatasetSerializer(_datasets().get(pk=dataset.pk)).data, status=status.HTTP_201_CREATED)
 
 
@@ -215,11 +206,9 @@ class VersionListView(ExportScopes, generics.ListAPIView):
         given = VersionCreateSerializer(data=request.data)
         given.is_valid(raise_exception=True)
         raw = _jsonable(given.validated_data["filters"]) if "filters" in given.validated_data else dataset.filters
-        filters = _service(SnapshotFilter.from_json, data=raw)
+        filters = SnapshotFilter.from_json(data=raw)
         user = request.user if getattr(request.user, "pk", None) else None
-        made = _service(
-            snapshot_request, dataset=dataset, filters=filters, actor=token_actor(request), requested_by=user
-        )
+        made = snapshot_request(dataset=dataset, filters=filters, actor=token_actor(request), requested_by=user)
         if isinstance(made, SnapshotBuild):
             body = BuildSerializer(made).data
             return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
