@@ -42,17 +42,9 @@ from labeling.agreement import (
 )
 from labeling.datasets import DatasetRecord, read_convabuse, read_toxic_spans
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TOL = 1e-9
 
 Units = list[dict[str, str]]
-
-
-def dataset_dir(name: str, marker_file: str) -> Path:
-    folder = SHARED_DATA / name
-    if not (folder / marker_file).is_file():
-        pytest.skip(f"{name} data not found at {folder} (expected ../shared/data beside the repository)")
-    return folder
 
 
 def first_answers(records: Iterable[DatasetRecord]) -> Iterator[tuple[str, str, str]]:
@@ -63,9 +55,8 @@ def first_answers(records: Iterable[DatasetRecord]) -> Iterator[tuple[str, str, 
 
 
 @pytest.fixture(scope="module")
-def toxic_units() -> Units:
-    root = dataset_dir("toxic-spans", "data_annotations.csv")
-    return units_from_triples(first_answers(read_toxic_spans(root)), on_repeat="error")
+def toxic_units(toxic_spans_dir: Path) -> Units:
+    return units_from_triples(first_answers(read_toxic_spans(toxic_spans_dir)), on_repeat="error")
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +66,8 @@ def toxic_prefix(toxic_units: Units) -> Units:
 
 
 @pytest.fixture(scope="module")
-def convabuse_units() -> Units:
-    root = dataset_dir("convabuse", "ConvAbuseEMNLPfull.csv")
-    return units_from_triples(first_answers(read_convabuse(root)), on_repeat="error")
+def convabuse_units(convabuse_dir: Path) -> Units:
+    return units_from_triples(first_answers(read_convabuse(convabuse_dir)), on_repeat="error")
 
 
 # --- reference inputs --------------------------------------------------------------------

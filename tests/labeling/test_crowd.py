@@ -32,26 +32,7 @@ from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
 from reviewapp.services.imports import DATASET_POLICIES, items_import, policy_ensure
 from tests.factories import UserFactory
 
-# The public datasets live beside the repository (../shared/data), never inside it.
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 LIMIT = 300
-
-
-def _dataset(name: str, marker_file: str) -> Path:
-    folder = SHARED_DATA / name
-    if not (folder / marker_file).is_file():
-        pytest.skip(f"{name} data not found at {folder} (expected ../shared/data beside the repository)")
-    return folder
-
-
-@pytest.fixture
-def toxic_spans_dir() -> Path:
-    return _dataset("toxic-spans", "data_comments.csv")
-
-
-@pytest.fixture
-def convabuse_dir() -> Path:
-    return _dataset("convabuse", "ConvAbuseEMNLPfull.csv")
 
 
 def run(*args: str) -> str:

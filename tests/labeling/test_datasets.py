@@ -21,24 +21,6 @@ from labeling.datasets import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
-
-def dataset_dir(name: str, marker_file: str) -> Path:
-    folder = SHARED_DATA / name
-    if not (folder / marker_file).is_file():
-        pytest.skip(f"{name} data not found at {folder} (expected ../shared/data beside the repository)")
-    return folder
-
-
-@pytest.fixture
-def toxic_spans_dir() -> Path:
-    return dataset_dir("toxic-spans", "data_comments.csv")
-
-
-@pytest.fixture
-def convabuse_dir() -> Path:
-    return dataset_dir("convabuse", "ConvAbuseEMNLPfull.csv")
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
