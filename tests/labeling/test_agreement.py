@@ -142,6 +142,7 @@ def units_from_counts(table: list[list[int]], categories: tuple[str, ...]) -> Un
 # --- Krippendorff's alpha ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_alpha_matches_krippendorff_on_toxic_spans_worker_matrix(toxic_prefix: Units) -> None:
     expected = krippendorff.alpha(reliability_data=rater_matrix(toxic_prefix), level_of_measurement="nominal")
     assert krippendorff_alpha(toxic_prefix) == pytest.approx(expected, abs=TOL)
@@ -195,6 +196,7 @@ def test_fleiss_matches_the_published_psychiatric_diagnosis_example() -> None:
     assert fleiss_kappa(units, n_raters=6) == pytest.approx(statsmodels_fleiss_kappa(FLEISS_1971), abs=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_raters", [3, 7])
 def test_fleiss_matches_statsmodels_on_toxic_spans_comments_with_n_workers(toxic_units: Units, n_raters: int) -> None:
     subset = [unit for unit in toxic_units if len(unit) == n_raters]

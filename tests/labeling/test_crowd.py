@@ -84,6 +84,7 @@ def test_crowd_username_is_a_valid_django_username() -> None:
     UnicodeUsernameValidator()(odd)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 class TestToxicSpans:
     def test_each_crowd_label_becomes_an_annotation_by_its_worker(self, toxic_spans_dir: Path) -> None:
@@ -176,6 +177,7 @@ class TestToxicSpans:
         assert from_db == pytest.approx(reference, abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 class TestConvAbuse:
     def test_annotations_gold_and_adjudications(self, convabuse_dir: Path) -> None:
@@ -231,6 +233,7 @@ def test_as_annotations_refuses_files_without_per_annotator_labels(tmp_path: Pat
     assert not ReviewTask.objects.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_seed_demo_loads_real_data_as_crowd_annotations(toxic_spans_dir: Path, tmp_path: Path) -> None:
     out = io.StringIO()

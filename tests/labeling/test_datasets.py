@@ -49,6 +49,7 @@ class TestToxicSpansRealData:
         }
 
     # Its speed (under 10 s) is measured by bench/agreement.py, not asserted here.
+    @pytest.mark.slow
     def test_full_read_excludes_quiz_comment_and_keeps_spans_inside_text(self, toxic_spans_dir: Path) -> None:
         stats = ReadStats()
         records = list(read_toxic_spans(toxic_spans_dir, stats=stats))
@@ -168,6 +169,7 @@ class TestConvAbuseRealData:
         assert annotators.count(("Annotator1", True)) == 1
 
     # Its speed (under 10 s) is measured by bench/agreement.py, not asserted here.
+    @pytest.mark.slow
     def test_full_read_ids_are_unique_and_stable(self, convabuse_dir: Path) -> None:
         records = list(read_convabuse(convabuse_dir))
         ids = [r.external_id for r in records]

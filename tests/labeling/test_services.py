@@ -152,6 +152,7 @@ def _wait_until_blocked_on_lock(timeout: float = 10.0) -> None:
     raise AssertionError("the submission never waited for the claim's row lock")
 
 
+@pytest.mark.slow
 def test_race_submit_after_expiry_loses_to_a_claim_in_flight(transactional_db, policy, queue) -> None:
     """Deterministic: B's claim holds the task row lock when A's late submission arrives; A must wait
     for B to commit, then see B's lease and be rejected (and audited), never both annotating."""
