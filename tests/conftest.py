@@ -2,8 +2,10 @@
 
 Tiers (pyproject.toml declares the markers; `make test-fast` leaves out all of them, `make test`
 only `soak`): the folder gives `browser`, `labelstudio` and `faults` (added below, so moving a
-test between tiers is moving its file); `worker` and `slow` are marked in the test files, on the
-test when a file mixes fast and slow tests.
+test between tiers is moving its file; a test elsewhere that needs one of those servers carries the
+marker itself, e.g. tests/exports/test_label_studio_import.py); `worker` and `slow` are marked in
+the test files, on the test when a file mixes fast and slow tests. Locally, `--reuse-db` skips
+re-creating the test database (never on CI: a stale schema would hide a migration bug).
 """
 
 from __future__ import annotations
