@@ -1,6 +1,9 @@
 # Developer and CI entry points. The service logic lives in reviewapp/stack.py.
 #   make run                        migrate, seed demo data, start web + worker + beat
-#   make test PYTEST_ARGS='-x -q'   run the tests against ready PostgreSQL/Redis
+#   make test PYTEST_ARGS='-x -q'   the full gate (CI): every test but soak, against ready PostgreSQL/Redis
+#   make test-fast                  the edit-test loop (< 2 min on 2 cores): leaves out the tiers
+#                                   slow, worker, browser, labelstudio, faults (and soak); no Chromium
+#   make data                       fetch Toxic Spans + ConvAbuse into REVIEWAPP_DATA_DIR, check sha256
 #   make audit                      known vulnerabilities in the pinned requirements (pip-audit)
 #   make soak                       minutes of repeated PostgreSQL/Redis restarts under load
 #   make stop / make clean          stop the project-local servers / also delete .run/
@@ -11,7 +14,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BOOTSTRAP_PYTHON := $(shell command -v python3.11 || command -v python3)
 
-.PHONY: venv run test soak lint audit stop clean system-deps bench
+.PHONY: venv run test test-fast data soak lint audit stop clean system-deps bench
 
 venv: $(STAMP)
 
@@ -27,6 +30,20 @@ run: venv
 
 test: venv system-deps
 	$(PY) -m reviewapp.stack test $(PYTEST_ARGS)
+
+# Test tiers are pytest markers (pyproject.toml): browser, labelstudio and faults by folder
+# (tests/conftest.py), worker and slow marked in the test files. No cache provider: nothing is
+# written into the tree, and a run never depends on an earlier one. Locally, PYTEST_ARGS=--reuse-db
+# keeps the test database between runs (never on CI: a stale schema would hide a migration bug).
+FAST_TIERS := not (slow or worker or browser or labelstudio or faults or soak)
+test-fast: venv
+	$(PY) -m reviewapp.stack test -m "$(FAST_TIERS)" -p no:cacheprovider -q $(PYTEST_ARGS)
+
+# The public datasets, from their upstream repositories, into REVIEWAPP_DATA_DIR (default
+# ../shared/data when it exists, else .data/); refuses any file whose sha256 is not the pinned one.
+# Standard library only, so it needs no virtualenv.
+data:
+	$(BOOTSTRAP_PYTHON) -m tools.data
 
 # Fault tests that take minutes: repeated restarts of private PostgreSQL/Redis servers under
 # load (tests/faults). Each prints one summary line of what it verified.

@@ -1,6 +1,6 @@
 """Active-learning simulation: labels each query strategy needs to reach 95 % of full-data macro-F1.
 
-    python bench/al_simulation.py                       # Toxic Spans + ConvAbuse from ../shared/data
+    python bench/al_simulation.py                       # Toxic Spans + ConvAbuse from REVIEWAPP_DATA_DIR
     python bench/al_simulation.py --dataset my.csv --format csv --text-col body --label-col verdict
     python bench/al_simulation.py --time-retrain 100000  # head retrain time on 384-dim embeddings
 
@@ -53,8 +53,10 @@ from activelearning.simulation import (  # noqa: E402
     subsample,
 )
 from activelearning.strategies import STRATEGIES  # noqa: E402
+from tools.data import data_dir  # noqa: E402
 
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# REVIEWAPP_DATA_DIR (default ../shared/data beside the clone; `make data` fetches it).
+SHARED_DATA = data_dir()
 DEFAULT_DATASETS: list[tuple[Path, DatasetFormat]] = [
     (SHARED_DATA / "toxic-spans", "toxic-spans"),
     (SHARED_DATA / "convabuse", "convabuse"),
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, float]] = {}
     for path, fmt in sources:
         if not path.exists():
-            print(f"# skipped {fmt}: {path} not found (expected ../shared/data beside the repository)")
+            print(f"# skipped {fmt}: {path} not found (run `make data`, or set REVIEWAPP_DATA_DIR)")
             continue
         dataset = load_dataset(
             path, fmt, text_col=args.text_col, label_col=args.label_col, positive=args.positive_label

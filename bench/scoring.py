@@ -7,7 +7,7 @@ Needs DATABASE_URL and CELERY_BROKER_URL (`make bench` provides them). Works in 
 (`bench-al-scoring`, `bench-al-training`) consumed by a worker it starts, so no other worker or
 database is touched. Artifacts go to REVIEWAPP_MODEL_DIR/<bench database>/ and are deleted.
 
-Data: comments of Toxic Spans (../shared/data/toxic-spans) when present, made distinct by a
+Data: comments of Toxic Spans (REVIEWAPP_DATA_DIR/toxic-spans, `make data`) when present, made distinct by a
 suffix when more are asked for than the file has; otherwise synthetic sentences. Each encoder's
 phase adds a policy and its items; the first 400 get gold labels and train the model (through
 the same services a round uses). Its pool is every item without gold under that policy, the
@@ -49,9 +49,11 @@ sys.path.insert(0, str(ROOT))
 
 from _db import bench_database_url, recreate_database  # noqa: E402
 
+from tools.data import data_dir  # noqa: E402
+
 SCORING_QUEUE = "bench-al-scoring"
 TRAINING_QUEUE = "bench-al-training"
-TOXIC_SPANS = ROOT.parent / "shared" / "data" / "toxic-spans"
+TOXIC_SPANS = data_dir() / "toxic-spans"
 N_GOLD = 400
 WORDS = tuple(
     [

@@ -329,6 +329,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
 }
 
+# Public datasets (Toxic Spans, ConvAbuse) read by the tests, the demo (`seed_demo --data`) and the
+# benchmarks. Default: ../shared/data beside the clone when it exists (as on CI), else .data/ in the
+# clone, where `make data` (tools/data.py, same rule) fetches them. Never committed to the repository.
+_SHARED_DATA = BASE_DIR.parent / "shared" / "data"
+REVIEWAPP_DATA_DIR = (
+    Path(os.environ.get("REVIEWAPP_DATA_DIR") or (_SHARED_DATA if _SHARED_DATA.is_dir() else BASE_DIR / ".data"))
+    .expanduser()
+    .resolve()
+)
+
 # Active learning (activelearning/). Model artifacts live in REVIEWAPP_MODEL_DIR/<database name>/,
 # a volume shared by every worker that trains or scores. Training and pool scoring run on their
 # own Celery queues (names configurable so a bench or a GPU pool can take them apart).

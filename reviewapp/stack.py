@@ -33,7 +33,8 @@ Environment variables read here:
 
 * `DATABASE_URL`, `CELERY_BROKER_URL`: use these services instead of finding or starting any.
 * `PORT`: web port for `run` (default 8000).
-* `DEMO_DATA`: passed to `manage.py seed_demo --data` by `run`.
+* `DEMO_DATA`: passed to `manage.py seed_demo --data` by `run`, e.g.
+  `DEMO_DATA=../shared/data/convabuse` (the public datasets live in REVIEWAPP_DATA_DIR; `make data`).
 * `DJANGO_DEBUG`: `run` sets it to 1 unless it is set.
 * `DJANGO_SECRET_KEY`: `run` generates one into `.run/secret_key` (mode 0600) when unset;
   `test` uses a fixed, non-secret value when unset.

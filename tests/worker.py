@@ -103,3 +103,12 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):  # type: 
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def unacked_deliveries_older_than(seconds: float) -> bool:
+    """True when the broker holds unacknowledged deliveries and the newest is older than `seconds`:
+    what a worker starting with that visibility timeout needs to hand them out again. Reads kombu's
+    Redis transport index (delivery tag → delivery time)."""
+    with app.connection_for_write() as conn:
+        newest = conn.default_channel.client.zrange("unacked_index", -1, -1, withscores=True)
+    return bool(newest) and time.time() - newest[0][1] > seconds

@@ -32,6 +32,7 @@ def head() -> TrainedHead:
     )
 
 
+@pytest.mark.slow
 def test_round_trip_gives_identical_predictions(tmp_path: Path, head: TrainedHead) -> None:
     x = np.random.default_rng(1).normal(size=(30, 6)).astype(np.float32)
     info = save_model(tmp_path / "model.pt", head, encoder=ENCODER, metadata={"snapshot": "ds-7", "f1": 0.71})
@@ -60,6 +61,7 @@ def test_hashed_ngram_model_round_trips(tmp_path: Path) -> None:
     assert loaded.encoder == encoder.config()
 
 
+@pytest.mark.slow
 def test_sha256_is_the_files_and_a_mismatch_is_refused(tmp_path: Path, head: TrainedHead) -> None:
     info = save_model(tmp_path / "model.pt", head, encoder=ENCODER)
     assert info.sha256 == hashlib.sha256(info.path.read_bytes()).hexdigest() == file_sha256(info.path)
@@ -68,6 +70,7 @@ def test_sha256_is_the_files_and_a_mismatch_is_refused(tmp_path: Path, head: Tra
         load_model(info.path, expected_sha256="0" * 64)
 
 
+@pytest.mark.slow
 def test_failed_write_leaves_no_partial_file_and_keeps_the_old_one(
     tmp_path: Path, head: TrainedHead, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,6 +88,7 @@ def test_failed_write_leaves_no_partial_file_and_keeps_the_old_one(
     assert file_sha256(tmp_path / "model.pt") == old.sha256
 
 
+@pytest.mark.slow
 def test_process_killed_before_the_rename_leaves_no_artifact(tmp_path: Path, head: TrainedHead) -> None:
     # The worst moment to die: every byte is in the temp file, the rename has not happened yet.
     script = textwrap.dedent(

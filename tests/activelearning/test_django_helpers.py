@@ -7,7 +7,7 @@ not_violating), from the crowd-majority label of each item:
   that beats a baseline;
 - Toxic Spans (CC0): toxic vs not among already-flagged comments, hard from a few hundred
   labels (ROC-AUC ≈ 0.57) — a realistic weak model.
-Tests skip with a reason when ../shared/data is absent.
+Tests skip, naming `make data`, when the datasets are not in REVIEWAPP_DATA_DIR.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from activelearning.services.registry import model_root
 from labeling.datasets import read_convabuse, read_toxic_spans
 from labeling.models import GoldLabel, Policy
 from reviewapp.models import ContentItem, Queue
+from tests.conftest import dataset_dir
 from tests.factories import PolicyFactory, QueueFactory, RoutingRuleFactory
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 READERS = {
-    "toxic-spans": (read_toxic_spans, "data_comments.csv", "toxic"),
-    "convabuse": (read_convabuse, "ConvAbuseEMNLPfull.csv", "abusive"),
+    "toxic-spans": (read_toxic_spans, "toxic"),
+    "convabuse": (read_convabuse, "abusive"),
 }
 # Small and fast: hashed n-grams into a small table, a small hidden layer, few bootstrap resamples.
 FAST_ROUND: dict[str, Any] = {
@@ -44,10 +44,8 @@ _CACHE: dict[tuple[str, int], list] = {}
 
 def records(dataset: str, limit: int) -> list:
     """The first `limit` records of a shared dataset that have a crowd-majority label."""
-    reader, marker, _ = READERS[dataset]
-    folder = SHARED_DATA / dataset
-    if not (folder / marker).is_file():
-        pytest.skip(f"{dataset} not found at {folder} (expected ../shared/data beside the repository)")
+    reader, _ = READERS[dataset]
+    folder = dataset_dir(dataset)
     if (dataset, limit) not in _CACHE:
         _CACHE[(dataset, limit)] = [r for r in reader(folder, limit=limit) if r.label is not None]
     return _CACHE[(dataset, limit)]
@@ -73,7 +71,7 @@ def load_items(policy: Policy, dataset: str, *, items: int, gold: int) -> tuple[
         )
         for i, r in enumerate(rows)
     )
-    harmful = READERS[dataset][2]
+    harmful = READERS[dataset][1]
     version = policy.current_version()
     GoldLabel.objects.bulk_create(
         GoldLabel(

@@ -21,7 +21,8 @@ from reviewapp.models import AuditEvent, RoutingRule
 from tests.activelearning.test_django_helpers import FAST_ROUND, al_policy, load_items, model_files  # noqa: F401 (fixture)
 from tests.factories import UserFactory
 
-pytestmark = pytest.mark.usefixtures("model_files")
+# Slow tier: trains and evaluates real models on real data.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("model_files")]
 # A challenger that barely trains: one epoch at a learning rate that moves nothing.
 CRIPPLED = {"head": {**FAST_ROUND["head"], "max_epochs": 1, "lr": 1e-6, "embedding_lr": 1e-6}}
 

@@ -26,7 +26,8 @@ from reviewapp.audit import SYSTEM
 from reviewapp.models import AuditEvent, ReviewTask, TaskReason
 from tests.activelearning.test_django_helpers import FAST_ROUND, al_policy, load_items, model_files  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.usefixtures("model_files")
+# Slow tier: trains and evaluates real models on real data.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("model_files")]
 
 
 @pytest.fixture

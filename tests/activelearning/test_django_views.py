@@ -51,6 +51,7 @@ def champion(db, django_capture_on_commit_callbacks):  # type: ignore[no-untyped
     return version
 
 
+@pytest.mark.slow
 def test_models_page_shows_metrics_charts_slices_and_the_promotion_reason(lead_client, champion) -> None:
     response = lead_client.get(f"/models/?policy={champion.policy.key}")
 
@@ -102,6 +103,7 @@ def test_cancelling_a_round_frees_the_policy(lead_client, django_capture_on_comm
     assert run.status == RunStatus.FAILED and run.error == "cancelled by lead"
 
 
+@pytest.mark.slow
 def test_a_lead_approves_thresholds_from_the_models_page(lead_client, champion) -> None:
     proposal = champion.threshold_proposals.get()
 
@@ -112,6 +114,7 @@ def test_a_lead_approves_thresholds_from_the_models_page(lead_client, champion) 
     assert RoutingRule.objects.get(model_name="al-abuse").auto_action == proposal.auto_action
 
 
+@pytest.mark.slow
 def test_rest_round_start_list_and_progress_with_a_models_token(make_token, champion) -> None:
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(['models:write'])}")
@@ -128,6 +131,7 @@ def test_rest_round_start_list_and_progress_with_a_models_token(make_token, cham
     assert progress.json()["params"]["budget"] == 5 and progress.json()["trigger"] == "api"
 
 
+@pytest.mark.slow
 def test_only_a_lead_in_person_approves_thresholds_over_rest(make_token, champion, lead) -> None:
     proposal = champion.threshold_proposals.get()
     service, personal = APIClient(), APIClient()

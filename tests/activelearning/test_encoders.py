@@ -128,6 +128,7 @@ def minilm() -> MiniLMEncoder:
     return MiniLMEncoder()
 
 
+@pytest.mark.slow
 def test_minilm_loads_offline_and_gives_unit_384_dim_vectors(minilm: MiniLMEncoder) -> None:
     texts = ["you are an idiot", "you're a complete moron", "the weather is lovely today"]
     vectors = minilm.encode(texts)

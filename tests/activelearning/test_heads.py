@@ -50,6 +50,7 @@ def trained(toxic: ToxicSubset):  # type: ignore[no-untyped-def]
     return train_head(toxic.train.x, toxic.train.y, toxic.dev.x, toxic.dev.y, labels=["toxic"], config=FAST)
 
 
+@pytest.mark.slow
 def test_ngram_head_learns_toxicity_well_above_chance(toxic: ToxicSubset, trained) -> None:  # type: ignore[no-untyped-def]
     probs = trained.predict_proba(toxic.test.x)[:, 0]
     y = toxic.test.y[:, 0]
@@ -59,6 +60,7 @@ def test_ngram_head_learns_toxicity_well_above_chance(toxic: ToxicSubset, traine
     assert roc_auc_score(y, probs) >= 0.6
 
 
+@pytest.mark.slow
 def test_temperature_scaling_lowers_dev_nll_and_ece() -> None:
     # Few noisy items, a wide MLP, no dropout, no decay, no early stopping: a recipe for overconfidence.
     gen = np.random.default_rng(5)
@@ -87,6 +89,7 @@ def test_fit_temperature_leaves_a_one_class_label_alone() -> None:
     assert fit_temperature(np.array([[1.0], [2.0]]), np.array([[1.0], [1.0]])).tolist() == [1.0]
 
 
+@pytest.mark.slow
 def test_mc_dropout_gives_variance_and_is_seeded(toxic: ToxicSubset, trained) -> None:  # type: ignore[no-untyped-def]
     x = toxic.test.x.take(np.arange(50))
     draws = trained.mc_dropout_proba(x, samples=8, seed=1)
@@ -113,6 +116,7 @@ def test_early_stopping_stops_and_restores_the_best_epoch() -> None:
     assert float(restored) == pytest.approx(history.best_dev_loss, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_given_a_seed() -> None:
     gen = np.random.default_rng(1)
     x = gen.normal(size=(200, 6)).astype(np.float32)

@@ -111,6 +111,7 @@ def setup() -> SimulationSetup:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["random", "margin", "bald", "coreset", "badge"])
 def test_simulate_labels_exactly_the_checkpoints_and_learns(setup: SimulationSetup, strategy: str) -> None:
     points = list(simulate(setup, strategy, seed=0, checkpoints=[10, 20, 40, 80]))
@@ -125,6 +126,7 @@ def test_simulation_is_deterministic_for_a_seed(setup: SimulationSetup) -> None:
     assert first == again
 
 
+@pytest.mark.slow
 def test_run_curves_stops_soon_after_the_mean_reaches_the_target(setup: SimulationSetup) -> None:
     checkpoints = [10, 20, 40, 80, 160, 320]
     points = run_curves(setup, "random", seeds=[0, 1], checkpoints=checkpoints, target=0.0, rounds_after_target=1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import time
 
 import pytest
 from django.test import Client
@@ -24,7 +23,7 @@ from reviewapp.audit import SYSTEM
 from reviewapp.models import ReviewTask, TaskReason
 from tests.activelearning.test_django_helpers import FAST_ROUND, al_policy, load_items, model_files  # noqa: F401 (fixture)
 from tests.factories import UserFactory
-from tests.worker import celery_worker, wait_for
+from tests.worker import celery_worker, unacked_deliveries_older_than, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("model_files")]
 
@@ -94,8 +93,8 @@ def test_sigkill_mid_training_registers_nothing_and_redelivery_completes(
     monkeypatch.setattr("tests.worker.QUEUES", "al-killtest")
     with celery_worker(tmp_path / "first.log") as first:
         retrain.apply_async((run.pk,), queue="al-killtest")
+        # In the training stage the task has started and cannot have finished (no version yet).
         wait_for(lambda: TrainingRun.objects.get(pk=run.pk).stage == "training", timeout=120)
-        time.sleep(0.5)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
 
@@ -104,7 +103,7 @@ def test_sigkill_mid_training_registers_nothing_and_redelivery_completes(
     assert not ModelVersion.objects.exists()
     # The next worker, with a short visibility timeout, hands the unacknowledged task out again on start.
     monkeypatch.setenv("CELERY_VISIBILITY_TIMEOUT", "2")
-    time.sleep(3)
+    wait_for(lambda: unacked_deliveries_older_than(2), timeout=30)
 
     with celery_worker(tmp_path / "second.log"):
         run = wait_for(lambda: _finished(run.pk), timeout=240, interval=0.5)

@@ -13,6 +13,9 @@ from labeling.exports.snapshots import SnapshotFilter, dataset_create, snapshot_
 from labeling.labelstudio.labelconfig import label_config_for
 from reviewapp.audit import SYSTEM
 
+# Label Studio tier: starts a real Label Studio server.
+pytestmark = pytest.mark.labelstudio
+
 server = pytest.importorskip("tests.labelstudio.server", reason="needs the Label Studio test harness")
 
 

@@ -19,6 +19,9 @@ from labeling.exports.snapshots import SnapshotFilter, dataset_create, snapshot_
 from reviewapp.audit import SYSTEM
 from tests.exports.conftest import export_token
 
+# Slow tier: schemathesis drives every operation through a live server.
+pytestmark = pytest.mark.slow
+
 OPERATIONS = r"^/api/v1/(datasets|exports)"
 # Examples per operation: (mode, against existing objects?) -> count; about 20 per operation.
 EXAMPLES = {

@@ -55,7 +55,7 @@ from tests.activelearning.test_django_helpers import FAST_ROUND, al_policy, load
 from tests.factories import PolicyFactory
 from tests.labelstudio import conftest as labelstudio_fixtures
 from tests.labelstudio.server import LabelStudioServer, running_label_studio
-from tests.worker import celery_worker, wait_for
+from tests.worker import celery_worker, unacked_deliveries_older_than, wait_for
 from tests.worker import test_database_url as worker_database_url
 
 pytestmark = pytest.mark.worker
@@ -127,7 +127,7 @@ def redeliver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str,
 
     def run(message: str, finished: Callable[[], bool]) -> None:
         monkeypatch.setenv("CELERY_VISIBILITY_TIMEOUT", str(VISIBILITY_TIMEOUT))
-        time.sleep(VISIBILITY_TIMEOUT + 0.5)
+        wait_for(lambda: unacked_deliveries_older_than(VISIBILITY_TIMEOUT), timeout=30)
         log = tmp_path / "second.log"
         with celery_worker(log):
             wait_for(finished, timeout=120)

@@ -32,26 +32,7 @@ from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
 from reviewapp.services.imports import DATASET_POLICIES, items_import, policy_ensure
 from tests.factories import UserFactory
 
-# The public datasets live beside the repository (../shared/data), never inside it.
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 LIMIT = 300
-
-
-def _dataset(name: str, marker_file: str) -> Path:
-    folder = SHARED_DATA / name
-    if not (folder / marker_file).is_file():
-        pytest.skip(f"{name} data not found at {folder} (expected ../shared/data beside the repository)")
-    return folder
-
-
-@pytest.fixture
-def toxic_spans_dir() -> Path:
-    return _dataset("toxic-spans", "data_comments.csv")
-
-
-@pytest.fixture
-def convabuse_dir() -> Path:
-    return _dataset("convabuse", "ConvAbuseEMNLPfull.csv")
 
 
 def run(*args: str) -> str:
@@ -103,6 +84,7 @@ def test_crowd_username_is_a_valid_django_username() -> None:
     UnicodeUsernameValidator()(odd)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 class TestToxicSpans:
     def test_each_crowd_label_becomes_an_annotation_by_its_worker(self, toxic_spans_dir: Path) -> None:
@@ -195,6 +177,7 @@ class TestToxicSpans:
         assert from_db == pytest.approx(reference, abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 class TestConvAbuse:
     def test_annotations_gold_and_adjudications(self, convabuse_dir: Path) -> None:
@@ -250,6 +233,7 @@ def test_as_annotations_refuses_files_without_per_annotator_labels(tmp_path: Pat
     assert not ReviewTask.objects.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_seed_demo_loads_real_data_as_crowd_annotations(toxic_spans_dir: Path, tmp_path: Path) -> None:
     out = io.StringIO()

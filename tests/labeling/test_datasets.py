@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,24 +20,6 @@ from labeling.datasets import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
-
-def dataset_dir(name: str, marker_file: str) -> Path:
-    folder = SHARED_DATA / name
-    if not (folder / marker_file).is_file():
-        pytest.skip(f"{name} data not found at {folder} (expected ../shared/data beside the repository)")
-    return folder
-
-
-@pytest.fixture
-def toxic_spans_dir() -> Path:
-    return dataset_dir("toxic-spans", "data_comments.csv")
-
-
-@pytest.fixture
-def convabuse_dir() -> Path:
-    return dataset_dir("convabuse", "ConvAbuseEMNLPfull.csv")
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -67,11 +48,11 @@ class TestToxicSpansRealData:
             "origin": "Civil Comments",
         }
 
-    def test_full_read_is_fast_excludes_quiz_comment_and_keeps_spans_inside_text(self, toxic_spans_dir: Path) -> None:
+    # Its speed (under 10 s) is measured by bench/agreement.py, not asserted here.
+    @pytest.mark.slow
+    def test_full_read_excludes_quiz_comment_and_keeps_spans_inside_text(self, toxic_spans_dir: Path) -> None:
         stats = ReadStats()
-        started = time.perf_counter()
         records = list(read_toxic_spans(toxic_spans_dir, stats=stats))
-        assert time.perf_counter() - started < 10
         assert len(records) == stats.records == 16_099
         assert stats.excluded == ["6209917: quiz comment with 357 annotations"]
         assert "6209917" not in {r.external_id for r in records}
@@ -187,10 +168,10 @@ class TestConvAbuseRealData:
         assert annotators.count(("Annotator1", False)) == 1
         assert annotators.count(("Annotator1", True)) == 1
 
-    def test_full_read_is_fast_and_ids_are_unique_and_stable(self, convabuse_dir: Path) -> None:
-        started = time.perf_counter()
+    # Its speed (under 10 s) is measured by bench/agreement.py, not asserted here.
+    @pytest.mark.slow
+    def test_full_read_ids_are_unique_and_stable(self, convabuse_dir: Path) -> None:
         records = list(read_convabuse(convabuse_dir))
-        assert time.perf_counter() - started < 10
         ids = [r.external_id for r in records]
         assert len(records) == len(set(ids)) == 4185
         assert ids[:100] == [r.external_id for r in read_convabuse(convabuse_dir, limit=100)]

@@ -12,7 +12,6 @@ import pytest
 from labeling.datasets import read_convabuse
 from labeling.stats.dawid_skene import DawidSkeneError, consensus_posterior, fit_dawid_skene, weighted_consensus
 
-CONVABUSE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "convabuse"
 CLASSES = ("harassment", "none", "spam")
 
 
@@ -144,10 +143,8 @@ def test_bad_input_raises_dawid_skene_error() -> None:
         weighted_consensus({"a": "maybe"}, model)
 
 
-def test_it_converges_on_convabuse_with_plausible_annotator_accuracies() -> None:
-    if not (CONVABUSE / "ConvAbuseEMNLPfull.csv").is_file():
-        pytest.skip(f"convabuse data not found at {CONVABUSE} (expected ../shared/data beside the repository)")
-    records = list(read_convabuse(CONVABUSE))
+def test_it_converges_on_convabuse_with_plausible_annotator_accuracies(convabuse_dir: Path) -> None:
+    records = list(read_convabuse(convabuse_dir))
     # First answers only: the dataset's repeats measure consistency and do not vote (see datasets.py).
     triples = [
         (r.external_id, a.annotator, a.label) for r in records for a in r.annotations if not a.extra.get("repeat")

@@ -15,6 +15,9 @@ from labeling.services.annotations import annotation_submit
 from reviewapp.services.claims import task_claim_next
 from tests.factories import ReviewTaskFactory, UserFactory
 
+# Slow tier: fits Dawid-Skene and bootstraps agreement over hundreds of annotations.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def labelled(policy, queue, settings):  # type: ignore[no-untyped-def]

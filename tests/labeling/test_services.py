@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import F
 from django.test import override_settings
 from django.utils import timezone
 
@@ -120,7 +121,8 @@ def test_undo_reopens_task_and_leases_it_back(claimed, reviewer) -> None:
 @override_settings(UNDO_WINDOW_SECONDS=1)
 def test_undo_after_window_is_refused(claimed, reviewer) -> None:
     result = submit(claimed, reviewer)
-    time.sleep(1.05)
+    # Shift the submission back on the database clock instead of sleeping past the window.
+    Annotation.objects.filter(pk=result.annotation.pk).update(created_at=F("created_at") - timedelta(seconds=1.05))
     with pytest.raises(SubmissionRejected, match="1 seconds"):
         annotation_retract(annotation_id=result.annotation.pk, reviewer=reviewer)
 
@@ -150,6 +152,7 @@ def _wait_until_blocked_on_lock(timeout: float = 10.0) -> None:
     raise AssertionError("the submission never waited for the claim's row lock")
 
 
+@pytest.mark.slow
 def test_race_submit_after_expiry_loses_to_a_claim_in_flight(transactional_db, policy, queue) -> None:
     """Deterministic: B's claim holds the task row lock when A's late submission arrives; A must wait
     for B to commit, then see B's lease and be rejected (and audited), never both annotating."""

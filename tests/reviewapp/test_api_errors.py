@@ -167,6 +167,7 @@ def _healthy(port: int, process: subprocess.Popen, tmp_path: Path) -> bool:
         connection.close()
 
 
+@pytest.mark.slow
 def test_a_chunked_body_through_gunicorn_is_a_clear_411(gunicorn: int) -> None:
     body = json.dumps({"decisions": [{"source": "s"}]}).encode()
     connection = http.client.HTTPConnection("127.0.0.1", gunicorn, timeout=30)

@@ -15,6 +15,9 @@ from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
 from reviewapp.services.claims import task_claim_next
 from tests.factories import ReviewTaskFactory, UserFactory
 
+# Slow tier: threads racing on real transactions (transactional_db flushes).
+pytestmark = pytest.mark.slow
+
 THREADS = 8
 
 

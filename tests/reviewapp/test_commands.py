@@ -23,6 +23,7 @@ def run(command: str, *args: str) -> str:
 
 @pytest.mark.django_db
 class TestImportDataset:
+    @pytest.mark.slow
     def test_toxic_spans_with_limit_creates_policy_queue_items_and_tasks(
         self, toxic_spans_dir: Path, current_labels: Callable[[str], list[str]]
     ) -> None:
@@ -34,6 +35,7 @@ class TestImportDataset:
         assert ReviewTask.objects.filter(queue__slug="toxicity-review", policy=policy, reason="backfill").count() == 25
         assert ContentItem.objects.filter(source="toxic-spans").count() == 25
 
+    @pytest.mark.slow
     def test_reimport_creates_nothing(self, toxic_spans_dir: Path) -> None:
         run("import_dataset", "toxic-spans", str(toxic_spans_dir), "--limit", "10")
         events = AuditEvent.objects.count()
@@ -42,6 +44,7 @@ class TestImportDataset:
         assert "nothing new" in output
         assert AuditEvent.objects.count() == events
 
+    @pytest.mark.slow
     def test_convabuse_into_a_named_policy_and_queue(
         self, convabuse_dir: Path, current_labels: Callable[[str], list[str]]
     ) -> None:

@@ -274,6 +274,7 @@ class TestApply:
         assert [e["index"] for e in second] == [5] and last is None
         assert [e["index"] for e in ingest_client.get(body["url"], {"errors_from": 4}).json()["errors"]] == [5]
 
+    @pytest.mark.slow
     def test_two_deliveries_at_once_apply_the_chunk_once(self, transactional_db, routing_rule, monkeypatch) -> None:
         # The two deliveries are this test's threads: the job's own message must not reach a
         # worker of the session (its delivery would be a third contender).

@@ -27,6 +27,10 @@ PROPERTY_SETTINGS = settings(
     derandomize=True,  # the same examples on every run: a failure reproduces
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+# Slow tier: hypothesis property runs of hundreds of requests.
+pytestmark = pytest.mark.slow
 # Examples share the test's database: unique external ids keep their rows apart.
 _external_ids = itertools.count()
 

@@ -54,6 +54,9 @@ from tests.factories import (
     UserFactory,
 )
 
+# Slow tier: schemathesis drives every operation through a live server.
+pytestmark = pytest.mark.slow
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -26,7 +27,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("format", choices=FORMATS, help="Dataset format.")
-        parser.add_argument("path", help="Dataset folder (toxic-spans, convabuse) or file (csv, jsonl).")
+        parser.add_argument(
+            "path",
+            help=(
+                "Dataset folder (toxic-spans, convabuse) or file (csv, jsonl). The public datasets are in the "
+                f"data dir ({settings.REVIEWAPP_DATA_DIR}/toxic-spans, …/convabuse; `make data` fetches it)."
+            ),
+        )
         parser.add_argument(
             "--policy",
             help="Policy key (default: toxicity, abuse, or the file name). Created with a first version when missing.",

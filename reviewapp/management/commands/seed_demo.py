@@ -46,7 +46,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--data", help="Import this dataset (folder or file) instead of the synthetic corpus.")
+        parser.add_argument(
+            "--data",
+            help=(
+                "Import this dataset (folder or file) instead of the synthetic corpus, e.g. "
+                f"{settings.REVIEWAPP_DATA_DIR}/convabuse (REVIEWAPP_DATA_DIR; `make data` fetches it)."
+            ),
+        )
         parser.add_argument("--format", choices=FORMATS, help="Format of --data (default: guessed from the path).")
         parser.add_argument(
             "--limit",

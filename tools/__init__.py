@@ -1,0 +1,1 @@
+"""Developer tooling that lives outside the Django apps (standard library only)."""
