@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 import krippendorff  # noqa: E402
 import numpy as np  # noqa: E402
 
-from labeling.agreement import (  # noqa: E402
+from labeling.datasets import DatasetRecord, read_convabuse, read_toxic_spans  # noqa: E402
+from labeling.stats.agreement import (  # noqa: E402
     Units,
     bootstrap_ci,
     fleiss_kappa,
@@ -41,7 +42,6 @@ from labeling.agreement import (  # noqa: E402
     percent_agreement,
     units_from_triples,
 )
-from labeling.datasets import DatasetRecord, read_convabuse, read_toxic_spans  # noqa: E402
 from tools.data import FILES, data_dir  # noqa: E402
 
 READ_BUDGET_SECONDS = 10.0
