@@ -212,13 +212,13 @@ def private_redis() -> Iterator[PrivateRedis]:
 def service_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
     """The environment of a production process (web, worker, beat, manage.py) on these servers.
 
-    Production settings (reviewapp.settings, DEBUG off) with what plain-HTTP loopback needs.
+    Production settings (config.settings, DEBUG off) with what plain-HTTP loopback needs.
     """
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "REVIEWAPP_CACHE"))}
     env.update(
         DATABASE_URL=database_url,
         CELERY_BROKER_URL=broker_url,
-        DJANGO_SETTINGS_MODULE="reviewapp.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or stack.TEST_SECRET_KEY,
         DJANGO_DEBUG="0",
         DJANGO_SECURE_SSL_REDIRECT="0",

@@ -39,7 +39,7 @@ from labeling.exports.snapshots import SnapshotFilter, snapshot_create
 from labeling.gold import gold_record
 from reviewapp.api.views import EXAMPLE_BATCH
 from reviewapp.audit import SYSTEM
-from reviewapp.celery import app
+from config.celery import app
 from reviewapp.models import ServiceToken
 from reviewapp.services.ingest_jobs import ingest_job_create
 from reviewapp.services.tokens import token_create
