@@ -1,0 +1,1 @@
+"""Developer tooling, outside the Django apps: nothing here is imported by the application."""
