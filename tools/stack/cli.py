@@ -148,7 +148,7 @@ def cmd_run() -> int:
     return code
 
 
-# --------------------------------------------------------------------------- other commands
+# --------------------------------------------------------------------------- test, services, stop
 
 
 def default_marker_filter(pytest_args: Sequence[str]) -> list[str]:
