@@ -1,4 +1,4 @@
-# Developer and CI entry points. The service logic lives in reviewapp/stack.py.
+# Developer and CI entry points. The service logic lives in tools/stack/.
 #   make run                        migrate, seed demo data, start web + worker + beat
 #   make test PYTEST_ARGS='-x -q'   the full gate (CI): every test but soak, against ready PostgreSQL/Redis
 #   make test-fast                  the edit-test loop (< 2 min on 2 cores): leaves out the tiers
@@ -26,10 +26,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: venv
-	$(PY) -m reviewapp.stack run
+	$(PY) -m tools.stack run
 
 test: venv system-deps
-	$(PY) -m reviewapp.stack test $(PYTEST_ARGS)
+	$(PY) -m tools.stack test $(PYTEST_ARGS)
 
 # Test tiers are pytest markers (pyproject.toml): browser, labelstudio and faults by folder
 # (tests/conftest.py), worker and slow marked in the test files. No cache provider: nothing is
@@ -37,7 +37,7 @@ test: venv system-deps
 # keeps the test database between runs (never on CI: a stale schema would hide a migration bug).
 FAST_TIERS := not (slow or worker or browser or labelstudio or faults or soak)
 test-fast: venv
-	$(PY) -m reviewapp.stack test -m "$(FAST_TIERS)" -p no:cacheprovider -q $(PYTEST_ARGS)
+	$(PY) -m tools.stack test -m "$(FAST_TIERS)" -p no:cacheprovider -q $(PYTEST_ARGS)
 
 # The public datasets, from their upstream repositories, into REVIEWAPP_DATA_DIR (default
 # ../shared/data when it exists, else .data/); refuses any file whose sha256 is not the pinned one.
@@ -48,11 +48,11 @@ data:
 # Fault tests that take minutes: repeated restarts of private PostgreSQL/Redis servers under
 # load (tests/faults). Each prints one summary line of what it verified.
 soak: venv
-	$(PY) -m reviewapp.stack test -m soak -p no:cacheprovider -q -s tests/faults $(PYTEST_ARGS)
+	$(PY) -m tools.stack test -m soak -p no:cacheprovider -q -s tests/faults $(PYTEST_ARGS)
 
 # Benchmarks print their figures; each works in its own database on the same server.
 bench: venv
-	eval "$$($(PY) -m reviewapp.stack services)" && for script in bench/*.py; do \
+	eval "$$($(PY) -m tools.stack services)" && for script in bench/*.py; do \
 		case "$$script" in bench/_*) continue;; esac; \
 		echo "== $$script"; $(PY) "$$script" || exit 1; done
 
@@ -87,12 +87,11 @@ system-deps:
 			"(browser tests cannot run without it)"; \
 	fi
 
-# stack.py needs only the standard library, so stop works without the venv too
-# (run as a file, since importing the reviewapp package loads Celery; -P keeps
-# reviewapp/ itself off sys.path).
+# tools/stack needs only the standard library and sits outside the Django apps, so stop
+# works without the venv too.
 stop:
-	@if [ -x $(PY) ]; then $(PY) -m reviewapp.stack stop; \
-	else $(BOOTSTRAP_PYTHON) -P reviewapp/stack.py stop; fi
+	@if [ -x $(PY) ]; then $(PY) -m tools.stack stop; \
+	else $(BOOTSTRAP_PYTHON) -m tools.stack stop; fi
 
 clean: stop
 	@if [ -L .run/pg ]; then rm -rf "$$(readlink .run/pg)"; fi

@@ -1,6 +1,6 @@
 """gunicorn configuration for bench/load.py: production settings, with the bench's side effects fenced off.
 
-Used as `gunicorn -c bench/_load_server.py reviewapp.wsgi:application …`. Every setting of the
+Used as `gunicorn -c bench/_load_server.py config.wsgi:application …`. Every setting of the
 server (workers, bind address, access log) is on bench/load.py's command line; this file only
 adds a hook that runs in each worker once the application is loaded:
 
@@ -26,7 +26,7 @@ CACHE_PREFIX = os.environ.get("BENCH_LOAD_CACHE_PREFIX", "reviewapp-bench-load")
 def post_worker_init(worker: Any) -> None:
     from django.conf import settings
 
-    from reviewapp.celery import app
+    from config.celery import app
 
     # Caches are created lazily per thread from these settings, after this hook has run.
     settings.CACHES["default"]["KEY_PREFIX"] = CACHE_PREFIX

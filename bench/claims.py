@@ -149,13 +149,13 @@ def configure_django(*, cache_prefix: str = CACHE_PREFIX, celery_queue: str = CE
     # reviewers' requests pay. The secret is never used for anything here.
     os.environ["DJANGO_DEBUG"] = "0"
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
     from django.conf import settings
 
-    from reviewapp.celery import app
+    from config.celery import app
 
     # Metrics counters live in the cache (Redis): the bench's go under a key prefix of their own,
     # deleted at the end, so they never add to the counters of a real deployment.
@@ -171,7 +171,7 @@ def drop_celery_queue(name: str = CELERY_QUEUE) -> int:
     from kombu import Exchange
     from kombu import Queue as KombuQueue
 
-    from reviewapp.celery import app
+    from config.celery import app
 
     # Declared the way Celery declares a queue it creates on first use, so delete() unbinds it too.
     declared = KombuQueue(name, Exchange(name), routing_key=name)

@@ -154,7 +154,7 @@ def main() -> None:
     url = bench_database_url("export_bench")
     recreate_database(url)
     os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DJANGO_DEBUG", "1")
     os.environ["REVIEWAPP_EXPORT_STREAM_MAX_ROWS"] = str(max(sizes))  # measure the streaming path
     import django

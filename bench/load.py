@@ -15,7 +15,7 @@ item), --reviewers reviewer accounts with a password, a routing rule, an ingest 
 VACUUM ANALYZE. Static files are collected into STATIC_ROOT first, as `make run` does: production
 settings serve hashed file names from its manifest.
 
-The server is the production one: `gunicorn reviewapp.wsgi:application` with DJANGO_DEBUG=0
+The server is the production one: `gunicorn config.wsgi:application` with DJANGO_DEBUG=0
 (manifest static files through whitenoise, secure cookies, HTTPS redirect), behind what it takes
 for a TLS proxy (DJANGO_BEHIND_TLS_PROXY=1; the client sends X-Forwarded-Proto: https, Origin and
 Referer, as a browser behind the proxy would). Worker class and counts are options; the default,
@@ -145,7 +145,7 @@ def server_environment(database_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DATABASE_URL=database_url,
-        DJANGO_SETTINGS_MODULE="reviewapp.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),  # sessions of this run only
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
@@ -165,7 +165,7 @@ def configure_django(env: dict[str, str]) -> None:
 
     from django.conf import settings
 
-    from reviewapp.celery import app
+    from config.celery import app
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     # The same fences as the server's (bench/_load_server.py), for what setup writes here.
@@ -276,7 +276,7 @@ def start_server(args: argparse.Namespace, env: dict[str, str], folder: Path) ->
         sys.executable,
         "-m",
         "gunicorn",
-        "reviewapp.wsgi:application",
+        "config.wsgi:application",
         "-c",
         str(ROOT / "bench" / "_load_server.py"),
     ]
@@ -700,7 +700,7 @@ def drop_celery_queue() -> int:
     from kombu import Exchange
     from kombu import Queue as KombuQueue
 
-    from reviewapp.celery import app
+    from config.celery import app
 
     declared = KombuQueue(CELERY_QUEUE, Exchange(CELERY_QUEUE), routing_key=CELERY_QUEUE)
     with app.connection_for_write() as conn:

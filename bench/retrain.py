@@ -96,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     url = bench_database_url("bench_retrain")
     recreate_database(url)
-    os.environ.update({"DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "reviewapp.settings", "DJANGO_DEBUG": "0"})
+    os.environ.update({"DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_DEBUG": "0"})
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     import django
 

@@ -155,10 +155,10 @@ def train(policy: Any, encoder: str, seed: int = 0) -> Any:
 
 
 def start_worker(concurrency: int, log: Path) -> subprocess.Popen:
-    from reviewapp.celery import app
+    from config.celery import app
 
     name = f"bench-scoring-{secrets.token_hex(4)}@localhost"
-    command = [sys.executable, "-m", "celery", "-A", "reviewapp", "worker", "-n", name, "-Q",
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-n", name, "-Q",
                f"{SCORING_QUEUE},{TRAINING_QUEUE}", "--pool", "prefork", "--concurrency", str(concurrency),
                "--without-gossip", "--without-mingle", "-l", "warning"]  # fmt: skip
     with log.open("wb") as out:
@@ -288,7 +288,7 @@ def main() -> None:
     url = bench_database_url("bench_scoring")
     recreate_database(url)
     os.environ.update({
-        "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "reviewapp.settings", "DJANGO_DEBUG": "0",
+        "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_DEBUG": "0",
         "REVIEWAPP_AL_SCORING_QUEUE": SCORING_QUEUE, "REVIEWAPP_AL_TRAINING_QUEUE": TRAINING_QUEUE,
         "REVIEWAPP_AL_SCORE_CHUNK": str(args.chunk), "REVIEWAPP_AL_MIN_GOLD": "50",
     })  # fmt: skip

@@ -14,6 +14,7 @@ import re
 from collections.abc import Generator, Iterator
 
 import redis
+from celery import current_app
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
@@ -101,7 +102,10 @@ def _redis_writer() -> redis.Redis | None:
 
 
 class ReviewappCollector(Collector):
-    """Queue gauges from the database; counters and the handle-time histogram from Redis."""
+    """Queue gauges from the database; counters and the handle-time histogram from Redis.
+
+    The review workflow's own figures. Other apps add theirs with `collector_register`.
+    """
 
     def collect(self) -> Iterator[object]:
         slugs = yield from self._queue_gauges()
@@ -119,15 +123,13 @@ class ReviewappCollector(Collector):
                 + [_key("handle_time_ms_sum", ())]
             )
         )
-        yield from self._model_gauges()
 
     @staticmethod
     def _series(slugs: list[str]) -> list[tuple[str, tuple[str, ...]]]:
         """Every series that can exist, so no index of keys has to be kept (and kept consistent)."""
-        from reviewapp.celery import app
-
         from .models import RoutingOutcome
 
+        app = current_app  # the project's Celery app (config/celery.py), without importing the project
         app.loader.import_default_modules()  # a web process has not imported the apps' tasks modules
         tasks = sorted(name for name in app.tasks if not name.startswith("celery."))
         return (
@@ -171,40 +173,20 @@ class ReviewappCollector(Collector):
             "reviewapp_handle_time_seconds", "Time from render to submit", buckets=buckets, sum_value=total_ms / 1000
         )
 
-    def _model_gauges(self) -> Iterator[object]:
-        """The model version in use per policy, and the timings of each policy's latest finished round."""
-        from activelearning.models import ModelStatus, ModelVersion, RunStatus, TrainingRun
 
-        in_use = GaugeMetricFamily(
-            "reviewapp_model_in_use_info", "Champion model of a policy (1)", labels=["policy", "model", "version"]
-        )
-        for version in ModelVersion.objects.filter(status=ModelStatus.CHAMPION).select_related("policy"):
-            in_use.add_metric([version.policy.key, version.model_name, version.version_label], 1)
-        yield in_use
-        labels = ["policy", "status"]
-        duration = GaugeMetricFamily(
-            "reviewapp_al_round_duration_seconds", "Latest finished active-learning round, start to end", labels=labels
-        )
-        finished = GaugeMetricFamily(
-            "reviewapp_al_round_finished_timestamp_seconds", "When the latest round finished", labels=labels
-        )
-        stages = GaugeMetricFamily(
-            "reviewapp_al_round_stage_seconds", "Stages of the latest finished round", labels=["policy", "stage"]
-        )
-        latest = (
-            TrainingRun.objects.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED], finished_at__isnull=False)
-            .order_by("policy_id", "-created_at")
-            .distinct("policy_id")
-            .select_related("policy")
-        )
-        for run in latest:
-            key = run.policy.key
-            finished.add_metric([key, run.status], run.finished_at.timestamp())
-            if run.started_at is not None:
-                duration.add_metric([key, run.status], (run.finished_at - run.started_at).total_seconds())
-            for stage, seconds in sorted(run.timings.items()):
-                stages.add_metric([key, stage], float(seconds))
-        yield from (duration, finished, stages)
+# The other apps' collectors, added from their AppConfig.ready() (activelearning: the model in use and
+# round timings), so /metrics and /ops/ show every app while this module imports none of them.
+_app_collectors: dict[str, Collector] = {}
+
+
+def collector_register(*, name: str, collector: Collector) -> None:
+    """Add an app's collector to /metrics and /ops/, after reviewapp's. Idempotent per `name`."""
+    _app_collectors[name] = collector
+
+
+def collectors() -> list[Collector]:
+    """What a scrape reads, in output order: reviewapp's figures, then each app's in registration order."""
+    return [ReviewappCollector(), *_app_collectors.values()]
 
 
 def metrics_view(request):  # type: ignore[no-untyped-def]
@@ -220,7 +202,8 @@ def metrics_view(request):  # type: ignore[no-untyped-def]
             headers={"WWW-Authenticate": "Bearer"},
         )
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ReviewappCollector())
+    for collector in collectors():
+        registry.register(collector)
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,7 +1,7 @@
 """The operations dashboard at /ops/: the figures /metrics exports, as charts, for leads and staff.
 
 Queue gauges, the work counters, the handle-time histogram, Celery task outcomes, the model in
-use and round timings are read through the collector Prometheus scrapes (`ReviewappCollector`),
+use and round timings are read through the collectors Prometheus scrapes (`metrics.collectors()`),
 so this page and the alerts built on /metrics never disagree. Claims and submissions per second
 over the last hour come from the audit log: every process writes it, and it keeps the history that
 counters (totals since they were created) do not. The page polls its `figures` region with htmx;
@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET
 
 from .access import is_lead
 from .charts import Bar, bar_chart, series_chart
-from .metrics import HANDLE_TIME_BUCKETS, ReviewappCollector
+from .metrics import HANDLE_TIME_BUCKETS, collectors
 
 ACTIVITY_MINUTES = 60
 RATE_WINDOW_MINUTES = 5  # the headline claims/s and submissions/s
@@ -75,7 +75,7 @@ class PolicyFigures:
 
 
 def ops_context() -> dict[str, Any]:
-    families = {family.name: family for family in ReviewappCollector().collect()}  # type: ignore[attr-defined]
+    families = {family.name: family for collector in collectors() for family in collector.collect()}  # type: ignore[attr-defined]
     queues = _queues(families)
     activity = activity_per_minute(minutes=ACTIVITY_MINUTES)
     handle_times = _handle_times(families["reviewapp_handle_time_seconds"])

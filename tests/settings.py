@@ -4,7 +4,7 @@ Tests run with DEBUG off, like production; only the HTTPS redirect (tests speak 
 the test client and live server) and password hashing cost (speed) differ.
 """
 
-from reviewapp.settings import *  # noqa: F403
+from config.settings import *  # noqa: F403
 
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.db import connection
 
-from reviewapp.celery import app
+from config.celery import app
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUES = "celery,ingest,scoring,training,sync"
@@ -44,7 +44,7 @@ def celery_worker(log_path: Path, *, concurrency: int = 1) -> Iterator[subproces
                 "-m",
                 "celery",
                 "-A",
-                "reviewapp",
+                "config",
                 "worker",
                 "-n",
                 name,

@@ -1,1 +1,1 @@
-"""Developer tooling that lives outside the Django apps (standard library only)."""
+"""Developer tooling, outside the Django apps: nothing here is imported by the application."""

@@ -1,6 +1,6 @@
-from django.urls import include, path
+"""The review workflow's REST routes (mounted under /api/v1/ by config/api_urls.py)."""
 
-from activelearning import api as al_api
+from django.urls import path
 
 from . import appeals, ingest_jobs, tasks, views
 
@@ -14,12 +14,4 @@ urlpatterns = [
     path("tasks/<int:task_id>/lease", tasks.TaskLeaseView.as_view(), name="api-task-lease"),
     path("tasks/<int:task_id>/release", tasks.TaskReleaseView.as_view(), name="api-task-release"),
     path("tasks/<int:task_id>/escalate", tasks.TaskEscalateView.as_view(), name="api-task-escalate"),
-    # Active learning: model registry, rounds, threshold proposals (activelearning/api.py).
-    path("models", al_api.ModelsView.as_view(), name="api-models"),
-    path("models/<int:model_id>", al_api.ModelDetailView.as_view(), name="api-model-detail"),
-    path("rounds", al_api.RoundsView.as_view(), name="api-rounds"),
-    path("rounds/<int:run_id>", al_api.RunDetailView.as_view(), name="api-round-detail"),
-    path("thresholds/<int:proposal_id>/approve", al_api.ProposalApproveView.as_view(), name="api-threshold-approve"),
-    path("thresholds/<int:proposal_id>/reject", al_api.ProposalRejectView.as_view(), name="api-threshold-reject"),
-    path("", include("labeling.exports.api.urls")),  # datasets/, exports/
 ]

@@ -95,7 +95,7 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 def base_url(live_server) -> str:  # type: ignore[no-untyped-def]
     """Pages are opened by path (`page.goto("/accounts/login/")`) on the live server.
 
-    The URLconf is imported before the first page is opened (as `reviewapp.wsgi` does for
+    The URLconf is imported before the first page is opened (as `config.wsgi` does for
     gunicorn): the model pages bring in torch, which takes longer than a page load's timeout on a
     busy machine.
     """

@@ -2,7 +2,7 @@
 
 Fault tests restart PostgreSQL and Redis, so they never touch the shared servers: each test
 module starts its own throwaway PostgreSQL and Redis on free ports in a temp folder (with
-reviewapp.stack's functions, the ones `make run` uses), migrates the database, and runs the
+tools.stack's functions, the ones `make run` uses), migrates the database, and runs the
 production processes against them: gunicorn, a Celery worker and Celery beat, configured by
 the production settings module. Load comes from plain HTTP clients in threads, which behave
 as the API asks clients to: a 503 is retried (same body, same submission id) and anything
@@ -36,9 +36,10 @@ import psycopg
 import redis
 import requests
 
-from reviewapp import stack
+from tools.stack import common, postgres, supervise
+from tools.stack import redis as stack_redis
 
-ROOT = stack.ROOT
+ROOT = common.ROOT
 STOP_TIMEOUT = 20.0
 # Generous: a first request imports the whole URLconf (torch, scikit-learn), which takes long on
 # a busy two-core CI machine.
@@ -78,14 +79,14 @@ class PrivatePostgres:
     """A PostgreSQL cluster of our own in `home` (owned by the unprivileged `runner` as root)."""
 
     bindir: Path
-    runner: stack.RunAs
+    runner: postgres.RunAs
     home: Path
     port: int
-    database: str = stack.DB_NAME
+    database: str = postgres.DB_NAME
 
     @property
     def url(self) -> str:
-        return f"postgresql://{stack.DB_USER}@127.0.0.1:{self.port}/{self.database}"
+        return f"postgresql://{postgres.DB_USER}@127.0.0.1:{self.port}/{self.database}"
 
     @property
     def log_path(self) -> Path:
@@ -96,14 +97,14 @@ class PrivatePostgres:
         result = self.runner.run(cmd, cwd=self.home)
         if result.returncode != 0:
             raise AssertionError(
-                f"pg_ctl {' '.join(args)} failed:\n{result.stdout}{result.stderr}\n{stack.tail(self.log_path)}"
+                f"pg_ctl {' '.join(args)} failed:\n{result.stdout}{result.stderr}\n{common.tail(self.log_path)}"
             )
 
     def restart(self) -> None:
         """`pg_ctl restart -m fast`: open sessions are terminated (their transactions roll back),
         committed data stays; returns once the server accepts connections again."""
         self.pg_ctl("restart", "-m", "fast", "-w", "-t", "60")
-        stack.wait_for_postgres(self.bindir, self.port, self.log_path)
+        postgres.wait_for_postgres(self.bindir, self.port, self.log_path)
 
     @contextlib.contextmanager
     def down(self) -> Iterator[None]:
@@ -112,7 +113,7 @@ class PrivatePostgres:
         try:
             yield
         finally:
-            stack.pg_start(self.bindir, self.runner, self.home, self.port, durable=True)
+            postgres.pg_start(self.bindir, self.runner, self.home, self.port, durable=True)
 
     def connect(self) -> psycopg.Connection:
         return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
@@ -129,20 +130,20 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     Durable (fsync and synchronous commit on, as in production), so that "committed" means what
     it means in production when the server restarts.
     """
-    runner = stack.postgres_runner()
+    runner = postgres.postgres_runner()
     # Under the system temp folder, not pytest's (0700 as root): the server's user must reach it.
     home = Path(tempfile.mkdtemp(prefix="reviewapp-faults-pg-"))
     (home / "socket").mkdir()
     if runner.uid is not None:
-        stack.give_to(runner, home)
-        stack.give_to(runner, home / "socket")
+        postgres.give_to(runner, home)
+        postgres.give_to(runner, home / "socket")
     server = None
     try:
-        bindir = stack.system_pg_bindir() or stack.pip_pg_bindir()
-        stack.pg_initdb(bindir, runner, home)
+        bindir = postgres.system_pg_bindir() or postgres.pip_pg_bindir()
+        postgres.pg_initdb(bindir, runner, home)
         server = PrivatePostgres(bindir=bindir, runner=runner, home=home, port=free_port())
-        stack.pg_start(bindir, runner, home, server.port, durable=True)
-        stack.ensure_local_database(bindir, server.port, server.database)
+        postgres.pg_start(bindir, runner, home, server.port, durable=True)
+        postgres.ensure_local_database(bindir, server.port, server.database)
         yield server
     finally:
         if server is not None and (home / "data" / "postmaster.pid").exists():
@@ -169,11 +170,11 @@ class PrivateRedis:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=5)
 
     def pid(self) -> int | None:
-        pid = stack.read_int(self.directory / "redis.pid")
-        return pid if pid is not None and stack.process_alive(pid, ("redis-server",)) else None
+        pid = common.read_int(self.directory / "redis.pid")
+        return pid if pid is not None and common.process_alive(pid, ("redis-server",)) else None
 
     def start(self) -> None:
-        stack.redis_start(self.binary, self.directory, self.port, appendonly=True)
+        stack_redis.redis_start(self.binary, self.directory, self.port, appendonly=True)
 
     def stop(self) -> None:
         """SIGTERM: Redis writes and syncs its append-only file, then exits."""
@@ -181,8 +182,8 @@ class PrivateRedis:
         if pid is None:
             return
         os.kill(pid, signal.SIGTERM)
-        if not stack.wait_for_exit(pid, ("redis-server",), STOP_TIMEOUT):
-            raise AssertionError(f"redis-server {pid} did not stop:\n{stack.tail(self.directory / 'log')}")
+        if not common.wait_for_exit(pid, ("redis-server",), STOP_TIMEOUT):
+            raise AssertionError(f"redis-server {pid} did not stop:\n{common.tail(self.directory / 'log')}")
 
     def restart(self) -> None:
         self.stop()
@@ -196,7 +197,7 @@ class PrivateRedis:
 @contextlib.contextmanager
 def private_redis() -> Iterator[PrivateRedis]:
     directory = Path(tempfile.mkdtemp(prefix="reviewapp-faults-redis-"))
-    server = PrivateRedis(binary=stack.find_redis_server(), directory=directory, port=free_port())
+    server = PrivateRedis(binary=stack_redis.find_redis_server(), directory=directory, port=free_port())
     try:
         server.start()
         yield server
@@ -212,14 +213,14 @@ def private_redis() -> Iterator[PrivateRedis]:
 def service_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
     """The environment of a production process (web, worker, beat, manage.py) on these servers.
 
-    Production settings (reviewapp.settings, DEBUG off) with what plain-HTTP loopback needs.
+    Production settings (config.settings, DEBUG off) with what plain-HTTP loopback needs.
     """
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "REVIEWAPP_CACHE"))}
     env.update(
         DATABASE_URL=database_url,
         CELERY_BROKER_URL=broker_url,
-        DJANGO_SETTINGS_MODULE="reviewapp.settings",
-        DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or stack.TEST_SECRET_KEY,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or common.TEST_SECRET_KEY,
         DJANGO_DEBUG="0",
         DJANGO_SECURE_SSL_REDIRECT="0",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
@@ -308,7 +309,7 @@ def wait_for_log(process: Process, text: str, *, timeout: float = START_TIMEOUT,
 def spawn_web(env: dict[str, str], log_dir: Path, *, workers: int = 2) -> tuple[Process, str]:
     """gunicorn as `make run` starts it, on a free port; returns the process and its base URL."""
     port = free_port()
-    return start_process("web", stack.web_command(port, workers=workers), env, log_dir), f"http://127.0.0.1:{port}"
+    return start_process("web", supervise.web_command(port, workers=workers), env, log_dir), f"http://127.0.0.1:{port}"
 
 
 def wait_for_web(web: Process, base_url: str) -> None:
@@ -322,16 +323,21 @@ def wait_for_web(web: Process, base_url: str) -> None:
 
 
 def spawn_worker(
-    env: dict[str, str], log_dir: Path, *, name: str = "worker", concurrency: int = 2, queues: str = stack.WORKER_QUEUES
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    name: str = "worker",
+    concurrency: int = 2,
+    queues: str = supervise.WORKER_QUEUES,
 ) -> Process:
     """A Celery worker as `make run` starts it, with a node name of its own."""
     node = f"{name}-{uuid.uuid4().hex[:8]}@localhost"
-    cmd = [*stack.worker_command(concurrency=concurrency, queues=queues), "-n", node]
+    cmd = [*supervise.worker_command(concurrency=concurrency, queues=queues), "-n", node]
     return start_process(name, [*cmd, "--without-gossip", "--without-mingle"], env, log_dir)
 
 
 def spawn_beat(env: dict[str, str], log_dir: Path) -> Process:
-    return start_process("beat", stack.beat_command(log_dir), env, log_dir)
+    return start_process("beat", supervise.beat_command(log_dir), env, log_dir)
 
 
 def start_web(env: dict[str, str], log_dir: Path, *, workers: int = 2) -> tuple[Process, str]:
@@ -342,7 +348,12 @@ def start_web(env: dict[str, str], log_dir: Path, *, workers: int = 2) -> tuple[
 
 
 def start_worker(
-    env: dict[str, str], log_dir: Path, *, name: str = "worker", concurrency: int = 2, queues: str = stack.WORKER_QUEUES
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    name: str = "worker",
+    concurrency: int = 2,
+    queues: str = supervise.WORKER_QUEUES,
 ) -> Process:
     """spawn_worker, returning once it consumes."""
     worker = spawn_worker(env, log_dir, name=name, concurrency=concurrency, queues=queues)

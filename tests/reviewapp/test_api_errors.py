@@ -131,8 +131,8 @@ def test_a_chunked_body_is_411_with_the_environ_gunicorn_passes(ingest_client) -
 
 @pytest.fixture
 def gunicorn(transactional_db, tmp_path) -> Iterator[int]:  # type: ignore[no-untyped-def]
-    """The production web server (reviewapp.stack.web_command) on a free loopback port."""
-    from reviewapp.stack import web_command
+    """The production web server (tools.stack.supervise.web_command) on a free loopback port."""
+    from tools.stack.supervise import web_command
 
     port = free_port()
     env = {

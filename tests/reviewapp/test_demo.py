@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from labeling.models import Policy, PolicyVersion, check_label_schema
-from reviewapp.demo import demo_decision_rows, demo_policies, demo_queues
+from reviewapp.demo.corpus import demo_decision_rows, demo_policies, demo_queues
 from reviewapp.models import (
     AuditEvent,
     ContentItem,

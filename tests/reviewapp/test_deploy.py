@@ -24,7 +24,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "reviewapp.settings", **env},
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
     )
 
 

@@ -33,13 +33,13 @@ from schemathesis.checks import (
 )
 from schemathesis.core.failures import Failure, FailureGroup
 
+from config.celery import app
 from labeling.exports.jobs import export_run
 from labeling.exports.models import Dataset
 from labeling.exports.snapshots import SnapshotFilter, snapshot_create
 from labeling.services.gold import gold_record
 from reviewapp.api.views import EXAMPLE_BATCH
 from reviewapp.audit import SYSTEM
-from reviewapp.celery import app
 from reviewapp.models import ServiceToken
 from reviewapp.services.ingest_jobs import ingest_job_create
 from reviewapp.services.tokens import token_create

@@ -24,9 +24,9 @@ from reviewapp.api.errors import error_body
 from reviewapp.api.serializers import ErrorSerializer
 from reviewapp.models import ServiceToken
 
-from .models import ModelVersion, PromotionDecision, RunTrigger, ThresholdProposal, TrainingRun
-from .services.rounds import InvalidRound, RoundAlreadyActive, training_run_start
-from .services.thresholds import threshold_proposal_approve, threshold_proposal_reject
+from ..models import ModelVersion, PromotionDecision, RunTrigger, ThresholdProposal, TrainingRun
+from ..services.rounds import InvalidRound, RoundAlreadyActive, training_run_start
+from ..services.thresholds import threshold_proposal_approve, threshold_proposal_reject
 
 SCOPE = "models:write"
 

@@ -1,0 +1,14 @@
+"""Active learning's REST routes: model registry, rounds, threshold proposals (mounted by config/api_urls.py)."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("models", views.ModelsView.as_view(), name="api-models"),
+    path("models/<int:model_id>", views.ModelDetailView.as_view(), name="api-model-detail"),
+    path("rounds", views.RoundsView.as_view(), name="api-rounds"),
+    path("rounds/<int:run_id>", views.RunDetailView.as_view(), name="api-round-detail"),
+    path("thresholds/<int:proposal_id>/approve", views.ProposalApproveView.as_view(), name="api-threshold-approve"),
+    path("thresholds/<int:proposal_id>/reject", views.ProposalRejectView.as_view(), name="api-threshold-reject"),
+]
