@@ -56,8 +56,9 @@ bench: venv
 		case "$$script" in bench/_*) continue;; esac; \
 		echo "== $$script"; $(PY) "$$script" || exit 1; done
 
+# ruff (lint and format) and the layer contracts in pyproject.toml ([tool.importlinter]).
 lint: venv
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
 # Known vulnerabilities in the pinned requirements and everything they pull in, from PyPI's
 # vulnerability feed. --strict: a package the feed gives no answer for (feed unreachable, or

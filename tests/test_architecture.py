@@ -8,6 +8,8 @@ through a module it imported (`x._y`). Dunder names (`__version__`) are public.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,3 +76,11 @@ def test_the_checker_sees_both_ways_of_reaching_in(tmp_path: Path) -> None:
         ]
     finally:
         sample.unlink()
+
+
+def test_the_layer_contracts_hold() -> None:
+    """`make lint` runs the same check; here it also gates CI (`make test`)."""
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
