@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from activelearning.encoders import MiniLMEncoder
-from activelearning.heads import HeadConfig
+from activelearning.head_inputs import HeadConfig
 from activelearning.strategies import STRATEGIES
 from labeling.models import Policy
 from reviewapp.audit import SYSTEM, Actor, audit_record
