@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+# Defined without torch in head_inputs (web processes validate HeadConfig); code that trains imports them from here.
 from activelearning.head_inputs import Bags, ClassWeighting, Features, HeadConfig, HeadError
 
 PREDICT_CHUNK = 8192  # rows per forward pass at inference: bounds memory on big pools

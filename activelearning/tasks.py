@@ -5,6 +5,7 @@ run on the `training` queue (CPU-heavy, later GPU workers); pool scoring and sel
 `scoring`. Every task is safe to run twice — a redelivery after a worker died (acks_late) or a
 stalled round re-sent by `resume_stalled_rounds` — so acknowledgement comes after the work.
 A task that fails for good marks its round failed with the error, so the round page says why.
+Which task carries a round on from which stage is declared once, in `services/pipeline.py`.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ class ScoreChunkTask(Task):
     """One chunk of pool scoring: fails the round the scoring run belongs to (if any) for good."""
 
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
-        scoring_run_id = kwargs.get("scoring_run_id", args[0] if args else None)
+        scoring_run_id = args[0] if args else kwargs.get("scoring_run_id")
+        if scoring_run_id is None:
+            return
         run_id = ScoringRun.objects.filter(pk=scoring_run_id).values_list("training_run_id", flat=True).first()
         if run_id is not None:
             training_run_fail(run_id=run_id, error=f"{self.name} failed: {type(exc).__name__}: {exc}")
