@@ -21,14 +21,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.metrics import (
-    average_precision_score,
-    confusion_matrix,
-    f1_score,
-    multilabel_confusion_matrix,
-    precision_recall_fscore_support,
-    roc_auc_score,
-)
+
+# scikit-learn is imported inside the functions that compute with it: the models pages build
+# `ReliabilityBin`s from stored metrics, and a web process must not pay for loading sklearn.
 
 Task = Literal["binary", "multiclass", "multilabel"]
 
@@ -155,6 +150,8 @@ def class_names(labels: Sequence[str], task: Task, negative: str | None = None) 
 
 
 def _prf(prep: _Prepared, n_classes: int, zero_division: float = 0.0) -> tuple[np.ndarray, ...]:
+    from sklearn.metrics import precision_recall_fscore_support
+
     labels = None if prep.task == "multilabel" else list(range(n_classes))
     precision, recall, f1, _ = precision_recall_fscore_support(
         prep.y, prep.pred, labels=labels, zero_division=zero_division
@@ -173,6 +170,8 @@ def _ranking(metric: Callable[..., float], indicator: np.ndarray, scores: np.nda
 
 def macro_f1(y_true: np.ndarray, probs: np.ndarray, task: Task, *, threshold: float = 0.5) -> float:
     """Unweighted mean F1 over all classes (sklearn `average="macro"`)."""
+    from sklearn.metrics import f1_score
+
     prep = _prepare(y_true, probs, task, threshold)
     labels = None if task == "multilabel" else list(range(prep.indicator.shape[1]))
     return float(f1_score(prep.y, prep.pred, labels=labels, average="macro", zero_division=0))
@@ -232,6 +231,8 @@ def evaluate(
 
     `n_bootstrap` = 0 skips the confidence intervals (they cost roughly 5 ms per resample).
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     prep = _prepare(y_true, probs, task, threshold)
     n_classes = prep.indicator.shape[1]
     if len(classes) != n_classes:
@@ -296,6 +297,8 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def _confusion(prep: _Prepared, n_classes: int) -> list[Any]:
+    from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix
+
     if prep.task == "multilabel":
         return multilabel_confusion_matrix(prep.y, prep.pred).tolist()
     return confusion_matrix(prep.y, prep.pred, labels=list(range(n_classes))).tolist()
@@ -360,6 +363,8 @@ def bootstrap_intervals(
     Keys: "macro_f1", "macro_pr_auc", "ece", "f1:<class>". Resamples where a ranking metric is
     undefined (a class missing) are skipped for that metric only.
     """
+    from sklearn.metrics import average_precision_score
+
     y_true, probs = np.asarray(y_true), np.asarray(probs)
     rng = np.random.default_rng(seed)
     n = len(y_true)

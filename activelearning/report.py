@@ -28,7 +28,7 @@ from .models import (
     ThresholdProposal,
     TrainingRun,
 )
-from .services.rounds import STAGE_PROGRESS
+from .services.pipeline import round_stages
 
 
 def _svg(svg: str) -> SafeString:
@@ -145,7 +145,7 @@ def run_context(run: TrainingRun) -> dict[str, Any]:
     """The round page: stages with timings, progress, log, and what the round produced."""
     version = ModelVersion.objects.filter(training_run=run).select_related("policy").first()
     scoring = ScoringRun.objects.filter(training_run=run).order_by("-pk").first()
-    order: list[str] = list(STAGE_PROGRESS)
+    order: list[str] = [stage.name for stage in round_stages()]
     current = order.index(run.stage) if run.stage in order else 0
     stages = [
         {

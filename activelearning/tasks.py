@@ -5,6 +5,7 @@ run on the `training` queue (CPU-heavy, later GPU workers); pool scoring and sel
 `scoring`. Every task is safe to run twice — a redelivery after a worker died (acks_late) or a
 stalled round re-sent by `resume_stalled_rounds` — so acknowledgement comes after the work.
 A task that fails for good marks its round failed with the error, so the round page says why.
+Which task carries a round on from which stage is declared once, in `services/pipeline.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from .models import ModelStatus, ModelVersion, RunStage, RunTrigger, ScoringRun,
 from .services.evaluation import model_version_evaluate
 from .services.promotion import model_version_promote
 from .services.rounds import round_continue, training_run_fail, training_run_finish
-from .services.scoring import pool_chunk_score, pool_scores_prune, pool_scoring_start, scoring_run_maybe_finish
+from .services.scoring import (
+    pool_chunk_score,
+    pool_scores_prune,
+    pool_scoring_start,
+    round_scoring_version,
+    scoring_run_maybe_finish,
+)
 from .services.selection import SelectionError, selection_round_run
 from .services.thresholds import thresholds_propose
 from .services.training import training_run_execute
@@ -28,24 +35,35 @@ from .services.triggers import rounds_resume_stalled, rounds_start_due
 
 
 class RoundTask(Task):
-    """Marks the round failed once retries are exhausted (the run id is found in the arguments)."""
+    """A stage of a round: takes the run id alone, and fails the round once retries are exhausted.
 
-    run_id_argument: str | int = "run_id"
+    Messages sent before every stage task took the run id alone carried it last, after a version
+    or policy id (`evaluate(version_id, run_id)`); they are still in Redis during an upgrade, so
+    the run id is read as the last positional argument, and the ones before it are dropped.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return super().__call__(*args[-1:], **kwargs)
+
+    def round_id(self, args: tuple, kwargs: dict) -> int | None:
+        return kwargs.get("run_id", args[-1] if args else None)
 
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
-        run_id = _run_id(self.name, args, kwargs)
+        run_id = self.round_id(args, kwargs)
         if run_id is not None:
             training_run_fail(run_id=run_id, error=f"{self.name} failed: {type(exc).__name__}: {exc}")
 
 
-def _run_id(name: str, args: tuple, kwargs: dict) -> int | None:
-    if "run_id" in kwargs:
-        return kwargs["run_id"]
-    if name == "activelearning.retrain" or name == "activelearning.select_batch":
-        return args[0] if args else None
-    if name == "activelearning.score_chunk" and args:
-        return ScoringRun.objects.filter(pk=args[0]).values_list("training_run_id", flat=True).first()
-    return args[1] if len(args) > 1 else None
+class ScoreChunkTask(Task):
+    """One chunk of pool scoring: fails the round the scoring run belongs to (if any) for good."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
+        scoring_run_id = args[0] if args else kwargs.get("scoring_run_id")
+        if scoring_run_id is None:
+            return
+        run_id = ScoringRun.objects.filter(pk=scoring_run_id).values_list("training_run_id", flat=True).first()
+        if run_id is not None:
+            training_run_fail(run_id=run_id, error=f"{self.name} failed: {type(exc).__name__}: {exc}")
 
 
 @shared_task(
@@ -64,43 +82,41 @@ def retrain(run_id: int) -> int | None:
     if run.params.get("pipeline") == "train":
         training_run_finish(run_id=run_id, message=f"registered {version}; training-only round finished")
     else:
-        round_continue(
-            run_id, "evaluate", version.pk, run_id, stage=RunStage.EVALUATING, message="evaluating on held-out gold"
-        )
+        round_continue(run_id=run_id, stage=RunStage.EVALUATING, message="evaluating on held-out gold")
     return version.pk
 
 
 @shared_task(base=RoundTask, name="activelearning.evaluate", time_limit=1800, soft_time_limit=1740, **HEAVY)
-def evaluate(version_id: int, run_id: int | None = None) -> None:
-    metrics = model_version_evaluate(version_id=version_id)
-    if run_id is not None:
-        summary = f"macro-F1 {metrics.get('macro_f1')} on {metrics.get('n')} held-out items"
-        round_continue(run_id, "promote", version_id, run_id, stage=RunStage.PROMOTING, message=summary)
+def evaluate(run_id: int) -> None:
+    """Evaluate the round's model on held-out gold."""
+    metrics = model_version_evaluate(version_id=ModelVersion.objects.get(training_run_id=run_id).pk)
+    summary = f"macro-F1 {metrics.get('macro_f1')} on {metrics.get('n')} held-out items"
+    round_continue(run_id=run_id, stage=RunStage.PROMOTING, message=summary)
 
 
 @shared_task(base=RoundTask, name="activelearning.promote", time_limit=1800, soft_time_limit=1740, **HEAVY)
-def promote(version_id: int, run_id: int | None = None) -> str:
-    decision = model_version_promote(version_id=version_id)
-    if run_id is not None:
-        champion = ModelVersion.objects.filter(policy_id=decision.policy_id, status=ModelStatus.CHAMPION).first()
-        scorer = champion or decision.challenger
-        message = f"{decision.outcome}: {' '.join(decision.reasons)} Scoring the pool with {scorer.version_label}."
-        round_continue(run_id, "score_pool", scorer.pk, run_id, stage=RunStage.SCORING, message=message)
+def promote(run_id: int) -> str:
+    """Champion / challenger for the round's model; the pool is then scored by the champion."""
+    decision = model_version_promote(version_id=ModelVersion.objects.get(training_run_id=run_id).pk)
+    scorer = round_scoring_version(run_id=run_id)
+    message = f"{decision.outcome}: {' '.join(decision.reasons)} Scoring the pool with {scorer.version_label}."
+    round_continue(run_id=run_id, stage=RunStage.SCORING, message=message)
     return decision.outcome
 
 
 @shared_task(base=RoundTask, name="activelearning.score_pool", time_limit=600, soft_time_limit=570, **HEAVY)
-def score_pool(version_id: int, run_id: int | None = None) -> int:
+def score_pool(run_id: int) -> int:
     """Fan out one `score_chunk` per item id range (resumable: finished chunks are skipped)."""
-    return pool_scoring_start(version_id=version_id, run_id=run_id).pk
+    return pool_scoring_start(version_id=round_scoring_version(run_id=run_id).pk, run_id=run_id).pk
 
 
-@shared_task(base=RoundTask, name="activelearning.score_chunk", time_limit=1800, soft_time_limit=1740, **HEAVY)
+@shared_task(base=ScoreChunkTask, name="activelearning.score_chunk", time_limit=1800, soft_time_limit=1740, **HEAVY)
 def score_chunk(scoring_run_id: int, index: int) -> int:
+    """Score one chunk; the chunk that completes the scoring run moves its round on to selection."""
     scored = pool_chunk_score(scoring_run_id=scoring_run_id, index=index)
     run_id = scoring_run_maybe_finish(scoring_run_id=scoring_run_id)
     if run_id is not None:
-        round_continue(run_id, "select_batch", run_id, stage=RunStage.SELECTING, message="selecting items")
+        round_continue(run_id=run_id, stage=RunStage.SELECTING, message="selecting items")
     return scored
 
 
@@ -125,18 +141,18 @@ def select_batch(run_id: int) -> int | None:
         training_run_fail(run_id=run_id, error=str(error))
         return None
     message = f"{selection.tasks_created} active-learning tasks in {selection.queue} ({selection.strategy})"
-    round_continue(run_id, "propose_thresholds", run.policy_id, run_id, stage=RunStage.THRESHOLDS, message=message)
+    round_continue(run_id=run_id, stage=RunStage.THRESHOLDS, message=message)
     return selection.pk
 
 
 @shared_task(base=RoundTask, name="activelearning.propose_thresholds", time_limit=900, soft_time_limit=840, **HEAVY)
-def propose_thresholds(policy_id: int, run_id: int | None = None) -> int | None:
+def propose_thresholds(run_id: int) -> int | None:
     """Propose routing thresholds for the policy's champion; a lead approves them on the models page."""
+    policy_id = TrainingRun.objects.values_list("policy_id", flat=True).get(pk=run_id)
     champion = ModelVersion.objects.filter(policy_id=policy_id, status=ModelStatus.CHAMPION).first()
     proposal = thresholds_propose(version_id=champion.pk) if champion else None
-    if run_id is not None:
-        done = f"threshold proposal {proposal.pk} waits for a lead" if proposal else "no champion: no thresholds"
-        training_run_finish(run_id=run_id, message=done)
+    done = f"threshold proposal {proposal.pk} waits for a lead" if proposal else "no champion: no thresholds"
+    training_run_finish(run_id=run_id, message=done)
     return proposal.pk if proposal else None
 
 

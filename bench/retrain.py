@@ -117,7 +117,7 @@ def main() -> None:
     started = time.perf_counter()
     policy = setup(args.n)
     print(f"setup_seconds={time.perf_counter() - started:.1f} n={args.n} (not timed below)")
-    rounds._enqueue = lambda *a: None  # trained here, in this process, exactly as the task would
+    rounds.enqueue_after_commit = lambda task, *ids: None  # trained here, in this process, exactly as the task would
     run = training_run_start(policy=policy, actor=SYSTEM, params={"encoder": "minilm", "pipeline": "train"})
     load = os.getloadavg()[0]
     started = time.perf_counter()

@@ -14,7 +14,8 @@ the same services a round uses). Its pool is every item without gold under that 
 earlier phase's items included — exactly what `score_pool` scores.
 
 Per encoder, in the same run and on the same texts:
-- celery: `score_pool` is enqueued and timed until its ScoringRun is done: chunk tasks over item
+- celery: pool scoring is started as a round's `score_pool` task starts it, and timed until its
+  ScoringRun is done: chunk tasks over item
   id ranges read text from PostgreSQL, compute features (hashed n-grams; or MiniLM, writing each
   vector to the ItemEmbedding cache), run the head and COPY the scores back. The worker has
   loaded the model already (a warm-up scoring of the first chunk of items);
@@ -143,14 +144,14 @@ def train(policy: Any, encoder: str, seed: int = 0) -> Any:
     from activelearning.services.training import training_run_execute
     from reviewapp.audit import SYSTEM
 
-    enqueue, rounds._enqueue = rounds._enqueue, lambda *args: None  # trained here, not by a worker
+    enqueue, rounds.enqueue_after_commit = rounds.enqueue_after_commit, lambda task, *ids: None  # trained here
     try:
         params = {"encoder": encoder, "pipeline": "train", "head": {"seed": seed, "max_epochs": 20}}
         run = training_run_start(policy=policy, actor=SYSTEM, params=params)
         version = training_run_execute(run_id=run.pk)
         training_run_finish(run_id=run.pk)
     finally:
-        rounds._enqueue = enqueue
+        rounds.enqueue_after_commit = enqueue
     return version
 
 
@@ -174,13 +175,14 @@ def start_worker(concurrency: int, log: Path) -> subprocess.Popen:
 
 
 def celery_score(version: Any, chunk: int) -> tuple[float, Any]:
-    """Enqueue score_pool like a round does and wait for the ScoringRun to finish; (seconds, run)."""
+    """Start pool scoring like a round's score_pool task does (chunks fan out to the worker) and
+    wait for the ScoringRun to finish; (seconds, run)."""
     from activelearning.models import ScoringRun
-    from activelearning.tasks import score_pool
+    from activelearning.services.scoring import pool_scoring_start
 
     before = set(ScoringRun.objects.values_list("pk", flat=True))
     started = time.perf_counter()
-    score_pool.delay(version.pk)
+    pool_scoring_start(version_id=version.pk)
     while True:
         run = ScoringRun.objects.exclude(pk__in=before).first()
         if run is not None and run.status == "done":

@@ -3,7 +3,8 @@
 Views, the REST API, Celery tasks and management commands call these functions and never write
 the models themselves. Modules by topic:
 
-- `rounds`: start, log, finish or fail a round (`TrainingRun`), and what runs after what;
+- `pipeline`: the stages of a round, their progress and tasks, and `enqueue_after_commit`;
+- `rounds`: start, log, finish or fail a round (`TrainingRun`), and going on to the next stage;
 - `datasets`: current gold labels of a policy as training/dev/test arrays, with stable splits;
 - `features`: encoders, the `ItemEmbedding` cache, features for items;
 - `registry`: artifact files and the per-process model cache;

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from activelearning.evaluation import Task, evaluate
-from activelearning.heads import Features
+from activelearning.head_inputs import Features
 
 from ..models import ModelVersion
 from .datasets import GoldSet, LabelSpace, gold_set, gold_watermark, slice_values

@@ -30,7 +30,7 @@ from activelearning.encoders import (
     content_key,
     encoder_from_config,
 )
-from activelearning.heads import Bags, Features
+from activelearning.head_inputs import Bags, Features
 from reviewapp.db import copy_rows, stage_table
 
 from ..models import Encoder

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve
 
 from activelearning.evaluation import Task
 
@@ -123,6 +122,8 @@ def paired_bootstrap(
 
 def pr_curves(indicator: np.ndarray, scores: np.ndarray, names: Sequence[str], *, max_points: int = 60) -> dict:
     """{class: [[recall, precision], ...]} per class with positives and negatives, thinned for charts."""
+    from sklearn.metrics import precision_recall_curve  # here, not at the top: web processes import this module
+
     curves: dict[str, list[list[float]]] = {}
     for j, name in enumerate(names):
         truth = indicator[:, j]

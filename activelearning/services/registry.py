@@ -11,15 +11,18 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
 from django.db import connection
 
-from activelearning.artifacts import LoadedModel, load_model
-from activelearning.heads import Features
+from activelearning.head_inputs import Features
 
 from ..models import ModelVersion, TrainingRun
+
+if TYPE_CHECKING:
+    from activelearning.artifacts import LoadedModel
 
 _LOADED: OrderedDict[str, LoadedModel] = OrderedDict()
 _CACHE_SIZE = 3  # champion, challenger and one spare: a hashed-n-gram head is ~70 MB
@@ -50,6 +53,10 @@ def remove_unregistered_attempts(run: TrainingRun, keep: str) -> int:
 
 def loaded_model(version: ModelVersion) -> LoadedModel:
     """The version's artifact, loaded once per process and checked against its sha256."""
+    # torch is imported by the first load, not at module import: web processes import this module
+    # (through threshold approval) and never load a model.
+    from activelearning.artifacts import load_model
+
     model = _LOADED.get(version.artifact_sha256)
     if model is None:
         model = load_model(model_root() / version.artifact_path, expected_sha256=version.artifact_sha256)

@@ -1,8 +1,8 @@
-"""Rounds (`TrainingRun`): start, progress notes, finish, fail; and which task follows which.
+"""Rounds (`TrainingRun`): start, progress notes, finish, fail, and going on to the next stage.
 
-A round runs as a chain of Celery tasks, each idempotent and each enqueuing the next on commit:
-retrain → evaluate → promote → score_pool (→ score_chunk × N) → select_batch → propose_thresholds.
-With `pipeline="train"` the round ends once the model is registered.
+A round runs as a chain of Celery tasks, each idempotent and each enqueuing the next on commit;
+the stages, their progress and their tasks are declared once in `pipeline.py`. With
+`pipeline="train"` the round ends once the model is registered.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from activelearning.encoders import MiniLMEncoder
-from activelearning.heads import HeadConfig
+from activelearning.head_inputs import HeadConfig
 from activelearning.strategies import STRATEGIES
 from labeling.models import Policy
 from reviewapp.audit import SYSTEM, Actor, audit_record
@@ -27,22 +27,9 @@ from reviewapp.errors import Conflict
 from reviewapp.models import Queue, RoutingRule
 
 from ..models import ACTIVE_RUN_STATUSES, Encoder, ModelVersion, RunStage, RunStatus, RunTrigger, TrainingRun
+from .pipeline import enqueue_after_commit, round_stage, round_stages
 
 PIPELINES = ("round", "train")
-# Where the round's progress bar stands when a stage starts (scoring moves it on per chunk).
-STAGE_PROGRESS: dict[str, float] = {
-    RunStage.QUEUED: 0.0,
-    RunStage.LOADING: 0.02,
-    RunStage.EMBEDDING: 0.05,
-    RunStage.TRAINING: 0.25,
-    RunStage.REGISTERING: 0.55,
-    RunStage.EVALUATING: 0.6,
-    RunStage.PROMOTING: 0.68,
-    RunStage.SCORING: 0.72,
-    RunStage.SELECTING: 0.92,
-    RunStage.THRESHOLDS: 0.96,
-    RunStage.DONE: 1.0,
-}
 _HEAD_FIELDS = {f.name for f in fields(HeadConfig)}
 
 
@@ -156,7 +143,7 @@ def training_run_start(
                 object_id=run.pk,
                 after={"policy": policy.key, "trigger": trigger, "params": checked},
             )
-            transaction.on_commit(lambda: _enqueue("retrain", run.pk))
+            enqueue_after_commit(round_stages()[0].task, run.pk)
     except IntegrityError:
         active = TrainingRun.objects.filter(policy=policy, status__in=ACTIVE_RUN_STATUSES).first()
         if active is None:
@@ -178,7 +165,7 @@ def training_run_note(
     Autocommits when called outside a transaction, so the live page sees it at once.
     """
     if progress is None and stage is not None:
-        progress = STAGE_PROGRESS.get(stage)
+        progress = round_stage(stage).progress
     line = f"{timezone.now():%H:%M:%S} {message}\n" if message else ""
     with connection.cursor() as cursor:
         cursor.execute(
@@ -262,16 +249,13 @@ def training_run_fail(*, run_id: int, error: str, actor: Actor = SYSTEM) -> bool
     return bool(updated)
 
 
-def round_continue(run_id: int, task: str, *args: Any, stage: str, message: str = "") -> None:
-    """Note the next stage and enqueue its task on commit (a no-op chain step when the run is over)."""
+def round_continue(*, run_id: int, stage: str, message: str = "") -> None:
+    """Note that the round reached `stage` and enqueue the stage's task on commit.
+
+    A no-op when the run is over (failed or cancelled meanwhile): the chain stops there.
+    """
     run = TrainingRun.objects.filter(pk=run_id).only("status").first()
     if run is None or run.status not in ACTIVE_RUN_STATUSES:
         return
     training_run_note(run_id=run_id, message=message, stage=stage)
-    transaction.on_commit(lambda: _enqueue(task, *args))
-
-
-def _enqueue(task: str, *args: Any) -> None:
-    from activelearning import tasks  # tasks import services: import here, at call time
-
-    getattr(tasks, task).delay(*args)
+    enqueue_after_commit(round_stage(stage).task, run_id)

@@ -25,10 +25,11 @@ from django.db import connection, transaction
 from activelearning.strategies import entropy_scores
 from reviewapp.db import copy_rows, stage_table
 
-from ..models import Encoder, ModelVersion, RunStage, ScoreChunk, ScoringRun, ScoringStatus
+from ..models import Encoder, ModelStatus, ModelVersion, RunStage, ScoreChunk, ScoringRun, ScoringStatus
 from .features import encoder_from_stored, item_features
+from .pipeline import enqueue_after_commit, round_stage, score_chunk_task
 from .registry import head_probs
-from .rounds import STAGE_PROGRESS, training_run_note
+from .rounds import training_run_note
 
 
 def pool_scoring_start(*, version_id: int, run_id: int | None = None, chunk_size: int | None = None) -> ScoringRun:
@@ -42,6 +43,17 @@ def pool_scoring_start(*, version_id: int, run_id: int | None = None, chunk_size
             scoring = _create(version, run_id, chunk_size or settings.AL_SCORE_CHUNK)
         transaction.on_commit(lambda: scoring_run_enqueue_missing(scoring_run_id=scoring.pk))
     return scoring
+
+
+def round_scoring_version(*, run_id: int) -> ModelVersion:
+    """The version that scores the pool in round `run_id`: the one its scoring run already uses,
+    else the policy's champion (after promotion), else the round's own model."""
+    scoring = ScoringRun.objects.filter(training_run_id=run_id).select_related("model_version").first()
+    if scoring is not None:
+        return scoring.model_version
+    version = ModelVersion.objects.get(training_run_id=run_id)
+    champion = ModelVersion.objects.filter(policy_id=version.policy_id, status=ModelStatus.CHAMPION).first()
+    return champion or version
 
 
 def _create(version: ModelVersion, run_id: int | None, chunk_size: int) -> ScoringRun:
@@ -61,13 +73,11 @@ def _create(version: ModelVersion, run_id: int | None, chunk_size: int) -> Scori
 
 def scoring_run_enqueue_missing(*, scoring_run_id: int) -> int:
     """Enqueue every chunk without a marker; finish at once when there is none. Returns how many."""
-    from activelearning.tasks import score_chunk
-
     scoring = ScoringRun.objects.get(pk=scoring_run_id)
     done = set(ScoreChunk.objects.filter(scoring_run=scoring).values_list("first_id", flat=True))
     missing = [i for i in range(scoring.n_chunks) if scoring.chunk_bounds(i)[0] not in done]
     for index in missing:
-        score_chunk.delay(scoring.pk, index)
+        enqueue_after_commit(score_chunk_task(), scoring.pk, index)
     if not missing:
         scoring_run_maybe_finish(scoring_run_id=scoring.pk)
     return len(missing)
@@ -173,7 +183,7 @@ def _note_progress(scoring_run_id: int) -> None:
     if not scoring or scoring["training_run_id"] is None or not scoring["n_chunks"]:
         return
     done = ScoreChunk.objects.filter(scoring_run_id=scoring_run_id).count()
-    low, high = STAGE_PROGRESS[RunStage.SCORING], STAGE_PROGRESS[RunStage.SELECTING]
+    low, high = round_stage(RunStage.SCORING).progress, round_stage(RunStage.SELECTING).progress
     training_run_note(run_id=scoring["training_run_id"], progress=low + (high - low) * done / scoring["n_chunks"])
 
 

@@ -16,15 +16,14 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from activelearning.artifacts import ArtifactInfo, file_sha256, save_model
-from activelearning.heads import Bags, Features, HeadConfig, TrainedHead, train_head
+from activelearning.head_inputs import Bags, Features, HeadConfig
 from labeling.models import Policy
 from reviewapp.audit import SYSTEM, audit_record
 
@@ -42,8 +41,13 @@ from .datasets import (
     label_space,
 )
 from .features import AnyEncoder, FeatureError, encoder_for_run, item_features
+from .pipeline import round_stage
 from .registry import model_root, new_artifact_path, remove_unregistered_attempts
-from .rounds import STAGE_PROGRESS, training_run_begin, training_run_fail, training_run_note
+from .rounds import training_run_begin, training_run_fail, training_run_note
+
+if TYPE_CHECKING:
+    from activelearning.artifacts import ArtifactInfo
+    from activelearning.heads import TrainedHead
 
 LARGE_TRAINING_SET = 20_000
 
@@ -78,6 +82,10 @@ def training_run_execute(*, run_id: int) -> ModelVersion | None:
 
 
 def _train_and_register(run: TrainingRun) -> ModelVersion | None:
+    # torch is imported by the worker that trains, not by every process that imports the tasks
+    # (a web process does, to enqueue a round).
+    from activelearning.artifacts import save_model
+
     run_id = run.pk
     stopwatch = _Stopwatch(run_id)
     space = label_space(run.policy, run.params.get("positive_label"))
@@ -117,6 +125,8 @@ def _min_gold() -> int:
 
 
 def _train(run: TrainingRun, gold: GoldSet, features: Features, space: LabelSpace) -> TrainedHead:
+    from activelearning.heads import train_head  # torch: see _train_and_register
+
     train_rows, dev_rows = gold.rows(TRAIN), gold.rows(DEV)
     config = head_config(run.params, len(train_rows))
     training_run_note(
@@ -162,6 +172,8 @@ def model_version_register(
     None, and deletes this attempt's file, when another attempt registered first or the run is
     no longer active. Raises if the file on disk does not hash to `info.sha256`.
     """
+    from activelearning.artifacts import file_sha256  # torch: see _train_and_register
+
     path = model_root() / relative_path
     if not path.is_file() or file_sha256(path) != info.sha256:
         raise OSError(f"artifact {path} is missing or does not match sha256 {info.sha256}")
@@ -232,7 +244,7 @@ class _Stopwatch:
         self.started = now
 
     def embedding_progress(self, fraction: float, message: str) -> None:
-        low, high = STAGE_PROGRESS[RunStage.EMBEDDING], STAGE_PROGRESS[RunStage.TRAINING]
+        low, high = round_stage(RunStage.EMBEDDING).progress, round_stage(RunStage.TRAINING).progress
         training_run_note(
             run_id=self.run_id,
             message=message,

@@ -16,8 +16,9 @@ from django.utils import timezone
 from labeling.models import GoldLabel, Policy
 from reviewapp.audit import SYSTEM
 
-from ..models import ACTIVE_RUN_STATUSES, ModelVersion, RunStage, RunTrigger, ScoringRun, TrainingRun
-from .rounds import RoundAlreadyActive, _enqueue, training_run_note, training_run_start
+from ..models import ACTIVE_RUN_STATUSES, ModelVersion, RunTrigger, TrainingRun
+from .pipeline import enqueue_after_commit, round_stages
+from .rounds import RoundAlreadyActive, training_run_note, training_run_start
 
 logger = logging.getLogger(__name__)
 
@@ -53,45 +54,23 @@ def rounds_start_due(*, trigger: str) -> list[TrainingRun]:
     return started
 
 
-# The task that carries a round forward from each stage (all are idempotent, so re-sending is safe).
-_RESUME: dict[str, str] = {
-    RunStage.QUEUED: "retrain",
-    RunStage.LOADING: "retrain",
-    RunStage.EMBEDDING: "retrain",
-    RunStage.TRAINING: "retrain",
-    RunStage.REGISTERING: "retrain",
-    RunStage.EVALUATING: "evaluate",
-    RunStage.PROMOTING: "promote",
-    RunStage.SELECTING: "select_batch",
-    RunStage.THRESHOLDS: "propose_thresholds",
-}
-
-
 def rounds_resume_stalled() -> int:
-    """Re-send the current step of rounds with no progress for `AL_STALL_MINUTES` (e.g. messages
-    lost when Redis restarted); returns how many. Longer than any task's time limit, so a step
-    still running is never duplicated by this."""
+    """Re-send the current stage's task of rounds with no progress for `AL_STALL_MINUTES` (e.g.
+    messages lost when Redis restarted); returns how many. Longer than any task's time limit, so a
+    step still running is never duplicated by this. A round without a registered model starts over
+    from training (every stage task is idempotent, so re-sending is safe)."""
     cutoff = timezone.now() - timedelta(minutes=settings.AL_STALL_MINUTES)
+    stages = {stage.name: stage for stage in round_stages()}
     resumed = 0
     for run in TrainingRun.objects.filter(status__in=ACTIVE_RUN_STATUSES, updated_at__lt=cutoff):
-        version = ModelVersion.objects.filter(training_run=run).first()
-        scoring = ScoringRun.objects.filter(training_run=run).first()
-        args: tuple | None
-        if version is None or _RESUME.get(run.stage) == "retrain":
-            args = ("retrain", run.pk)
-        elif run.stage == RunStage.SCORING:
-            args = ("score_pool", scoring.model_version_id, run.pk) if scoring else ("promote", version.pk, run.pk)
-        elif run.stage == RunStage.SELECTING:
-            args = ("select_batch", run.pk)
-        elif run.stage == RunStage.THRESHOLDS:
-            args = ("propose_thresholds", run.policy_id, run.pk)
-        elif run.stage in _RESUME:
-            args = (_RESUME[run.stage], version.pk, run.pk)
+        if not ModelVersion.objects.filter(training_run=run).exists():
+            task = round_stages()[0].task
         else:
-            args = None
-        if args is None:
+            task = stages[run.stage].task if run.stage in stages else None
+        if task is None:
             continue
-        training_run_note(run_id=run.pk, message=f"no progress for {settings.AL_STALL_MINUTES} min: re-sent {args[0]}")
-        _enqueue(*args)
+        name = task.name.removeprefix("activelearning.")
+        training_run_note(run_id=run.pk, message=f"no progress for {settings.AL_STALL_MINUTES} min: re-sent {name}")
+        enqueue_after_commit(task, run.pk)
         resumed += 1
     return resumed

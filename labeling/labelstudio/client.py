@@ -15,20 +15,24 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pydantic
 from dateutil.parser import isoparse
 from django.conf import settings
-from label_studio_sdk import LabelStudio
-from label_studio_sdk.core.api_error import ApiError
 
 from reviewapp.outbound import Unresolvable, UnsafeTarget
 
 from .addresses import CheckedTransport, check_base_url
 from .crypto import SecretUnreadable
 from .models import Connection, ConnectionStatus
+
+if TYPE_CHECKING:
+    from label_studio_sdk.core.api_error import ApiError
+
+# label-studio-sdk loads pandas (~2 s, ~100 MB): it is imported by the first Client made, not by
+# every web process that imports the Label Studio pages.
 
 PAGE_SIZE = 100
 ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED")
@@ -90,6 +94,8 @@ class Client:
             raise Unauthorized(str(error)) from None
         if not token:
             raise Unauthorized(f"No API token: environment variable {connection.token_env_var!r} is empty or unset.")
+        from label_studio_sdk import LabelStudio
+
         timeout = settings.LABEL_STUDIO_TIMEOUT_SECONDS
         self._sdk = LabelStudio(
             base_url=self.base_url,
@@ -103,6 +109,8 @@ class Client:
         )
 
     def _call(self, what: str, fn: Any, *args: Any, project_id: int | None = None, **kwargs: Any) -> Any:
+        from label_studio_sdk.core.api_error import ApiError  # loaded already: __init__ made the SDK client
+
         try:
             return fn(*args, **kwargs)
         except Unresolvable:  # DNS may be back by the next attempt

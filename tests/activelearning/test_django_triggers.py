@@ -16,8 +16,12 @@ from tests.activelearning.test_django_helpers import al_policy, load_items
 def sent(monkeypatch) -> list[tuple]:  # type: ignore[no-untyped-def]
     """Tasks the triggers enqueue, recorded instead of sent to the broker."""
     calls: list[tuple] = []
-    monkeypatch.setattr("activelearning.services.rounds._enqueue", lambda *args: calls.append(args))
-    monkeypatch.setattr("activelearning.services.triggers._enqueue", lambda *args: calls.append(args))
+
+    def record(task, *ids: int) -> None:  # type: ignore[no-untyped-def]
+        calls.append((task.name.removeprefix("activelearning."), *ids))
+
+    monkeypatch.setattr("activelearning.services.rounds.enqueue_after_commit", record)
+    monkeypatch.setattr("activelearning.services.triggers.enqueue_after_commit", record)
     return calls
 
 

@@ -87,7 +87,7 @@ def test_sigkill_mid_training_registers_nothing_and_redelivery_completes(
         "head": {**FAST_ROUND["head"], "max_epochs": 60, "patience": 60},
     }
     with monkeypatch.context() as m:  # not onto the training queue: only this test's worker may take it
-        m.setattr("activelearning.services.rounds._enqueue", lambda *args: None)
+        m.setattr("activelearning.services.rounds.enqueue_after_commit", lambda task, *ids: None)
         run = training_run_start(policy=policy, actor=SYSTEM, params=slow)
     # A worker of its own on a queue of its own, so no other worker can take the task.
     monkeypatch.setattr("tests.worker.QUEUES", "al-killtest")
