@@ -67,7 +67,7 @@ class TextDataset:
         return int(np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max)))
 
 
-def _convabuse_gold(record: DatasetRecord) -> str | None:
+def convabuse_gold(record: DatasetRecord) -> str | None:
     # Binarise each annotator's first answer before the vote: "ambiguous" is not a verdict of abuse.
     votes = [replace(a, label="abusive" if a.label == "abusive" else "not_abusive") for a in record.annotations]
     return majority_label(votes)
@@ -158,7 +158,7 @@ def load_dataset(
         return dataset_from_records(
             read_convabuse(path),
             name=CONVABUSE,
-            gold=_convabuse_gold,
+            gold=convabuse_gold,
             positive=positive or "abusive",
             test_fraction=test_fraction,
         )

@@ -68,7 +68,7 @@ def _add(amounts: dict[str, int]) -> None:
     backends (local memory in tests) take add-or-incr per series.
     """
     try:
-        writer = _redis_writer()
+        writer = redis_writer()
         if writer is None:
             for key, amount in amounts.items():
                 if not cache.add(key, amount, timeout=None):
@@ -85,7 +85,7 @@ def _add(amounts: dict[str, int]) -> None:
 _writers: dict[str, redis.Redis] = {}
 
 
-def _redis_writer() -> redis.Redis | None:
+def redis_writer() -> redis.Redis | None:
     """A client of the Redis server the cache writes to (its first), or None for other caches.
 
     Kept for the life of the process: Django's cache builds a client object for every call,

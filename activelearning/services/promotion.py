@@ -143,7 +143,7 @@ def _against_champion(
         reason = f"Only {len(common)} held-out items are readable by both models; {settings.AL_MIN_TEST} needed."
         return PromotionOutcome.REJECTED, [reason], {"n": len(common)}
     delta = paired_bootstrap(y, old, mine, k, n_bootstrap=settings.AL_PROMOTION_BOOTSTRAP, seed=challenger.pk)
-    slices = _slice_deltas({key: [data.gold.slices[key][i] for i in mine_rows] for key in SLICE_KEYS}, y, old, mine, k)
+    slices = slice_deltas({key: [data.gold.slices[key][i] for i in mine_rows] for key in SLICE_KEYS}, y, old, mine, k)
     worse = [s for s in slices if s["worse"]]
     comparison = {
         "against": f"champion {champion.version_label}",
@@ -175,7 +175,7 @@ def _against_champion(
     return PromotionOutcome.REJECTED, reasons, comparison
 
 
-def _slice_deltas(
+def slice_deltas(
     slices: dict[str, list[str | None]], y: np.ndarray, old: np.ndarray, mine: np.ndarray, k: int
 ) -> list[dict[str, Any]]:
     out = []

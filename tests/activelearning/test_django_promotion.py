@@ -7,7 +7,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from activelearning.models import ModelStatus, ModelVersion, ProposalStatus
-from activelearning.services.promotion import _slice_deltas, model_version_promote
+from activelearning.services.promotion import model_version_promote, slice_deltas
 from activelearning.services.rounds import training_run_finish, training_run_start
 from activelearning.services.thresholds import (
     ProposalClosed,
@@ -83,7 +83,7 @@ def test_a_slice_worse_beyond_the_tolerance_is_flagged(settings) -> None:
     mine = np.array([1, 0, 1, 0, 0, 1, 0, 1])  # right on GB, wrong on US
     regions = ["GB"] * 4 + ["US"] * 4
 
-    rows = _slice_deltas({"region": regions}, y, old, mine, 2)
+    rows = slice_deltas({"region": regions}, y, old, mine, 2)
 
     flagged = {r["value"]: r["worse"] for r in rows}
     assert flagged == {"GB": False, "US": True}

@@ -14,7 +14,7 @@ from activelearning.heads import HeadConfig
 from activelearning.simulation import (
     SimulationError,
     SimulationSetup,
-    _convabuse_gold,
+    convabuse_gold,
     geometric_checkpoints,
     labels_to_reach,
     load_dataset,
@@ -68,9 +68,9 @@ def record(*labels: str) -> DatasetRecord:
 
 
 def test_convabuse_gold_is_the_majority_of_abusive_vs_not() -> None:
-    assert _convabuse_gold(record("abusive", "ambiguous", "not_abusive")) == "not_abusive"
-    assert _convabuse_gold(record("abusive", "abusive", "ambiguous")) == "abusive"
-    assert _convabuse_gold(record("abusive", "not_abusive")) is None  # a tie has no gold
+    assert convabuse_gold(record("abusive", "ambiguous", "not_abusive")) == "not_abusive"
+    assert convabuse_gold(record("abusive", "abusive", "ambiguous")) == "abusive"
+    assert convabuse_gold(record("abusive", "not_abusive")) is None  # a tie has no gold
 
 
 def test_subsample_is_stable_and_keeps_the_split_apart(tmp_path: Path) -> None:

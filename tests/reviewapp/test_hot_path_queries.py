@@ -169,7 +169,7 @@ def redis_cache(settings):  # type: ignore[no-untyped-def]
         }
     }
     yield cache
-    writer = metrics._redis_writer()
+    writer = metrics.redis_writer()
     assert writer is not None
     keys = list(writer.scan_iter(match=f"{prefix}:*"))
     if keys:
