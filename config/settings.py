@@ -1,6 +1,6 @@
 """Settings for reviewapp, read from the environment.
 
-Every value comes from an environment variable (documented in README.md, "Configuration").
+Every value comes from an environment variable (documented in docs/configuration.md).
 Bad values raise ImproperlyConfigured at start-up instead of being silently replaced, and
 secrets have no production default: outside DEBUG a missing DJANGO_SECRET_KEY is an error.
 """
@@ -58,7 +58,7 @@ def envhosts(name: str) -> list[str]:
 def envrequired(name: str) -> str:
     value = os.environ.get(name, "").strip()
     if not value:
-        raise ImproperlyConfigured(f"{name} is not set. `make run` and `make test` set it for you; see README.md.")
+        raise ImproperlyConfigured(f"{name} is not set. `make run` and `make test` set it for you; see docs/configuration.md.")
     return value
 
 
