@@ -58,7 +58,9 @@ def envhosts(name: str) -> list[str]:
 def envrequired(name: str) -> str:
     value = os.environ.get(name, "").strip()
     if not value:
-        raise ImproperlyConfigured(f"{name} is not set. `make run` and `make test` set it for you; see docs/configuration.md.")
+        raise ImproperlyConfigured(
+            f"{name} is not set. `make run` and `make test` set it for you; see docs/configuration.md."
+        )
     return value
 
 

@@ -140,7 +140,7 @@ def test_redis_restart_keeps_queued_tasks_and_the_beat_schedule(faults: FaultSta
     """Redis restarted mid-load, with the worker stopped so that tasks wait in the queue.
 
     The broker's guarantee: a message that Redis acknowledged survives a restart only if Redis
-    persists it. This Redis (like production should, see README "Operating in production") runs
+    persists it. This Redis (like production should, see docs/operations.md) runs
     with `appendonly yes`, so every queued message is in its append-only file and comes back;
     without persistence (the shared development Redis runs with `--save "" --appendonly no`) a
     restart empties every queue. A task whose enqueue failed while Redis was down never reached
