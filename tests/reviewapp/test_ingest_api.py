@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 from rest_framework.test import APIClient
 
@@ -233,6 +234,26 @@ class TestPoisonedRows:
         assert [r["index"] for r in body["results"]] == [0, 1, 2, 3, 4]
         assert [(e["index"], e["field"]) for e in body["errors"]] == [(5, field)]
         assert field in body["errors"][0]["message"]
+        assert set(ContentItem.objects.values_list("external_id", flat=True)) == {f"ok-{n}" for n in range(5)}
+        assert ModelDecision.objects.count() == 5
+
+    def test_a_row_the_database_itself_refuses_costs_only_itself(self, ingest_client) -> None:
+        """The last line of defence: a row validation let through but PostgreSQL refuses is found by
+        splitting the batch in savepoints; the others are stored. A CHECK constraint, added inside
+        the test's transaction, stands in for whatever validation may one day miss."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "ALTER TABLE reviewapp_contentitem ADD CONSTRAINT test_refuses_poison CHECK (external_id <> 'poison')"
+            )
+        rows = [*FIVE_VALID[:3], row("poison"), *FIVE_VALID[3:]]
+
+        response = ingest_client.post("/api/v1/decisions", {"decisions": rows}, format="json")
+
+        assert response.status_code == 207, response.content
+        body = response.json()
+        assert [r["index"] for r in body["results"]] == [0, 1, 2, 4, 5]
+        assert [e["index"] for e in body["errors"]] == [3]
+        assert "the database refused this row" in body["errors"][0]["message"]
         assert set(ContentItem.objects.values_list("external_id", flat=True)) == {f"ok-{n}" for n in range(5)}
         assert ModelDecision.objects.count() == 5
 
