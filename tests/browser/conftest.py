@@ -19,6 +19,8 @@ from django.contrib.auth.models import User
 from django.urls import get_resolver
 from playwright.sync_api import Page, Request, Route, ViewportSize, expect
 
+from tests.browser import workspace_nav
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -191,9 +193,4 @@ def start_reviewing(page: Page) -> Callable[[Any], None]:
     """Open a queue's page and press its Start reviewing button, as a reviewer does: a GET of the
     page claims nothing, the button POSTs the claim. Waits until an item is shown."""
 
-    def start(queue: Any) -> None:
-        page.goto(f"/queues/{queue.pk}/work")
-        page.get_by_role("button", name="Start reviewing").click()
-        expect(page.locator("#task-region .task")).to_have_count(1)
-
-    return start
+    return lambda queue: workspace_nav.start_reviewing(page, queue.pk)

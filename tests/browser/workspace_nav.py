@@ -13,5 +13,16 @@ def open_next_item(page: Page, queue_id: int) -> None:
     """
     page.goto(f"/queues/{queue_id}/work")
     if page.locator("#task-region .task").count() == 0:
-        page.get_by_role("button", name="Start reviewing").click()
+        press_start_reviewing(page)
     expect(page.locator("#task-region .task")).to_be_visible()
+
+
+def start_reviewing(page: Page, queue_id: int) -> None:
+    """Open a queue's page, which holds nothing yet, and press Start reviewing (the POST claim)."""
+    page.goto(f"/queues/{queue_id}/work")
+    press_start_reviewing(page)
+    expect(page.locator("#task-region .task")).to_have_count(1)
+
+
+def press_start_reviewing(page: Page) -> None:
+    page.get_by_role("button", name="Start reviewing").click()
