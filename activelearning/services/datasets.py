@@ -92,6 +92,9 @@ class GoldSet:
     split: np.ndarray  # int8 TRAIN/DEV/TEST
     watermark: int
     sha256: str
+    # Probability the item was sent to people (GoldLabel.sampling_propensity; 1 unless sampled); its
+    # route is `slices["route"]`. Held-out figures weight the traffic stratum by its inverse.
+    propensity: np.ndarray = field(default_factory=lambda: np.ones(0))
     skipped: dict[str, int] = field(default_factory=dict)
 
     def rows(self, split: int) -> np.ndarray:
@@ -111,6 +114,7 @@ class GoldSet:
             split=self.split[rows],
             watermark=self.watermark,
             sha256=self.sha256,
+            propensity=self.propensity[rows],
             skipped={**self.skipped, "no_features": len(self.item_ids) - len(rows)},
         )
 
@@ -126,25 +130,30 @@ def gold_watermark(policy_id: int) -> int:
 
 _GOLD_SQL = """
 WITH current AS (
-    SELECT DISTINCT ON (item_id) item_id, id, labels, route
+    SELECT DISTINCT ON (item_id) item_id, id, labels, route, sampling_propensity
     FROM labeling_goldlabel
     WHERE policy_id = %(policy)s AND id <= %(watermark)s {extra}
     ORDER BY item_id, version DESC
 )
 SELECT c.item_id, c.id, c.labels, c.route, i.text, i.source, i.modality,
-       i.metadata->>'language', i.metadata->>'region', {embedding}, i.external_id
+       i.metadata->>'language', i.metadata->>'region', {embedding}, i.external_id, c.sampling_propensity
 FROM current c JOIN reviewapp_contentitem i ON i.id = c.item_id
 ORDER BY c.item_id
 """
 
 
 def gold_set(
-    *, policy: Policy, space: LabelSpace, watermark: int, with_embeddings: bool = False, test_only: bool = False
+    *,
+    policy: Policy,
+    space: LabelSpace,
+    watermark: int,
+    with_embeddings: bool = False,
+    only: int | None = None,
 ) -> GoldSet:
     """Load the current gold of `policy` (as of `watermark`) with item text, slices and splits.
 
     Labels outside the label space (older schema versions, several labels on a single-label
-    policy) are skipped and counted in `skipped`. `test_only` loads just the held-out items.
+    policy) are skipped and counted in `skipped`. `only` (TRAIN, DEV or TEST) loads just that split.
     """
     sql = _GOLD_SQL.format(extra="", embedding="i.embedding" if with_embeddings else "NULL")
     with connection.cursor() as cursor:
@@ -159,7 +168,7 @@ def gold_set(
     index = {v: j for j, v in enumerate(space.values)}
     kept, targets, skipped = [], [], {"label_not_in_schema": 0}
     for row_number, row in enumerate(raw):
-        if test_only and split[row_number] != TEST:
+        if only is not None and split[row_number] != only:
             continue
         labels = json.loads(row[2]) if isinstance(row[2], str) else row[2]  # Django reads jsonb as text
         labels = labels if isinstance(labels, list) else []
@@ -211,6 +220,7 @@ def _assemble(
         split=split[kept] if kept else np.zeros(0, dtype=np.int8),
         watermark=watermark,
         sha256=digest.hexdigest(),
+        propensity=np.asarray([r[11] for r in rows], dtype=np.float64),
         skipped=skipped,
     )
 

@@ -4,6 +4,12 @@ The test split is a stable hash of the item's upstream identity (see `numeric.sp
 policy ever trained on these items, and champion and challenger are measured on the same ones.
 Metrics, intervals, calibration bins and slices come from `activelearning.evaluation`; PR curves
 and the majority-class baseline are added here. Stored on `ModelVersion.metrics` (NaN → null).
+
+The top-level figures pool every held-out stratum unweighted (`"stratum": "all"`). Beside them,
+`metrics["strata"]` holds the same headline figures per stratum of `activelearning.strata`: the
+traffic stratum weighted by inverse sampling propensity (with its effective sample size), the
+hard items active learning and re-reviews select, imported datasets and honeypots each on their
+own, unweighted; and `metrics["decision_stratum"]` names the one promotion and thresholds use.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from activelearning.evaluation import Task, evaluate
-from activelearning.head_inputs import Features
+from activelearning.head_inputs import Bags, Features
+from activelearning.strata import ALL, STRATA, TRAFFIC, decision_stratum, strata_of, stratum_report, stratum_weights
 
 from ..models import ModelVersion
-from .datasets import GoldSet, LabelSpace, gold_set, gold_watermark, slice_values
+from .datasets import TEST, GoldSet, LabelSpace, gold_set, gold_watermark, slice_values
 from .features import encoder_from_stored, item_features
 from .numeric import finite_or_none, macro_f1, pr_curves
 from .registry import head_probs
@@ -41,16 +48,41 @@ class HeldOut:
     gold: GoldSet
     features: Features
 
+    @property
+    def strata(self) -> np.ndarray:
+        """(n,) stratum name of each item, from the route of its gold label."""
+        return strata_of(self.gold.slices["route"])
 
-def held_out(version: ModelVersion, *, watermark: int | None = None) -> HeldOut:
-    """The current test-split gold the version's encoder can read, with its features."""
+    def stratum(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, weights) of one stratum: inverse propensities in traffic, 1 elsewhere."""
+        rows = np.flatnonzero(self.strata == name)
+        return rows, stratum_weights(name, self.gold.propensity[rows])
+
+    def restrict(self, rows: np.ndarray) -> HeldOut:
+        """The same held-out data, only `rows` (kept in item order)."""
+        rows = np.sort(rows)
+        keep = np.zeros(len(self.gold.item_ids), dtype=bool)
+        keep[rows] = True
+        features = self.features.take(rows) if isinstance(self.features, Bags) else self.features[rows]
+        return HeldOut(self.gold.subset(keep), features)
+
+    def sizes(self) -> dict[str, int]:
+        names = self.strata
+        return {name: int((names == name).sum()) for name in STRATA}
+
+
+def held_out(version: ModelVersion, *, watermark: int | None = None, split: int = TEST) -> HeldOut:
+    """The current gold of one split (test unless told) the version's encoder can read, with features.
+
+    Dev is for choices (early stopping, temperature, routing thresholds); test for reporting them.
+    """
     encoder = encoder_from_stored(version.encoder_config)
     gold = gold_set(
         policy=version.policy,
         space=space_of(version),
         watermark=watermark or gold_watermark(version.policy_id),
         with_embeddings=version.encoder == "upstream",
-        test_only=True,
+        only=split,
     )
     features = item_features(encoder, item_ids=gold.item_ids.tolist(), texts=gold.texts, embeddings=gold.embeddings)
     return HeldOut(gold.subset(features.kept), features.features)
@@ -103,7 +135,31 @@ def _metrics(version: ModelVersion, data: HeldOut, n_bootstrap: int) -> dict:
         "baseline_macro_f1": _majority_baseline(version.task, y, len(version.classes)),
         "gold_watermark": data.gold.watermark,
         "n_bootstrap": n_bootstrap,
+        "split": "test",
+        "stratum": ALL,
+        "strata": _strata_metrics(version, data, probs, n_bootstrap),
+        "decision_stratum": decision_stratum(data.sizes(), settings.AL_MIN_TEST),
     }
+
+
+def _strata_metrics(version: ModelVersion, data: HeldOut, probs: np.ndarray, n_bootstrap: int) -> dict:
+    """Headline figures of each non-empty stratum (see `activelearning.strata`), with intervals."""
+    out = {}
+    for name in STRATA:
+        rows, weights = data.stratum(name)
+        if len(rows) == 0:
+            continue
+        report = stratum_report(
+            data.gold.y_eval[rows],
+            probs[rows],
+            task=version.task,
+            classes=version.classes,  # type: ignore[arg-type]
+            weights=weights,
+            n_bootstrap=n_bootstrap,
+            seed=version.pk,
+        )
+        out[name] = {"stratum": name, "split": "test", "weighted": name == TRAFFIC, **report}
+    return out
 
 
 def _per_class(task: str, y: np.ndarray, probs: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

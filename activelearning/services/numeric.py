@@ -56,22 +56,32 @@ def _class_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     return np.divide(2 * tp, denominator, out=np.zeros(np.shape(tp), dtype=np.float64), where=denominator > 0)
 
 
-def macro_f1_batch(y: np.ndarray, pred: np.ndarray, n_classes: int, rows: np.ndarray) -> np.ndarray:
-    """Macro-F1 of each resample; `rows` is (B, n) indices into y/pred. Shape (B,)."""
+def macro_f1_batch(
+    y: np.ndarray, pred: np.ndarray, n_classes: int, rows: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Macro-F1 of each resample; `rows` is (B, n) indices into y/pred. Shape (B,).
+
+    `weights` (n,) weight each item's confusion count (inverse sampling propensities).
+    """
     if y.ndim == 2:  # multilabel: mean over labels of binary F1 of the positive class
         yt, yp = y[rows].astype(bool), pred[rows].astype(bool)  # (B, n, C)
-        tp, fp, fn = (yt & yp).sum(1), (~yt & yp).sum(1), (yt & ~yp).sum(1)
+        w = np.ones((*rows.shape, 1)) if weights is None else weights[rows][:, :, None]
+        tp, fp, fn = (w * (yt & yp)).sum(1), (w * (~yt & yp)).sum(1), (w * (yt & ~yp)).sum(1)
         return _class_f1(tp, fp, fn).mean(axis=1)
     codes = y[rows] * n_classes + pred[rows]  # (B, n)
     offsets = np.arange(len(rows))[:, None] * n_classes * n_classes
-    counts = np.bincount((codes + offsets).ravel(), minlength=len(rows) * n_classes * n_classes)
+    counts = np.bincount(
+        (codes + offsets).ravel(),
+        weights=None if weights is None else weights[rows].ravel(),
+        minlength=len(rows) * n_classes * n_classes,
+    )
     confusion = counts.reshape(len(rows), n_classes, n_classes)  # [b, gold, predicted]
     tp = np.diagonal(confusion, axis1=1, axis2=2)
     return _class_f1(tp, confusion.sum(1) - tp, confusion.sum(2) - tp).mean(axis=1)
 
 
-def macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    return float(macro_f1_batch(y, pred, n_classes, np.arange(len(y))[None, :])[0])
+def macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int, weights: np.ndarray | None = None) -> float:
+    return float(macro_f1_batch(y, pred, n_classes, np.arange(len(y))[None, :], weights)[0])
 
 
 @dataclass(frozen=True)
@@ -97,11 +107,13 @@ def paired_bootstrap(
     confidence_level: float = 0.95,
     seed: int = 0,
     batch: int = 100,
+    weights: np.ndarray | None = None,
 ) -> PairedDelta:
     """Percentile bootstrap of macro-F1(challenger) − macro-F1(champion), items resampled together.
 
     Pairing removes the variance the two models share (hard items are hard for both), so the
     interval of the difference is much narrower than two separate intervals would suggest.
+    `weights` (inverse sampling propensities) travel with their items through the resamples.
     """
     y = np.asarray(y)
     n = len(y)
@@ -112,11 +124,13 @@ def paired_bootstrap(
     for start in range(0, n_bootstrap, batch):
         rows = rng.integers(0, n, size=(min(batch, n_bootstrap - start), n))
         deltas.append(
-            macro_f1_batch(y, pred_challenger, n_classes, rows) - macro_f1_batch(y, pred_champion, n_classes, rows)
+            macro_f1_batch(y, pred_challenger, n_classes, rows, weights)
+            - macro_f1_batch(y, pred_champion, n_classes, rows, weights)
         )
     tail = (1 - confidence_level) / 2 * 100
     low, high = np.percentile(np.concatenate(deltas), [tail, 100 - tail])
-    champion, challenger = macro_f1(y, pred_champion, n_classes), macro_f1(y, pred_challenger, n_classes)
+    champion = macro_f1(y, pred_champion, n_classes, weights)
+    challenger = macro_f1(y, pred_challenger, n_classes, weights)
     return PairedDelta(champion, challenger, challenger - champion, float(low), float(high), n, n_bootstrap)
 
 
@@ -144,47 +158,66 @@ class ThresholdPoint:
     support: int  # items on the automatic side
 
 
+def _weights(weights: np.ndarray | None, n: int) -> np.ndarray:
+    return np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+
+
 def threshold_for_precision(
-    scores: np.ndarray, positive: np.ndarray, target: float, *, min_support: int = 5
+    scores: np.ndarray,
+    positive: np.ndarray,
+    target: float,
+    *,
+    min_support: int = 5,
+    weights: np.ndarray | None = None,
 ) -> ThresholdPoint | None:
     """Lowest t with precision(score ≥ t) ≥ target over at least `min_support` items; None if none.
 
-    Lowest, because every lower threshold automates more: this is the most automation the target allows.
+    Lowest, because every lower threshold automates more: this is the most automation the target
+    allows. With `weights` (inverse sampling propensities), precision, recall and share are
+    weighted; `support` stays a count of items.
     """
     order = np.argsort(-scores, kind="stable")
     s, p = scores[order], positive[order].astype(np.int64)
-    true_pos = np.cumsum(p)
+    w = _weights(weights, len(scores))[order]
+    true_pos, mass = np.cumsum(w * p), np.cumsum(w)
     count = np.arange(1, len(s) + 1)
     # Only cut between distinct scores: items with equal scores fall on the same side.
     last_of_value = np.r_[s[1:] != s[:-1], True]
-    ok = last_of_value & (count >= min_support) & (true_pos / count >= target)
+    ok = last_of_value & (count >= min_support) & (true_pos / mass >= target)
     if not ok.any():
         return None
     i = int(np.flatnonzero(ok)[-1])
-    total_pos = max(int(p.sum()), 1)
+    total_pos = float((w * p).sum()) or 1.0
     return ThresholdPoint(
         float(s[i]),
-        float(true_pos[i] / count[i]),
+        float(true_pos[i] / mass[i]),
         float(true_pos[i] / total_pos),
-        float(count[i] / len(s)),
+        float(mass[i] / mass[-1]),
         int(count[i]),
     )
 
 
 def threshold_for_recall(
-    scores: np.ndarray, positive: np.ndarray, target: float, *, min_support: int = 5
+    scores: np.ndarray,
+    positive: np.ndarray,
+    target: float,
+    *,
+    min_support: int = 5,
+    weights: np.ndarray | None = None,
 ) -> ThresholdPoint | None:
     """Highest t such that positives with score > t are ≥ target of all positives (auto-clear below t).
 
     `precision` is that of clearing (share of negatives among cleared items); `recall` the share of
     positives that still go to people or enforcement. None without positives or a big enough side.
+    `weights` as in `threshold_for_precision`.
     """
     order = np.argsort(scores, kind="stable")
     s, p = scores[order], positive[order].astype(np.int64)
-    total_pos = int(p.sum())
+    w = _weights(weights, len(scores))[order]
+    total_pos = float((w * p).sum())
     if total_pos == 0:
         return None
-    missed = np.cumsum(p)  # positives at or below s[i]
+    missed, mass = np.cumsum(w * p), np.cumsum(w)  # positives at or below s[i]
     count = np.arange(1, len(s) + 1)
     last_of_value = np.r_[s[1:] != s[:-1], True]
     ok = last_of_value & (count >= min_support) & ((total_pos - missed) / total_pos >= target)
@@ -193,9 +226,9 @@ def threshold_for_recall(
     i = int(np.flatnonzero(ok)[-1])
     return ThresholdPoint(
         float(s[i]),
-        float(1 - missed[i] / count[i]),
+        float(1 - missed[i] / mass[i]),
         float((total_pos - missed[i]) / total_pos),
-        float(count[i] / len(s)),
+        float(mass[i] / mass[-1]),
         int(count[i]),
     )
 

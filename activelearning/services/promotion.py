@@ -1,12 +1,17 @@
 """Champion / challenger: a new model replaces the champion only when held-out gold says so.
 
-Rule (all on the test split of current gold, both models on the very same items):
+Rule (all on one stratum of the test split of current gold, both models on the very same items):
 - the challenger's macro-F1 minus the champion's has a paired-bootstrap 95 % interval whose
   lower end is above `AL_PROMOTION_MIN_GAIN` (0 by default: better, not "probably not worse");
 - and on no slice (route, source, modality, language, region value with at least `AL_MIN_SLICE`
   items) is the challenger's macro-F1 more than `AL_SLICE_TOLERANCE` below the champion's.
 Without a champion (or when the label schema changed), the bar is the majority-class baseline.
 Otherwise the champion stays, and the decision says why in plain sentences.
+
+Strata are never pooled (see `activelearning.strata`): the decision is taken on the traffic
+stratum, weighted by inverse sampling propensity, when it has at least `AL_MIN_TEST` held-out
+items; otherwise on imported gold, otherwise on the hard items active learning selected (each
+unweighted). The comparison and every reason name the split and stratum used.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from activelearning.strata import TRAFFIC, decision_stratum, effective_n, figure_label
 from reviewapp.audit import SYSTEM, Actor, audit_record
 
 from ..models import ModelStatus, ModelVersion, PromotionDecision, PromotionOutcome
@@ -90,64 +96,120 @@ def _swap(challenger: ModelVersion, champion: ModelVersion | None) -> None:
 
 def judge(challenger: ModelVersion, champion: ModelVersion | None) -> tuple[str, list[str], dict[str, Any]]:
     """(outcome, reasons, comparison) without writing anything."""
-    data = held_out(challenger)
-    n = len(data.gold.item_ids)
+    everything = held_out(challenger)
+    sizes = everything.sizes()
+    stratum = decision_stratum(sizes, settings.AL_MIN_TEST)
     comparable = champion is not None and champion.task == challenger.task and champion.classes == challenger.classes
-    if n < settings.AL_MIN_TEST:
-        reason = f"Held-out gold too small to judge: {n} items, at least {settings.AL_MIN_TEST} needed. Keep labelling."
-        return PromotionOutcome.REJECTED, [reason], {"n": n}
+    if stratum is None:
+        counted = ", ".join(f"{name} {sizes[name]}" for name in ("traffic", "imported", "selected"))
+        reason = (
+            f"Held-out gold too small to judge: no stratum of the test split has {settings.AL_MIN_TEST} items "
+            f"({counted}). Keep labelling."
+        )
+        return PromotionOutcome.REJECTED, [reason], {"n": len(everything.gold.item_ids), "split": "test", **sizes}
+    rows, _ = everything.stratum(stratum)
+    data = everything.restrict(rows)
     if not comparable:
-        return _against_baseline(challenger, champion, data)
-    return _against_champion(challenger, champion, data)  # type: ignore[arg-type]
+        return _against_baseline(challenger, champion, data, stratum)
+    return _against_champion(challenger, champion, data, stratum)  # type: ignore[arg-type]
 
 
-def _interval(delta: PairedDelta) -> str:
-    return f"Δ macro-F1 {delta.delta:+.3f}, 95 % CI {delta.low:+.3f} to {delta.high:+.3f}, n={delta.n}"
+def _where(stratum: str, weights: np.ndarray | None) -> dict[str, Any]:
+    """The split and stratum a comparison used, for the stored comparison and its sentences."""
+    n = len(weights) if weights is not None else 0
+    n_eff = effective_n(weights) if weights is not None else 0.0
+    weighted = stratum == TRAFFIC
+    return {
+        "split": "test",
+        "stratum": stratum,
+        "weighted": weighted,
+        "n_eff": n_eff,
+        "measured_on": figure_label("test", stratum, n=n, n_eff=n_eff, weighted=weighted),
+    }
+
+
+def _interval(delta: PairedDelta, where: dict[str, Any]) -> str:
+    return (
+        f"Δ macro-F1 {delta.delta:+.3f}, 95 % CI {delta.low:+.3f} to {delta.high:+.3f}, n={delta.n}; "
+        f"on {where['measured_on']}"
+    )
+
+
+def _weights(data: HeldOut, stratum: str) -> np.ndarray | None:
+    """Inverse propensities for traffic (the whole of `data` is one stratum), None (= equal) otherwise."""
+    return data.stratum(TRAFFIC)[1] if stratum == TRAFFIC else None
 
 
 def _against_baseline(
-    challenger: ModelVersion, champion: ModelVersion | None, data: HeldOut
+    challenger: ModelVersion, champion: ModelVersion | None, data: HeldOut, stratum: str
 ) -> tuple[str, list[str], dict[str, Any]]:
     y = data.gold.y_eval
     k = len(challenger.classes)
+    weights = _weights(data, stratum)
+    where = _where(stratum, weights if weights is not None else np.ones(len(y)))
     predicted = predictions(eval_probs(challenger, data), challenger.task)  # type: ignore[arg-type]
     if challenger.task == "multilabel":
-        baseline = np.ascontiguousarray(np.broadcast_to((y.mean(axis=0) >= 0.5).astype(np.int64), y.shape))
+        share = np.average(y, axis=0, weights=weights)
+        baseline = np.ascontiguousarray(np.broadcast_to((share >= 0.5).astype(np.int64), y.shape))
     else:
-        baseline = np.full_like(y, int(np.bincount(y, minlength=k).argmax()))
-    delta = paired_bootstrap(y, baseline, predicted, k, n_bootstrap=settings.AL_PROMOTION_BOOTSTRAP, seed=challenger.pk)
+        baseline = np.full_like(y, int(np.bincount(y, weights=weights, minlength=k).argmax()))
+    delta = paired_bootstrap(
+        y,
+        baseline,
+        predicted,
+        k,
+        n_bootstrap=settings.AL_PROMOTION_BOOTSTRAP,
+        seed=challenger.pk,
+        weights=weights,
+    )
     why = "No champion yet" if champion is None else f"The label schema changed since champion {champion.version_label}"
-    comparison = {"against": "majority_baseline", **asdict(delta), "min_gain": settings.AL_PROMOTION_MIN_GAIN}
+    comparison = {
+        "against": "majority_baseline",
+        **asdict(delta),
+        **where,
+        "min_gain": settings.AL_PROMOTION_MIN_GAIN,
+    }
     if delta.low > settings.AL_PROMOTION_MIN_GAIN:
         reasons = [
             f"{why}: macro-F1 {delta.challenger:.3f} beats the majority-class baseline {delta.champion:.3f} "
-            f"({_interval(delta)})."
+            f"({_interval(delta, where)})."
         ]
         return PromotionOutcome.PROMOTED, reasons, comparison
     reasons = [
-        f"{why}, and the model is not reliably better than always predicting the majority class ({_interval(delta)})."
+        f"{why}, and the model is not reliably better than always predicting the majority class "
+        f"({_interval(delta, where)})."
     ]
     return PromotionOutcome.REJECTED, reasons, comparison
 
 
 def _against_champion(
-    challenger: ModelVersion, champion: ModelVersion, data: HeldOut
+    challenger: ModelVersion, champion: ModelVersion, data: HeldOut, stratum: str
 ) -> tuple[str, list[str], dict[str, Any]]:
     theirs = held_out(champion, watermark=data.gold.watermark)
     common, mine_rows, their_rows = np.intersect1d(data.gold.item_ids, theirs.gold.item_ids, return_indices=True)
     y = data.gold.y_eval[mine_rows]
     k = len(challenger.classes)
+    all_weights = _weights(data, stratum)
+    weights = all_weights[mine_rows] if all_weights is not None else None
+    where = _where(stratum, weights if weights is not None else np.ones(len(y)))
     mine = predictions(eval_probs(challenger, data)[mine_rows], challenger.task)  # type: ignore[arg-type]
     old = predictions(eval_probs(champion, theirs)[their_rows], champion.task)  # type: ignore[arg-type]
     if len(common) < settings.AL_MIN_TEST:
-        reason = f"Only {len(common)} held-out items are readable by both models; {settings.AL_MIN_TEST} needed."
-        return PromotionOutcome.REJECTED, [reason], {"n": len(common)}
-    delta = paired_bootstrap(y, old, mine, k, n_bootstrap=settings.AL_PROMOTION_BOOTSTRAP, seed=challenger.pk)
-    slices = slice_deltas({key: [data.gold.slices[key][i] for i in mine_rows] for key in SLICE_KEYS}, y, old, mine, k)
+        reason = (
+            f"Only {len(common)} held-out items of the {stratum} stratum are readable by both models; "
+            f"{settings.AL_MIN_TEST} needed."
+        )
+        return PromotionOutcome.REJECTED, [reason], {"n": len(common), **where}
+    delta = paired_bootstrap(
+        y, old, mine, k, n_bootstrap=settings.AL_PROMOTION_BOOTSTRAP, seed=challenger.pk, weights=weights
+    )
+    slice_values = {key: [data.gold.slices[key][i] for i in mine_rows] for key in SLICE_KEYS}
+    slices = slice_deltas(slice_values, y, old, mine, k, weights=weights)
     worse = [s for s in slices if s["worse"]]
     comparison = {
         "against": f"champion {champion.version_label}",
         **asdict(delta),
+        **where,
         "slices": slices,
         "min_gain": settings.AL_PROMOTION_MIN_GAIN,
         "slice_tolerance": settings.AL_SLICE_TOLERANCE,
@@ -157,7 +219,7 @@ def _against_champion(
     better = delta.low > settings.AL_PROMOTION_MIN_GAIN
     if not better:
         reasons.append(
-            f"Not reliably better than champion {champion.version_label} ({_interval(delta)}); "
+            f"Not reliably better than champion {champion.version_label} ({_interval(delta, where)}); "
             "the lower end of the interval must be above 0."
         )
     reasons += [
@@ -167,7 +229,7 @@ def _against_champion(
     ]
     if better and not worse:
         reasons = [
-            f"Beats champion {champion.version_label} ({_interval(delta)}) and is not worse on any of "
+            f"Beats champion {champion.version_label} ({_interval(delta, where)}) and is not worse on any of "
             f"{len(slices)} slices beyond {settings.AL_SLICE_TOLERANCE:.3f}."
         ]
         return PromotionOutcome.PROMOTED, reasons, comparison
@@ -176,8 +238,15 @@ def _against_champion(
 
 
 def slice_deltas(
-    slices: dict[str, list[str | None]], y: np.ndarray, old: np.ndarray, mine: np.ndarray, k: int
+    slices: dict[str, list[str | None]],
+    y: np.ndarray,
+    old: np.ndarray,
+    mine: np.ndarray,
+    k: int,
+    *,
+    weights: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
+    """Macro-F1 of both models per slice value (weighted when `weights` are given), flagged when worse."""
     out = []
     for key, values in slices.items():
         labels = np.asarray(["unknown" if v is None else str(v) for v in values])
@@ -185,7 +254,8 @@ def slice_deltas(
             rows = np.flatnonzero(labels == value)
             if len(rows) < settings.AL_MIN_SLICE:
                 continue
-            theirs, ours = macro_f1(y[rows], old[rows], k), macro_f1(y[rows], mine[rows], k)
+            w = weights[rows] if weights is not None else None
+            theirs, ours = macro_f1(y[rows], old[rows], k, w), macro_f1(y[rows], mine[rows], k, w)
             out.append(
                 {
                     "key": key,

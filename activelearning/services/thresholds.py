@@ -1,11 +1,22 @@
 """Routing-threshold proposals from held-out gold, and their approval by a lead.
 
-For the champion of a policy, on the test split of current gold, with s = P(positive label):
+For the champion of a policy, with s = P(positive label), thresholds are *chosen* on the dev split
+of current gold:
 - auto_action: the lowest threshold whose automatic enforcements (s ≥ t) reach the target
   precision — the most automation that precision allows;
 - auto_clear: the highest threshold such that the items cleared automatically (s ≤ t) hold at
   most (1 − target recall) of all violations — violations must keep reaching people.
 Either may be impossible on the data (then it is left empty, i.e. that automation stays off).
+The chosen thresholds are then *measured* once on the test split, which played no part in the
+choice: precision, recall and automation share with 95 % percentile-bootstrap intervals over
+items. Choosing and reporting on the same items would overstate precision (the choice picks the
+threshold where the noise happens to help).
+
+Both steps use one stratum (`activelearning.strata.decision_stratum` on the test split's sizes,
+as promotion does): traffic, weighted by inverse sampling propensity, when it has enough items.
+Proposals stored before this rule have no dev figures; `threshold_sources` labels them as chosen
+and measured on test.
+
 A proposal changes nothing until a lead approves it; approval writes the `RoutingRule` of the
 model's name (created from the policy's default rule when missing) with an audit event.
 """
@@ -13,6 +24,7 @@ model's name (created from the policy's default rule when missing) with an audit
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -21,16 +33,19 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from activelearning.strata import ALL, TRAFFIC, decision_stratum, effective_n, figure_label, threshold_figures
 from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.errors import Conflict
 from reviewapp.models import RoutingRule
 
 from ..models import ModelStatus, ModelVersion, ProposalStatus, ThresholdProposal
-from .evaluation import held_out
-from .numeric import finite_or_none, threshold_for_precision, threshold_for_recall
+from .datasets import DEV
+from .evaluation import HeldOut, held_out
+from .numeric import ThresholdPoint, finite_or_none, threshold_for_precision, threshold_for_recall
 from .registry import head_probs
 
 MIN_SUPPORT = 5  # items on an automatic side, below which a threshold is not proposed
+INTERVAL_METHOD = "95 % percentile bootstrap over items (weights carried with their items)"
 
 
 class ProposalClosed(Conflict):
@@ -44,29 +59,38 @@ def thresholds_propose(
     target_recall: float | None = None,
     actor: Actor = SYSTEM,
 ) -> ThresholdProposal | None:
-    """Propose thresholds for a champion; supersedes its policy's earlier pending proposals.
+    """Propose thresholds for a champion, chosen on dev and measured on test; supersedes its
+    policy's earlier pending proposals.
 
     Returns None for a version that is not the champion (only the deployed model routes).
     """
-    version = ModelVersion.objects.select_related("policy").get(pk=version_id)
+    version = ModelVersion.objects.select_related("policy", "training_run").get(pk=version_id)
     if version.status != ModelStatus.CHAMPION:
         return None
     precision = target_precision or settings.AL_TARGET_PRECISION
     recall = target_recall or settings.AL_TARGET_RECALL
-    data = held_out(version)
-    scores = head_probs(version, data.features)[:, version.head_labels.index(version.positive_label)]
-    positive = _positives(version, data.gold.y_eval)
-    action = threshold_for_precision(scores, positive, precision, min_support=MIN_SUPPORT)
-    clear = threshold_for_recall(scores, positive, recall, min_support=MIN_SUPPORT)
+    test = held_out(version)
+    sizes = test.sizes()
+    stratum = decision_stratum(sizes, settings.AL_MIN_TEST) or decision_stratum(sizes, 1) or TRAFFIC
+    dev = _scored(version, held_out(version, split=DEV), stratum, "dev")
+    action = threshold_for_precision(
+        dev["scores"], dev["positive"], precision, min_support=MIN_SUPPORT, weights=dev["weights"]
+    )
+    clear = threshold_for_recall(
+        dev["scores"], dev["positive"], recall, min_support=MIN_SUPPORT, weights=dev["weights"]
+    )
     if action is not None and clear is not None and clear.threshold >= action.threshold:
         clear = None  # the bands would overlap: keep enforcement, leave clearing to people
     rule = RoutingRule.objects.filter(policy_id=version.policy_id, model_name=version.model_name).first()
     estimates = {
-        "n": len(scores),
-        "positives": int(positive.sum()),
-        "action": asdict(action) if action else None,
-        "clear": asdict(clear) if clear else None,
-        "gold_watermark": data.gold.watermark,
+        "chosen_on": {
+            **_summary(dev),
+            "action": asdict(action) if action else None,
+            "clear": asdict(clear) if clear else None,
+        },
+        "measured_on": _measured(version, _scored(version, test, stratum, "test"), action, clear),
+        "interval_method": INTERVAL_METHOD,
+        "gold_watermark": test.gold.watermark,
     }
     with transaction.atomic():
         ThresholdProposal.objects.filter(policy_id=version.policy_id, status=ProposalStatus.PENDING).update(
@@ -92,6 +116,74 @@ def thresholds_propose(
             after={"auto_action": proposal.auto_action, "auto_clear": proposal.auto_clear, "model": version.model_name},
         )
     return proposal
+
+
+def _scored(version: ModelVersion, data: HeldOut, stratum: str, split: str) -> dict[str, Any]:
+    """Scores, truth and weights of one stratum of a split, with where they come from."""
+    rows, weights = data.stratum(stratum)
+    scores = np.zeros(0)
+    if len(rows):
+        probs = head_probs(version, data.restrict(rows).features)
+        scores = probs[:, version.head_labels.index(version.positive_label)]
+    positive = _positives(version, data.gold.y_eval[rows])
+    return {"scores": scores, "positive": positive, "weights": weights, "stratum": stratum, "split": split}
+
+
+def _summary(scored: dict[str, Any]) -> dict[str, Any]:
+    weights = scored["weights"]
+    return {
+        "split": scored["split"],
+        "stratum": scored["stratum"],
+        "weighted": scored["stratum"] == TRAFFIC,
+        "n": len(weights),
+        "n_eff": effective_n(weights),
+        "positives": int(scored["positive"].sum()),
+    }
+
+
+def _measured(
+    version: ModelVersion, test: dict[str, Any], action: ThresholdPoint | None, clear: ThresholdPoint | None
+) -> dict[str, Any]:
+    """The chosen thresholds' figures on the test stratum, with intervals."""
+    n_bootstrap = int(version.training_run.params.get("n_bootstrap", settings.AL_BOOTSTRAP))
+    out: dict[str, Any] = {**_summary(test), "n_bootstrap": n_bootstrap}
+    for side, point in (("action", action), ("clear", clear)):
+        out[side] = (
+            threshold_figures(
+                test["scores"],
+                test["positive"],
+                point.threshold,
+                side=side,
+                weights=test["weights"],
+                n_bootstrap=n_bootstrap,
+                seed=version.pk,
+            )
+            if point is not None and len(test["scores"])
+            else None
+        )
+    return out
+
+
+def threshold_sources(estimates: dict[str, Any]) -> dict[str, Any]:
+    """Where a proposal's figures come from, in words, for the page and the API.
+
+    Proposals made before thresholds were chosen on dev carry only test figures (`n`, `action`,
+    `clear` at the top level): they were chosen and measured on the same test items, all strata.
+    """
+    if "chosen_on" not in estimates:
+        label = figure_label("test", ALL, n=int(estimates.get("n") or 0))
+        return {"chosen_on": label, "measured_on": label, "chosen_on_test": True}
+    return {
+        "chosen_on": _label(estimates["chosen_on"]),
+        "measured_on": _label(estimates["measured_on"]),
+        "chosen_on_test": False,
+    }
+
+
+def _label(part: dict[str, Any]) -> str:
+    return figure_label(
+        part["split"], part["stratum"], n=part["n"], n_eff=part.get("n_eff") or 0.0, weighted=part["weighted"]
+    )
 
 
 def _positives(version: ModelVersion, y: np.ndarray) -> np.ndarray:
