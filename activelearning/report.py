@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from activelearning.evaluation import ReliabilityBin
 from activelearning.plots import line_chart_svg, reliability_svg
+from activelearning.strata import ALL, STRATA, figure_label
 from labeling.models import GoldLabel, Policy
 
 from .models import (
@@ -29,6 +30,16 @@ from .models import (
     TrainingRun,
 )
 from .services.pipeline import round_stages
+from .services.thresholds import threshold_sources
+
+POOLED = "test · all strata pooled"
+STRATUM_FIGURES = (
+    ("macro_f1", "Macro-F1"),
+    ("macro_precision", "Macro precision"),
+    ("macro_recall", "Macro recall"),
+    ("macro_pr_auc", "PR-AUC"),
+    ("ece", "ECE"),
+)
 
 
 def _svg(svg: str) -> SafeString:
@@ -47,7 +58,7 @@ def pr_chart(version: ModelVersion) -> SafeString | None:
     return _svg(
         line_chart_svg(
             {name: [tuple(point) for point in points] for name, points in curves.items()},
-            title=f"Precision–recall on held-out gold ({version.version_label})",
+            title=f"Precision–recall, {POOLED} ({version.version_label})",
             x_label="recall",
             y_label="precision",
             hlines={f"prevalence of {name}": prevalence[name] for name in curves if prevalence.get(name) is not None},
@@ -63,7 +74,7 @@ def reliability_chart(version: ModelVersion) -> SafeString | None:
         ReliabilityBin(b["lower"], b["upper"], b["count"], _nan(b["mean_confidence"]), _nan(b["observed_frequency"]))
         for b in bins
     ]
-    return _svg(reliability_svg(parsed, title=f"Calibration on held-out gold ({version.version_label})"))
+    return _svg(reliability_svg(parsed, title=f"Calibration, {POOLED} ({version.version_label})"))
 
 
 def loss_chart(version: ModelVersion) -> SafeString | None:
@@ -86,7 +97,7 @@ def learning_curve(versions: list[ModelVersion]) -> SafeString | None:
     baselines = [v.metrics.get("baseline_macro_f1") for v in versions if v.metrics.get("baseline_macro_f1") is not None]
     return _svg(
         line_chart_svg(
-            {"macro-F1 (held-out)": [(float(n), float(f1)) for n, f1 in points]},
+            {f"macro-F1 ({POOLED})": [(float(n), float(f1)) for n, f1 in points]},
             title="Learning curve: one point per model version",
             x_label="training labels",
             y_label="macro-F1",
@@ -121,14 +132,71 @@ def models_context(policy: Policy | None, version_id: str | None) -> dict[str, A
         "gold_items": GoldLabel.objects.filter(policy=policy).values("item_id").distinct().count(),
         "min_gold": settings.AL_MIN_GOLD,
     }
+    context["proposal_rows"] = [
+        {"proposal": p, "sources": threshold_sources(p.estimates)} for p in context["proposals"]
+    ]
+    context["version_rows"] = [{"version": v, "decision": decision_figure(v)} for v in versions]
     if selected is not None:
         context.update(
+            strata=strata_rows(selected),
+            pooled=pooled_label(selected),
             pr_chart=pr_chart(selected),
             reliability_chart=reliability_chart(selected),
             loss_chart=loss_chart(selected),
             slices=_slice_rows(selected),
         )
     return context
+
+
+def pooled_label(version: ModelVersion) -> str:
+    return figure_label(version.metrics.get("split", "test"), ALL, n=int(version.metrics.get("n") or 0))
+
+
+def strata_rows(version: ModelVersion) -> list[dict[str, Any]]:
+    """One row per stratum of the version's held-out figures: where from, each figure with its interval."""
+    decided_on = version.metrics.get("decision_stratum")
+    rows = []
+    for name in STRATA:
+        stratum = (version.metrics.get("strata") or {}).get(name)
+        if not stratum:
+            continue
+        intervals = stratum.get("intervals") or {}
+        rows.append(
+            {
+                "stratum": name,
+                "label": _stratum_label(stratum),
+                "decides": name == decided_on,
+                "figures": [
+                    {"value": stratum.get(key), **{k: (intervals.get(key) or {}).get(k) for k in ("low", "high")}}
+                    for key, _ in STRATUM_FIGURES
+                ],
+            }
+        )
+    return rows
+
+
+def decision_figure(version: ModelVersion) -> dict[str, Any] | None:
+    """Macro-F1 on the stratum promotion uses, with its label; None before strata were kept apart."""
+    stratum = (version.metrics.get("strata") or {}).get(version.metrics.get("decision_stratum") or "")
+    if not stratum:
+        return None
+    interval = (stratum.get("intervals") or {}).get("macro_f1") or {}
+    return {
+        "label": _stratum_label(stratum),
+        "macro_f1": stratum.get("macro_f1"),
+        "low": interval.get("low"),
+        "high": interval.get("high"),
+    }
+
+
+def _stratum_label(stratum: dict[str, Any]) -> str:
+    return figure_label(
+        stratum["split"],
+        stratum["stratum"],
+        n=stratum["n"],
+        n_eff=stratum.get("n_eff") or 0.0,
+        weighted=stratum["weighted"],
+    )
 
 
 def _slice_rows(version: ModelVersion) -> list[dict[str, Any]]:

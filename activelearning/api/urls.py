@@ -9,6 +9,7 @@ urlpatterns = [
     path("models/<int:model_id>", views.ModelDetailView.as_view(), name="api-model-detail"),
     path("rounds", views.RoundsView.as_view(), name="api-rounds"),
     path("rounds/<int:run_id>", views.RunDetailView.as_view(), name="api-round-detail"),
+    path("thresholds", views.ProposalsView.as_view(), name="api-thresholds"),
     path("thresholds/<int:proposal_id>/approve", views.ProposalApproveView.as_view(), name="api-threshold-approve"),
     path("thresholds/<int:proposal_id>/reject", views.ProposalRejectView.as_view(), name="api-threshold-reject"),
 ]

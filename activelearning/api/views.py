@@ -26,7 +26,8 @@ from reviewapp.models import ServiceToken
 
 from ..models import ModelVersion, PromotionDecision, RunTrigger, ThresholdProposal, TrainingRun
 from ..services.rounds import InvalidRound, RoundAlreadyActive, training_run_start
-from ..services.thresholds import threshold_proposal_approve, threshold_proposal_reject
+from ..services.thresholds import threshold_proposal_approve, threshold_proposal_reject, threshold_sources
+from ..strata import ALL, figure_label
 
 SCOPE = "models:write"
 
@@ -61,11 +62,20 @@ class DecisionOut(serializers.ModelSerializer):
         fields = ["outcome", "reasons", "champion", "comparison", "created_at"]
 
 
+class MeasuredOnOut(serializers.Serializer):
+    """Where the version's held-out figures come from, in words (split · stratum, weighting, n)."""
+
+    pooled = serializers.CharField(help_text="The top-level figures of `metrics`: every test stratum, unweighted.")
+    strata = serializers.DictField(child=serializers.CharField(), help_text="Label per stratum of `metrics.strata`.")
+    decision_stratum = serializers.CharField(allow_null=True, help_text="The stratum promotion and thresholds use.")
+
+
 class ModelVersionOut(serializers.ModelSerializer):
     policy = serializers.CharField(source="policy.key")
     model_name = serializers.CharField()
     version_label = serializers.CharField()
     promotion = serializers.SerializerMethodField()
+    measured_on = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelVersion
@@ -97,7 +107,23 @@ class ModelVersionOut(serializers.ModelSerializer):
             "promoted_at",
             "retired_at",
             "promotion",
+            "measured_on",
         ]
+
+    @extend_schema_field(MeasuredOnOut)
+    def get_measured_on(self, version: ModelVersion) -> dict[str, Any]:
+        metrics = version.metrics or {}
+        strata = metrics.get("strata") or {}
+        return {
+            "pooled": figure_label(metrics.get("split", "test"), ALL, n=int(metrics.get("n") or 0)),
+            "strata": {
+                name: figure_label(
+                    s["split"], name, n=s["n"], n_eff=s.get("n_eff") or 0.0, weighted=bool(s.get("weighted"))
+                )
+                for name, s in strata.items()
+            },
+            "decision_stratum": metrics.get("decision_stratum"),
+        }
 
     @extend_schema_field(DecisionOut(allow_null=True))
     def get_promotion(self, version: ModelVersion) -> dict | None:
@@ -152,7 +178,23 @@ class RoundIn(serializers.Serializer):
     head = serializers.DictField(required=False, help_text='HeadConfig overrides, e.g. {"hidden": 0}.')
 
 
+class ProposalSourcesOut(serializers.Serializer):
+    chosen_on = serializers.CharField(
+        help_text='Split and stratum the thresholds were chosen on, e.g. "dev · traffic …".'
+    )
+    measured_on = serializers.CharField(help_text="Split and stratum the reported figures were measured on.")
+    chosen_on_test = serializers.BooleanField(
+        help_text="True for proposals chosen and measured on the same test items."
+    )
+
+
 class ProposalOut(serializers.ModelSerializer):
+    sources = serializers.SerializerMethodField()
+
+    @extend_schema_field(ProposalSourcesOut)
+    def get_sources(self, proposal: ThresholdProposal) -> dict[str, Any]:
+        return threshold_sources(proposal.estimates)
+
     class Meta:
         model = ThresholdProposal
         fields = [
@@ -166,6 +208,7 @@ class ProposalOut(serializers.ModelSerializer):
             "current_auto_clear",
             "current_auto_action",
             "estimates",
+            "sources",
             "status",
             "decided_at",
             "note",
@@ -243,6 +286,22 @@ class RunDetailView(APIView):
     )
     def get(self, request: Request, run_id: int) -> Response:
         return Response(RunOut(get_object_or_404(TrainingRun.objects.select_related("policy"), pk=run_id)).data)
+
+
+class ProposalsView(APIView):
+    permission_classes = [LeadOrModelsToken]
+
+    @extend_schema(
+        operation_id="threshold_proposals_list",
+        summary="Threshold proposals, newest first, with the split and stratum they were chosen and measured on",
+        parameters=[OpenApiParameter("policy", str, description="Only this policy's proposals.")],
+        responses={200: ProposalOut(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        proposals = ThresholdProposal.objects.order_by("-created_at")
+        if request.query_params.get("policy"):
+            proposals = proposals.filter(policy__key=request.query_params["policy"])
+        return Response(ProposalOut(proposals[:100], many=True).data)
 
 
 def _decide(request: Request, proposal_id: int, decision: str) -> Response:

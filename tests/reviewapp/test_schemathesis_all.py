@@ -150,6 +150,7 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
             "POST /api/v1/tasks/{task_id}/escalate": ({"task_id": tasks["escalate"].pk}, None, {"note": "n"}, 204),
             "POST /api/v1/tasks/{task_id}/lease": ({"task_id": tasks["lease"].pk}, None, None, 200),
             "POST /api/v1/tasks/{task_id}/release": ({"task_id": tasks["release"].pk}, None, {"reason": "r"}, 204),
+            "GET /api/v1/thresholds": ({}, {"policy": "harassment"}, None, 200),
             "POST /api/v1/thresholds/{proposal_id}/approve": ({}, None, {"note": "ok"}, 200),
             "POST /api/v1/thresholds/{proposal_id}/reject": ({"proposal_id": rejected}, None, {}, 200),
         },
