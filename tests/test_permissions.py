@@ -101,6 +101,7 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-model-detail": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-rounds": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-round-detail": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    "api-thresholds": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-threshold-approve": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-threshold-reject": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-schema": ("get", PUBLIC),
