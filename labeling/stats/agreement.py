@@ -5,8 +5,9 @@ Plain Python + numpy (no Django), so benchmarks and reports use it without a con
 Input contract, shared by every metric here:
 - `units` is a sequence of units (items), each a mapping annotator id → label. Labels are
   non-empty strings; they are nominal categories except where a `Scale` orders them (ordinal) or
-  places them on a number line (interval), which only Krippendorff's alpha uses; a missing label is an absent key (a value of None counts as absent
-  too). One label per annotator per unit: `units_from_triples` decides what happens to repeats.
+  places them on a number line (interval), which only Krippendorff's alpha uses. A missing label
+  is an absent key (a value of None counts as absent too). One label per annotator per unit:
+  `units_from_triples` decides what happens to repeats.
 - The categories are the labels that occur in `units`. A category nobody used changes none of
   the statistics below, so it need not be declared.
 - m_u is the number of labels on unit u and n_uc the number of them equal to category c. A unit
@@ -453,14 +454,15 @@ def pairwise_kappas(units: Units, *, min_overlap: int = 20) -> list[PairKappa]:
 
 
 def _co_labels(encoded: _Encoded) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each pair of labels on one unit (annotator codes i < j): the unit, pair key i·R + j and cell label_i·K + label_j."""
+    """Per pair of labels on one unit (annotator codes i < j): the unit, pair key i·R + j, cell label_i·K + label_j."""
     k, r = len(encoded.categories), len(encoded.annotators)
     bounds = np.flatnonzero(np.diff(encoded.unit)) + 1
     units: list[int] = []
     keys: list[int] = []
     cells: list[int] = []
+    split = partial(np.split, indices_or_sections=bounds)
     for unit, annotators, labels in zip(
-        np.split(encoded.unit, bounds), np.split(encoded.annotator, bounds), np.split(encoded.label, bounds), strict=True
+        split(encoded.unit), split(encoded.annotator), split(encoded.label), strict=True
     ):
         if not unit.size:
             continue
@@ -501,7 +503,7 @@ def _pair_cells(encoded: _Encoded, min_overlap: int) -> _PairCells:
         raise AgreementError(f"min_overlap must be at least 1, got {min_overlap}")
     k = len(encoded.categories)
     units, keys, cells = _co_labels(encoded)
-    pairs, inverse, overlap = np.unique(keys, return_inverse=True, return_counts=True)
+    _, inverse, overlap = np.unique(keys, return_inverse=True, return_counts=True)
     kept_pair = overlap >= min_overlap
     renumber = np.cumsum(kept_pair) - 1
     kept = kept_pair[inverse] if keys.size else np.zeros(0, dtype=bool)

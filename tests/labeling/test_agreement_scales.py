@@ -85,7 +85,8 @@ def test_alpha_equals_krippendorff_on_random_matrices_with_missing_values(seed: 
         as_values = np.where(np.isnan(matrix), np.nan, values[np.nan_to_num(matrix).astype(int)])
         interval = Scale.interval(dict(zip(categories, values.tolist(), strict=True)))
         assert_same(krippendorff_alpha(units), reference_alpha(matrix, "nominal", ranks))
-        assert_same(krippendorff_alpha(units, scale=Scale.ordinal(categories)), reference_alpha(matrix, "ordinal", ranks))
+        ordinal = Scale.ordinal(categories)
+        assert_same(krippendorff_alpha(units, scale=ordinal), reference_alpha(matrix, "ordinal", ranks))
         assert_same(krippendorff_alpha(units, scale=interval), reference_alpha(as_values, "interval"))
         compared += not math.isnan(krippendorff_alpha(units))
     assert compared > 100  # most matrices are not degenerate: the comparison is not vacuous
