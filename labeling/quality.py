@@ -191,6 +191,7 @@ class ScaleAgreementReport:
     alphas: list[AlphaFigure]
     kappas: list[KappaFigure]
     resamples: int
+    min_pair_overlap: int = MIN_PAIR_OVERLAP
 
 
 def scale_agreement_report(

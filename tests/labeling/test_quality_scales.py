@@ -75,10 +75,10 @@ def test_reference_population_explains_the_issue_figures(convabuse_dir: Path) ->
         )
 
 
+# Slow tier: imports all 4,185 ConvAbuse examples (12,411 first answers) through the command.
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_quality_page_shows_severity_alpha_and_mean_kappa_equal_to_the_reference(convabuse_dir: Path) -> None:
-    import time; t0 = time.perf_counter()
     out = StringIO()
     call_command("import_dataset", "convabuse", str(convabuse_dir), "--as-annotations", stdout=out)
     assert "records have no task" not in out.getvalue()
@@ -87,9 +87,7 @@ def test_quality_page_shows_severity_alpha_and_mean_kappa_equal_to_the_reference
     client = Client()
     client.force_login(lead)
 
-    print("import", time.perf_counter() - t0); t0 = time.perf_counter()
     response = client.get("/lead/quality/?policy=abuse")
-    print("page", time.perf_counter() - t0)
 
     assert response.status_code == 200
     report: ScaleAgreementReport = response.context["scale_report"]
@@ -118,10 +116,10 @@ def test_quality_page_shows_severity_alpha_and_mean_kappa_equal_to_the_reference
     assert kappas["every label"].ci.point == pytest.approx(expected_all, abs=TOL)
 
     html = response.content.decode()
-    Path("/tmp/quality_page.html").write_text(html)
     assert "Krippendorff's alpha, ordinal: not_abusive &lt; ambiguous &lt; mild &lt; strong &lt; very_strong" in html
     assert f"{alphas['severity', 'ordinal'].ci.point:.4f}" in html and f"{expected_binary:.4f}" in html
-    assert "bootstrap resamples of items (the pairs stay the same)" in html
+    interval_note = f"at least {MIN_PAIR_OVERLAP} items in common; 95 % interval from 500 bootstrap resamples of items"
+    assert interval_note in html
     pairs_section = html[html.index('id="pairs-h"') :]
     assert "ca-annotator" in pairs_section  # reviewers by username, not by user id
     print(
