@@ -13,6 +13,8 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from .scales import ScaleError, schema_scales
+
 
 class Policy(models.Model):
     key = models.SlugField(max_length=64, unique=True, help_text="Stable identifier used by APIs.")
@@ -42,7 +44,10 @@ def check_label_schema(schema: Any) -> None:
     """Validate a label schema; raise ValidationError naming the first problem.
 
     Shape: {"labels": [{"value": "violating", "title": "Violating", "description": "..."}, ...],
-            "allow_multiple": false, "severity_levels": ["low", "medium", "high"]}
+            "allow_multiple": false, "severity_levels": ["low", "medium", "high"],
+            "scales": {"label": "nominal", "severity": "ordinal"}}
+    Severity levels are listed from least to most severe. "scales" (optional) declares how
+    agreement treats each field: nominal, ordinal or interval (see `labeling.scales`).
     """
     if not isinstance(schema, dict):
         raise ValidationError("label schema must be an object")
@@ -64,9 +69,13 @@ def check_label_schema(schema: Any) -> None:
     levels = schema.get("severity_levels", [])
     if not isinstance(levels, list) or not all(isinstance(level, str) for level in levels):
         raise ValidationError("'severity_levels' must be a list of strings")
-    unknown = set(schema) - {"labels", "allow_multiple", "severity_levels"}
+    unknown = set(schema) - {"labels", "allow_multiple", "severity_levels", "scales"}
     if unknown:
         raise ValidationError(f"unknown label schema keys: {', '.join(sorted(unknown))}")
+    try:
+        schema_scales(schema)
+    except ScaleError as error:
+        raise ValidationError(str(error)) from None
 
 
 class PolicyVersion(models.Model):

@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from itertools import combinations
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -19,13 +20,18 @@ from django.db.models import QuerySet
 
 from reviewapp.models import TaskReason
 
-from .models import Annotation, GoldLabel, Policy, ReviewerReliability
+from .models import Annotation, GoldLabel, Policy, PolicyVersion, ReviewerReliability
+from .scales import FieldScale, answer_category, schema_scales
 from .services.honeypots import honeypot_accuracy
 from .stats.agreement import (
+    NOMINAL,
     ConfidenceInterval,
+    PairKappa,
+    Scale,
     bootstrap_ci,
     fleiss_kappa,
     krippendorff_alpha,
+    mean_pairwise_kappa,
     pairwise_kappas,
     percent_agreement,
     units_from_triples,
@@ -33,6 +39,8 @@ from .stats.agreement import (
 from .stats.dawid_skene import fit_dawid_skene
 
 MIN_ITEMS_FOR_RELIABILITY = 20
+# Reviewer pairs need this many items in common before their Cohen's kappa is listed or averaged.
+MIN_PAIR_OVERLAP = 20
 
 
 def _annotations(
@@ -132,11 +140,137 @@ def agreement_over_time(*, policy: Policy, weeks: int = 8, now: datetime) -> lis
     return points
 
 
-def reviewer_pairs(*, policy: Policy, min_overlap: int = 20, limit: int = 30) -> list:
-    """Cohen's kappa for the reviewer pairs who labelled the most items in common."""
+@dataclass(frozen=True)
+class ReviewerPair:
+    a: str  # reviewer usernames, as people know them
+    b: str
+    kappa: float
+    overlap: int
+
+
+def reviewer_pairs(*, policy: Policy, min_overlap: int = MIN_PAIR_OVERLAP, limit: int = 30) -> list[ReviewerPair]:
+    """Cohen's kappa on the label for the reviewer pairs who labelled the most items in common, by username."""
     units = units_from_triples(_triples(_annotations(policy)))
-    pairs = pairwise_kappas(units, min_overlap=min_overlap)
-    return sorted(pairs, key=lambda p: -p.overlap)[:limit]
+    pairs = sorted(pairwise_kappas(units, min_overlap=min_overlap), key=lambda p: -p.overlap)[:limit]
+    ids = {int(reviewer) for pair in pairs for reviewer in (pair.a, pair.b)}
+    names = dict(User.objects.filter(pk__in=ids).values_list("pk", "username"))
+    return [ReviewerPair(names[int(p.a)], names[int(p.b)], p.kappa, p.overlap) for p in pairs]
+
+
+# --- agreement on the scale the schema declares, and the mean pairwise kappa -----------------
+
+
+@dataclass(frozen=True)
+class AlphaFigure:
+    """Krippendorff's alpha of one answer field under one metric, with what it was computed on."""
+
+    field: str  # "label" or "severity"
+    scale: Scale
+    chosen: bool  # the metric the policy's schema declares for this field
+    ci: ConfidenceInterval
+    items: int  # items with two or more answers that place the field
+    annotations: int  # those answers
+    off_scale: int  # answers left out: their category is not on the declared scale
+
+
+@dataclass(frozen=True)
+class KappaFigure:
+    """Mean of Cohen's kappa over reviewer pairs, with a bootstrap interval over items."""
+
+    categories: str  # what was compared, e.g. "every label" or "Abusive vs any other label"
+    ci: ConfidenceInterval
+    pairs: int  # reviewer pairs with at least `min_overlap` items in common
+    items: int
+    annotations: int
+    min_overlap: int
+
+
+@dataclass(frozen=True)
+class ScaleAgreementReport:
+    version: int  # the policy version whose schema chose the metrics
+    alphas: list[AlphaFigure]
+    kappas: list[KappaFigure]
+    resamples: int
+    min_pair_overlap: int = MIN_PAIR_OVERLAP
+
+
+def scale_agreement_report(
+    *, policy: Policy, queue_id: int | None = None, resamples: int = 500
+) -> ScaleAgreementReport | None:
+    """Alpha per answer field on the scale the policy's schema declares, and the mean pairwise kappa.
+
+    Each field (label; severity when the schema has levels) gets Krippendorff's alpha by the
+    metric its scale chooses (`labeling.scales`), and nominal alpha beside it on the same answers
+    when that metric is not nominal, so the two can be compared. The mean pairwise Cohen's kappa
+    is over reviewer pairs with at least MIN_PAIR_OVERLAP items in common, on every label and,
+    when the schema has more than two labels, on its first label (the violation) against the
+    rest. Intervals: percentile bootstrap over items (the pairs stay fixed), 95 %. Population:
+    live single-label answers to real work (not honeypots), each reviewer's first answer per
+    item, as in `agreement_report`. None when the policy has no version or no answers.
+    """
+    version = policy.current_version()
+    if version is None:
+        return None
+    rows = _annotations(policy, queue_id=queue_id).order_by("created_at")
+    answers = list(rows.values_list("item_id", "reviewer_id", "labels", "severity"))
+    if not answers:
+        return None
+    ci = partial(bootstrap_ci, n_resamples=resamples, seed=0)
+    alphas = [
+        figure
+        for field_scale in schema_scales(version.label_schema).values()
+        for figure in _alpha_figures(field_scale, answers, ci)
+    ]
+    return ScaleAgreementReport(version.number, alphas, _kappa_figures(version, answers, ci), resamples)
+
+
+def _alpha_figures(field_scale: FieldScale, answers: list[tuple], ci: partial) -> list[AlphaFigure]:
+    scale = field_scale.scale
+    triples, off_scale = [], 0
+    for item, reviewer, labels, severity in answers:
+        category = answer_category(field_scale.field, scale, labels, severity)
+        if category is None:
+            continue
+        if scale.level != "nominal" and category not in scale.order:
+            off_scale += 1  # a retired label or level: it has no place on the scale in force
+            continue
+        triples.append((str(item), str(reviewer), category))
+    units = [unit for unit in units_from_triples(triples) if len(unit) >= 2]
+    if not units:
+        return []
+    counts = {"items": len(units), "annotations": sum(map(len, units)), "off_scale": off_scale}
+    metrics = [(scale, True)] if scale.level == "nominal" else [(scale, True), (NOMINAL, False)]
+    return [
+        AlphaFigure(field_scale.field, metric, chosen, ci(partial(krippendorff_alpha, scale=metric), units), **counts)
+        for metric, chosen in metrics
+    ]
+
+
+def _kappa_figures(version: PolicyVersion, answers: list[tuple], ci: partial) -> list[KappaFigure]:
+    triples = [(str(item), str(reviewer), labels[0]) for item, reviewer, labels, _ in answers if len(labels) == 1]
+    views = [("every label", units_from_triples(triples))]
+    values = version.label_values
+    if len(values) > 2:
+        violation = values[0]
+        binary = [(item, reviewer, violation if label == violation else "other") for item, reviewer, label in triples]
+        views.append((f"{version.label_title(violation)} vs any other label", units_from_triples(binary)))
+    figures = []
+    for categories, units in views:
+        metric = partial(mean_pairwise_kappa, min_overlap=MIN_PAIR_OVERLAP)
+        pairs = pairwise_kappas(units, min_overlap=MIN_PAIR_OVERLAP)
+        if not pairs:
+            continue
+        shared = _units_shared_by(units, pairs)
+        figures.append(
+            KappaFigure(categories, ci(metric, units), len(pairs), len(shared), sum(map(len, shared)), MIN_PAIR_OVERLAP)
+        )
+    return figures
+
+
+def _units_shared_by(units: list[dict[str, str]], pairs: list[PairKappa]) -> list[dict[str, str]]:
+    """The units on which at least one of `pairs` both answered: what the mean kappa is computed on."""
+    wanted = {(p.a, p.b) for p in pairs}
+    return [unit for unit in units if any(pair in wanted for pair in combinations(sorted(unit), 2))]
 
 
 @dataclass

@@ -21,7 +21,7 @@ from reviewapp.models import Queue
 from reviewapp.projection import task_projection
 
 from .models import Adjudication, AdjudicationStatus, Annotation, GoldLabel, Policy, ReviewerReliability
-from .quality import agreement_over_time, agreement_report, reviewer_pairs, reviewer_stats
+from .quality import agreement_over_time, agreement_report, reviewer_pairs, reviewer_stats, scale_agreement_report
 from .services.adjudication import (
     AdjudicationClosed,
     adjudication_decide,
@@ -258,6 +258,7 @@ def quality(request: HttpRequest) -> HttpResponse:
         queue=queue,
         stats=stats,
         report=report,
+        scale_report=scale_agreement_report(policy=policy, queue_id=queue.pk if queue else None),
         pairs=reviewer_pairs(policy=policy),
         accuracy_chart=bar_chart(
             [

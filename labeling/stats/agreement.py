@@ -1,11 +1,13 @@
-"""Inter-rater agreement on nominal labels: percent agreement, Cohen's and Fleiss' kappa, Krippendorff's alpha.
+"""Inter-rater agreement: percent agreement, Cohen's and Fleiss' kappa, Krippendorff's alpha on any scale.
 
 Plain Python + numpy (no Django), so benchmarks and reports use it without a configured project.
 
 Input contract, shared by every metric here:
-- `units` is a sequence of units (items), each a mapping annotator id → label. Labels are nominal
-  and are non-empty strings; a missing label is an absent key (a value of None counts as absent
-  too). One label per annotator per unit: `units_from_triples` decides what happens to repeats.
+- `units` is a sequence of units (items), each a mapping annotator id → label. Labels are
+  non-empty strings; they are nominal categories except where a `Scale` orders them (ordinal) or
+  places them on a number line (interval), which only Krippendorff's alpha uses. A missing label
+  is an absent key (a value of None counts as absent too). One label per annotator per unit:
+  `units_from_triples` decides what happens to repeats.
 - The categories are the labels that occur in `units`. A category nobody used changes none of
   the statistics below, so it need not be declared.
 - m_u is the number of labels on unit u and n_uc the number of them equal to category c. A unit
@@ -56,6 +58,69 @@ class PairKappa:
     b: str
     kappa: float  # Cohen's kappa on the units both labelled; NaN when undefined (see cohen_kappa)
     overlap: int  # number of units labelled by both
+
+
+Level = Literal["nominal", "ordinal", "interval"]
+LEVELS: tuple[Level, ...] = ("nominal", "ordinal", "interval")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How the categories of one variable relate to each other, for Krippendorff's alpha.
+
+    - nominal: categories are equal or different, δ(c, k) = [c ≠ k]. `order` is not needed.
+    - ordinal: `order` lists every category from lowest to highest; δ is Krippendorff's ordinal
+      distance, δ(c, k) = (Σ_{g between c and k} n_g − (n_c + n_k)/2)², which depends on how many
+      values fall between two categories, not on any number given to them.
+    - interval: `order` lists every category and `values` its position on a number line (same
+      length, any finite numbers); δ(c, k) = (v_c − v_k)².
+
+    Build the last two with `Scale.ordinal(order)` and `Scale.interval({category: number})`.
+    Invalid definitions (unknown level, a category twice, a missing or non-finite value) raise
+    `AgreementError`.
+    """
+
+    level: Level = "nominal"
+    order: tuple[str, ...] = ()
+    values: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise AgreementError(f"scale level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+        for category in self.order:
+            _check_label(category)
+        if len(set(self.order)) != len(self.order):
+            raise AgreementError(f"a category appears twice in the scale {list(self.order)}")
+        if self.level != "nominal" and not self.order:
+            raise AgreementError(f"an {self.level} scale needs its categories in order")
+        if self.level == "interval":
+            if len(self.values) != len(self.order):
+                raise AgreementError(f"an interval scale needs one value per category, got {len(self.values)}")
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.values):
+                raise AgreementError(f"interval values must be finite numbers, got {list(self.values)}")
+        elif self.values:
+            raise AgreementError(f"only an interval scale takes values; this one is {self.level}")
+
+    @classmethod
+    def ordinal(cls, order: Sequence[str]) -> Scale:
+        return cls("ordinal", tuple(order))
+
+    @classmethod
+    def interval(cls, values: Mapping[str, float]) -> Scale:
+        """Categories at the given positions; `order` comes out sorted by value."""
+        ranked = sorted(values.items(), key=lambda item: item[1])
+        return cls("interval", tuple(c for c, _ in ranked), tuple(v for _, v in ranked))
+
+    def describe(self) -> str:
+        """One line for people: "nominal", "ordinal: mild < strong", "interval: mild = 1, strong = 2"."""
+        if self.level == "ordinal":
+            return "ordinal: " + " < ".join(self.order)
+        if self.level == "interval":
+            return "interval: " + ", ".join(f"{c} = {v:g}" for c, v in zip(self.order, self.values, strict=True))
+        return "nominal"
+
+
+NOMINAL = Scale()
 
 
 # --- building units ----------------------------------------------------------------------
@@ -198,7 +263,11 @@ def _fleiss_finalize(sums: np.ndarray) -> np.ndarray:
     return _ratio(observed - chance, 1.0 - chance)
 
 
-def _alpha_stat(encoded: _Encoded) -> _Additive:
+def _alpha_stat(encoded: _Encoded, scale: Scale = NOMINAL) -> _Additive:
+    if not isinstance(scale, Scale):
+        raise AgreementError(f"scale must be a Scale, got {scale!r}")
+    if scale.level != "nominal":
+        return _scaled_alpha_stat(encoded, scale)
     counts = encoded.counts()
     m = counts.sum(axis=1)
     pairable = m >= 2
@@ -206,6 +275,50 @@ def _alpha_stat(encoded: _Encoded) -> _Additive:
     matching = (counts * (counts - 1)).sum(axis=1) / np.maximum(m - 1, 1.0)
     per_unit = np.column_stack([matching * pairable, counts * pairable[:, None]])
     return _Additive(per_unit, _alpha_finalize)
+
+
+def _scaled_alpha_stat(encoded: _Encoded, scale: Scale) -> _Additive:
+    """Alpha on an ordered scale: per unit its K×K block of the coincidence matrix (K = scale size)."""
+    position = {category: i for i, category in enumerate(scale.order)}
+    off_scale = [c for c in encoded.categories if c not in position]
+    if off_scale:
+        raise AgreementError(
+            f"labels {', '.join(map(repr, off_scale))} are not on the {scale.level} scale {list(scale.order)}"
+        )
+    k = len(scale.order)
+    counts = np.zeros((encoded.n_units, k))
+    counts[:, [position[c] for c in encoded.categories]] = encoded.counts()
+    m = counts.sum(axis=1)
+    pairable = (m >= 2).astype(np.float64)
+    # o_ck of unit u = (n_uc n_uk − [c = k] n_uc) / (m_u − 1): ordered pairs of distinct raters.
+    pairs = counts[:, :, None] * counts[:, None, :] - counts[:, :, None] * np.eye(k)[None, :, :]
+    per_unit = (pairs / np.maximum(m - 1, 1.0)[:, None, None] * pairable[:, None, None]).reshape(-1, k * k)
+    return _Additive(per_unit, partial(_scaled_alpha_finalize, scale=scale))
+
+
+def _scaled_alpha_finalize(sums: np.ndarray, scale: Scale) -> np.ndarray:
+    k = len(scale.order)
+    coincidence = sums.reshape(*sums.shape[:-1], k, k)
+    n_c = coincidence.sum(axis=-1)
+    n = n_c.sum(axis=-1)
+    distance = _distances(n_c, scale)
+    observed = (coincidence * distance).sum(axis=(-2, -1))
+    # Expected coincidences e_ck = n_c n_k / (n − 1) off the diagonal, where δ is 0 anyway.
+    chance = (n_c[..., :, None] * n_c[..., None, :] * distance).sum(axis=(-2, -1))
+    return 1.0 - _ratio((n - 1.0) * observed, chance)
+
+
+def _distances(n_c: np.ndarray, scale: Scale) -> np.ndarray:
+    """(..., K, K) squared distances δ(c, k) between scale categories, given the value totals n_c."""
+    if scale.level == "interval":
+        values = np.asarray(scale.values, dtype=np.float64)
+        return np.broadcast_to((values[:, None] - values[None, :]) ** 2, (*n_c.shape, n_c.shape[-1]))
+    # Ordinal: Σ_{g=c..k} n_g − (n_c + n_k)/2 for c ≤ k, from running totals, mirrored for c > k.
+    running = np.cumsum(n_c, axis=-1)
+    low = np.minimum.outer(np.arange(n_c.shape[-1]), np.arange(n_c.shape[-1]))
+    high = np.maximum.outer(np.arange(n_c.shape[-1]), np.arange(n_c.shape[-1]))
+    between = running[..., high] - running[..., low] + n_c[..., low]
+    return (between - (n_c[..., :, None] + n_c[..., None, :]) / 2.0) ** 2
 
 
 def _alpha_finalize(sums: np.ndarray) -> np.ndarray:
@@ -291,8 +404,8 @@ def fleiss_kappa(units: Units, *, n_raters: int | None = None) -> float:
     return _fleiss_stat(_encode(units), n_raters).value()
 
 
-def krippendorff_alpha(units: Units) -> float:
-    """Krippendorff's alpha for nominal data with missing labels, from the coincidence matrix.
+def krippendorff_alpha(units: Units, *, scale: Scale = NOMINAL) -> float:
+    """Krippendorff's alpha with missing labels, from the coincidence matrix, on a nominal, ordinal or interval scale.
 
     Only pairable values count: units with m_u ≥ 2. The coincidence matrix is o_ck = Σ_u
     (number of ordered pairs of distinct raters of u labelling c then k) / (m_u − 1), so for
@@ -302,9 +415,17 @@ def krippendorff_alpha(units: Units) -> float:
         D_e = (1/(n(n − 1))) Σ_{c≠k} n_c n_k = (n² − Σ_c n_c²)/(n(n − 1)),
         α = 1 − D_o/D_e = 1 − (n − 1)(n − Σ_c o_cc)/(n² − Σ_c n_c²).
     Equals `krippendorff.alpha(reliability_data=..., level_of_measurement="nominal")`.
+
+    On an ordinal or interval `scale` the same coincidence matrix, with o_ck = Σ_u (n_uc n_uk −
+    [c = k] n_uc)/(m_u − 1), is weighed by the scale's distance δ(c, k) (see `Scale`):
+        α = 1 − (n − 1) Σ_{c,k} o_ck δ(c, k) / Σ_{c,k} n_c n_k δ(c, k).
+    Equals `krippendorff.alpha(..., level_of_measurement="ordinal" | "interval")` with the labels
+    replaced by their rank or value. Every label must be on the scale (`AgreementError` names the
+    ones that are not); categories of the scale nobody used change nothing.
+
     NaN when no unit has two labels or only one category occurs (D_e = 0).
     """
-    return _alpha_stat(_encode(units)).value()
+    return _alpha_stat(_encode(units), scale).value()
 
 
 def pairwise_kappas(units: Units, *, min_overlap: int = 20) -> list[PairKappa]:
@@ -317,7 +438,7 @@ def pairwise_kappas(units: Units, *, min_overlap: int = 20) -> list[PairKappa]:
         raise AgreementError(f"min_overlap must be at least 1, got {min_overlap}")
     encoded = _encode(units)
     k, r = len(encoded.categories), len(encoded.annotators)
-    pair_keys, cells = _co_labels(encoded)
+    _, pair_keys, cells = _co_labels(encoded)
     if not pair_keys.size:
         return []
     pairs, inverse = np.unique(pair_keys, return_inverse=True)
@@ -332,19 +453,80 @@ def pairwise_kappas(units: Units, *, min_overlap: int = 20) -> list[PairKappa]:
     return sorted(result, key=lambda p: (-p.overlap, p.a, p.b))
 
 
-def _co_labels(encoded: _Encoded) -> tuple[np.ndarray, np.ndarray]:
-    """For each pair of labels on one unit (annotator codes i < j): pair key i·R + j and cell label_i·K + label_j."""
+def _co_labels(encoded: _Encoded) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair of labels on one unit (annotator codes i < j): the unit, pair key i·R + j, cell label_i·K + label_j."""
     k, r = len(encoded.categories), len(encoded.annotators)
     bounds = np.flatnonzero(np.diff(encoded.unit)) + 1
+    units: list[int] = []
     keys: list[int] = []
     cells: list[int] = []
-    for annotators, labels in zip(np.split(encoded.annotator, bounds), np.split(encoded.label, bounds), strict=True):
+    split = partial(np.split, indices_or_sections=bounds)
+    for unit, annotators, labels in zip(
+        split(encoded.unit), split(encoded.annotator), split(encoded.label), strict=True
+    ):
+        if not unit.size:
+            continue
         order = np.argsort(annotators)
         entries = list(zip(annotators[order].tolist(), labels[order].tolist(), strict=True))
         for (ann_i, label_i), (ann_j, label_j) in combinations(entries, 2):
+            units.append(int(unit[0]))
             keys.append(ann_i * r + ann_j)
             cells.append(label_i * k + label_j)
-    return np.array(keys, dtype=np.int64), np.array(cells, dtype=np.int64)
+    return (np.array(units, dtype=np.int64), np.array(keys, dtype=np.int64), np.array(cells, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class _PairCells:
+    """Co-labels of the pairs that qualify for the mean kappa, ready for weighted counting.
+
+    `unit` indexes the units that hold at least one such co-label (0..n_units-1), so a bootstrap
+    draws only among them; `slot` is pair·K² + cell, the position in the stacked confusion matrices.
+    """
+
+    n_pairs: int
+    k: int
+    n_units: int
+    unit: np.ndarray
+    slot: np.ndarray
+
+    def mean_kappa(self, weights: np.ndarray | None = None) -> float:
+        size = self.n_pairs * self.k * self.k
+        unit_weights = None if weights is None else weights[self.unit]
+        confusion = np.bincount(self.slot, weights=unit_weights, minlength=size).reshape(self.n_pairs, self.k * self.k)
+        kappas = _cohen_finalize(confusion.astype(np.float64), self.k)
+        finite = kappas[np.isfinite(kappas)]
+        return float(finite.mean()) if finite.size else math.nan
+
+
+def _pair_cells(encoded: _Encoded, min_overlap: int) -> _PairCells:
+    if min_overlap < 1:
+        raise AgreementError(f"min_overlap must be at least 1, got {min_overlap}")
+    k = len(encoded.categories)
+    units, keys, cells = _co_labels(encoded)
+    _, inverse, overlap = np.unique(keys, return_inverse=True, return_counts=True)
+    kept_pair = overlap >= min_overlap
+    renumber = np.cumsum(kept_pair) - 1
+    kept = kept_pair[inverse] if keys.size else np.zeros(0, dtype=bool)
+    counted_units, unit_code = np.unique(units[kept], return_inverse=True)
+    return _PairCells(
+        n_pairs=int(kept_pair.sum()),
+        k=k,
+        n_units=int(counted_units.size),
+        unit=unit_code.astype(np.int64),
+        slot=(renumber[inverse[kept]] * k * k + cells[kept]).astype(np.int64),
+    )
+
+
+def mean_pairwise_kappa(units: Units, *, min_overlap: int = 20) -> float:
+    """The mean of Cohen's kappa over every annotator pair that co-labelled at least `min_overlap` units.
+
+    Each pair's kappa is `cohen_kappa` on the units both labelled (as in `pairwise_kappas`); every
+    qualifying pair weighs the same. Pairs whose kappa is undefined (both used one category) are
+    left out of the mean. NaN when no pair qualifies. With `bootstrap_ci` the set of pairs is
+    fixed by the units given and only items are resampled (the units holding a qualifying
+    co-label), so the interval says how much the figure moves with other items, same reviewers.
+    """
+    return _pair_cells(_encode(units), min_overlap).mean_kappa()
 
 
 # --- bootstrap ---------------------------------------------------------------------------
@@ -369,10 +551,12 @@ def bootstrap_ci(
     (NaN, e.g. every drawn unit has one category) is left out.
 
     `metric` is one of this module's metrics, or a `functools.partial` of one with its keyword
-    arguments (`partial(cohen_kappa, a="r1", b="r2")`, `partial(fleiss_kappa, n_raters=3)`).
+    arguments (`partial(cohen_kappa, a="r1", b="r2")`, `partial(fleiss_kappa, n_raters=3)`,
+    `partial(krippendorff_alpha, scale=Scale.ordinal([...]))`).
     Those are resampled in vectorised form, and only over the units they count (units with two
-    labels; for Cohen's kappa, the units both annotators labelled), so padding `units` with
-    unlabelled items does not change the interval. Any other callable `units → float` works too,
+    labels; for Cohen's kappa, the units both annotators labelled; for `mean_pairwise_kappa`, the
+    units holding a co-label of a qualifying pair), so padding `units` with unlabelled items does
+    not change the interval. Any other callable `units → float` works too,
     called once per resample on all of `units` (slow for large sets).
 
     Deterministic given `seed`. `AgreementError` for n_resamples < 1 or confidence outside (0, 1).
@@ -382,6 +566,9 @@ def bootstrap_ci(
     if not 0.0 < confidence < 1.0:
         raise AgreementError(f"confidence must be strictly between 0 and 1, got {confidence}")
     rng = np.random.default_rng(seed)
+    pair_cells = _pair_cells_for(metric, units)
+    if pair_cells is not None:
+        return _percentile_interval(pair_cells.mean_kappa(), _resample_pairs(pair_cells, n_resamples, rng), confidence)
     additive = _additive_for(metric, units)
     if additive is None:
         point = float(metric(units))
@@ -403,6 +590,26 @@ def _additive_for(metric: Metric, units: Units) -> _Additive | None:
     if args:
         raise AgreementError("pass a metric's arguments to partial() by keyword (units come first)")
     return builder(_encode(units), **keywords)
+
+
+def _pair_cells_for(metric: Metric, units: Units) -> _PairCells | None:
+    func, keywords = (metric.func, metric.keywords) if isinstance(metric, partial) else (metric, {})
+    if func is not mean_pairwise_kappa:
+        return None
+    if isinstance(metric, partial) and metric.args:
+        raise AgreementError("pass a metric's arguments to partial() by keyword (units come first)")
+    return _pair_cells(_encode(units), keywords.get("min_overlap", 20))
+
+
+def _resample_pairs(cells: _PairCells, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    if cells.n_units == 0:
+        return np.full(n_resamples, np.nan)
+    estimates = [
+        cells.mean_kappa(np.bincount(row, minlength=cells.n_units).astype(np.float64))
+        for drawn in _draws(cells.n_units, n_resamples, rng)
+        for row in drawn
+    ]
+    return np.array(estimates, dtype=np.float64)
 
 
 def _draws(n_units: int, n_resamples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:

@@ -30,6 +30,7 @@ from labeling.datasets import (
     DatasetError,
     DatasetRecord,
     ReadStats,
+    ToxicRule,
     read_convabuse,
     read_table,
     read_toxic_spans,
@@ -240,6 +241,12 @@ ABUSE_SCHEMA = {
     ],
     "allow_multiple": False,
     "severity_levels": ["mild", "strong", "very_strong"],
+    # ConvAbuse's own 5-point scale (is_abuse 1, 0, -1, -2, -3): an answer without a severity
+    # sits below "mild" by its label, so severity agreement covers every answer.
+    "scales": {
+        "label": "nominal",
+        "severity": {"level": "ordinal", "order": ["not_abusive", "ambiguous", "mild", "strong", "very_strong"]},
+    },
 }
 DATASET_POLICIES = {
     TOXIC_SPANS: PolicySpec(
@@ -382,16 +389,22 @@ def dataset_read(
     limit: int | None = None,
     columns: TableColumns | None = None,
     stats: ReadStats | None = None,
+    toxic_rule: ToxicRule = "highlighted",
 ) -> Iterator[DatasetRecord]:
-    """Records of the dataset at `path` in format `fmt`; raises DatasetError for bad input."""
+    """Records of the dataset at `path` in format `fmt`; raises DatasetError for bad input.
+
+    `toxic_rule` says when a Toxic Spans worker counts as toxic (see `read_toxic_spans`); other
+    formats ignore it.
+    """
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path} does not exist")
     if fmt in (TOXIC_SPANS, CONVABUSE):
         if not path.is_dir():
             raise DatasetError(f"{fmt} expects the dataset folder, and {path} is not a folder")
-        reader = read_toxic_spans if fmt == TOXIC_SPANS else read_convabuse
-        return reader(path, limit, stats=stats)
+        if fmt == TOXIC_SPANS:
+            return read_toxic_spans(path, limit, stats=stats, toxic_rule=toxic_rule)
+        return read_convabuse(path, limit, stats=stats)
     if fmt in ("csv", "jsonl"):
         columns = columns or TableColumns()
         table_format: Literal["csv", "jsonl"] = "csv" if fmt == "csv" else "jsonl"
@@ -431,6 +444,7 @@ def dataset_import(
     columns: TableColumns | None = None,
     queue_ensure_for: Callable[[Policy], tuple[Queue, bool]] | None = None,
     records_check: Callable[[list[DatasetRecord], Policy], None] | None = None,
+    toxic_rule: ToxicRule = "highlighted",
 ) -> DatasetImport:
     """Read a dataset file or folder and import it with `items_import`. Idempotent.
 
@@ -443,9 +457,12 @@ def dataset_import(
     The one dataset intake: crowd import (`labeling.services.crowd.dataset_import_annotations`)
     runs it with its own queue (`queue_ensure_for`, given the policy) and a `records_check` that
     raises, before any item is stored, for records the policy cannot take.
+
+    `toxic_rule` chooses how Toxic Spans workers' rows become labels (`read_toxic_spans`); it
+    shapes the reference label of items created now, not of items imported before.
     """
     stats = ReadStats()
-    records = list(dataset_read(fmt=fmt, path=path, limit=limit, columns=columns, stats=stats))
+    records = list(dataset_read(fmt=fmt, path=path, limit=limit, columns=columns, stats=stats, toxic_rule=toxic_rule))
     spec = _policy_spec(fmt, Path(path), policy_key, records)
     policy, policy_created = policy_ensure(spec=spec, actor=actor)
     if records_check is not None:

@@ -46,6 +46,7 @@ class TestToxicSpansRealData:
             "language": "en",
             "license": "CC0-1.0",
             "origin": "Civil Comments",
+            "toxic_rule": "highlighted",
         }
 
     # Its speed (under 10 s) is measured by bench/agreement.py, not asserted here.
