@@ -15,7 +15,6 @@ from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
 from django.db.models import QuerySet
 
 from .models import Annotation, GoldLabel, Policy

@@ -38,13 +38,15 @@ def policy_triples(rows: QuerySet[Annotation]) -> list[tuple[str, str, str]]:
     ]
 
 
-def reliability_refresh(*, policy: Policy) -> int:
+def reliability_refresh(*, policy: Policy, smoothing: float = 0.0, min_labels: int = MIN_ITEMS_FOR_RELIABILITY) -> int:
     """Fit Dawid–Skene on the policy's annotations, record the fit, and store estimates if it passed.
 
+    `smoothing` is the fit's Dirichlet smoothing of confusion cells and class counts (0, the
+    maximum-likelihood fit, is what survives sparse crowds; see `labeling.stats.dawid_skene`).
     Returns the number of reviewers stored (0 when the fit failed its checks). A failed fit
     deletes the policy's earlier estimates: they describe data the newest fit could not model,
-    and the page says why (`ReliabilityFit.problems`). Reviewers with fewer than
-    MIN_ITEMS_FOR_RELIABILITY labels are not stored (their estimates are mostly prior).
+    and the page says why (`ReliabilityFit.problems`). Reviewers with fewer than `min_labels`
+    labels are not stored (their estimates are mostly noise).
     Multi-label answers are not modelled. The fit runs outside the transaction; one
     transaction then records the fit and replaces the estimates.
     """
@@ -52,7 +54,8 @@ def reliability_refresh(*, policy: Policy) -> int:
     triples = policy_triples(policy_annotations(policy))
     if version is None or not triples:
         return 0
-    model = fit_dawid_skene(triples, classes=sorted(set(version.label_values) | {t[2] for t in triples}))
+    classes = sorted(set(version.label_values) | {t[2] for t in triples})
+    model = fit_dawid_skene(triples, classes=classes, smoothing=smoothing, prior_smoothing=smoothing)
     with transaction.atomic():
         fit = _fit_record(policy, model)
         ReviewerReliability.objects.filter(policy=policy).delete()
@@ -61,7 +64,7 @@ def reliability_refresh(*, policy: Policy) -> int:
         stored = [
             _estimate(policy, fit, model, summary.annotator, summary.accuracy, summary.n_labels)
             for summary in model.reliability()
-            if summary.n_labels >= MIN_ITEMS_FOR_RELIABILITY
+            if summary.n_labels >= min_labels
         ]
         ReviewerReliability.objects.bulk_create(stored)
     return len(stored)

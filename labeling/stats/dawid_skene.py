@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
 PROBABILITY_FLOOR = 1e-10  # no prior or confusion cell below it: a label is never impossible
 # Degeneracy bars of `check_fit`. A fit that gives one class to ONE_CLASS_ITEMS of the items while
 # that class has less than ONE_CLASS_VOTES of the votes has collapsed; so has one whose annotators'
@@ -346,9 +345,8 @@ def _collapse_problems(model: DawidSkeneModel) -> list[str]:
         return []  # the votes themselves are (almost) one class: nothing to tell apart
     problems = []
     if item_share[dominant] >= ONE_CLASS_ITEMS:
-        problems.append(
-            f"it labelled {item_share[dominant]:.0%} of items {name} while {vote_share[dominant]:.0%} of votes are {name}"
-        )
+        items, votes = f"{item_share[dominant]:.0%}", f"{vote_share[dominant]:.0%}"
+        problems.append(f"it labelled {items} of items {name} while {votes} of votes are {name}")
     accuracy = np.trace(model.soft_counts, axis1=1, axis2=2) / n_labels
     share = said[:, dominant] / n_labels
     gap = float(np.average(np.abs(accuracy - share), weights=n_labels))
