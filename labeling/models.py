@@ -246,11 +246,47 @@ class Adjudication(models.Model):
         return f"adjudication {self.pk} of task {self.task_id} ({self.reason}, {self.status})"
 
 
+class ReliabilityFit(models.Model):
+    """One Dawid–Skene fit of a policy's annotations, and whether it passed its checks.
+
+    Append-only: each refresh adds one. Reviewer reliabilities are used (flags, weighted
+    consensus, the adjudication view) only when they belong to the policy's newest fit and that
+    fit passed; otherwise `problems` says, in a lead's words, why the crowd model is not used.
+    """
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="reliability_fits")
+    passed = models.BooleanField()
+    problems = models.JSONField(default=list, help_text="Why the fit may not be used; empty when it passed.")
+    n_labels = models.PositiveIntegerField()
+    n_items = models.PositiveIntegerField()
+    n_reviewers = models.PositiveIntegerField()
+    iterations = models.PositiveIntegerField()
+    converged = models.BooleanField()
+    labels = models.JSONField(help_text="Class order of `priors`.")
+    priors = models.JSONField(help_text="Fitted class priors; NaN is stored as null.")
+    vote_shares = models.JSONField(help_text="Share of all labels in each class, same order.")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [models.Index(fields=["policy", "-created_at"], name="reliability_fit_latest")]
+
+    def __str__(self) -> str:
+        return f"fit {self.pk} of policy {self.policy_id}: {'passed' if self.passed else 'failed'}"
+
+
 class ReviewerReliability(models.Model):
     """A reviewer's estimated confusion matrix under a policy (Dawid–Skene), refreshed periodically."""
 
     reviewer = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="reliabilities")
     policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="+")
+    fit = models.ForeignKey(
+        ReliabilityFit,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reliabilities",
+        help_text="The checked fit this estimate comes from; null for estimates made before fits were checked.",
+    )
     labels = models.JSONField(help_text="Class order of the confusion matrix rows and columns.")
     confusion = models.JSONField(help_text="P(reviewer says column | true class row).")
     accuracy = models.FloatField()

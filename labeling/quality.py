@@ -1,7 +1,8 @@
-"""Reviewer and policy quality: Dawid–Skene reliability, agreement reports, reviewer statistics.
+"""Reviewer and policy quality: agreement reports and reviewer statistics.
 
-Numbers come from `labeling.stats.agreement` and `labeling.stats.dawid_skene` (checked against reference
-packages); this module only selects the annotations and stores or shapes the results.
+Numbers come from `labeling.stats.agreement` (checked against reference packages) and from the
+checked Dawid–Skene fits of `labeling.services.reliability`; this module only selects the
+annotations and shapes the results.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from itertools import combinations
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
 from django.db.models import QuerySet
 
-from reviewapp.models import TaskReason
-
-from .models import Annotation, GoldLabel, Policy, PolicyVersion, ReviewerReliability
+from .models import Annotation, GoldLabel, Policy, PolicyVersion
 from .scales import FieldScale, answer_category, schema_scales
 from .services.honeypots import honeypot_accuracy
+from .services.reliability import policy_annotations, policy_triples, reliabilities_in_force
 from .stats.agreement import (
     NOMINAL,
     ConfidenceInterval,
@@ -36,9 +35,7 @@ from .stats.agreement import (
     percent_agreement,
     units_from_triples,
 )
-from .stats.dawid_skene import fit_dawid_skene
 
-MIN_ITEMS_FOR_RELIABILITY = 20
 # Reviewer pairs need this many items in common before their Cohen's kappa is listed or averaged.
 MIN_PAIR_OVERLAP = 20
 
@@ -47,7 +44,7 @@ def _annotations(
     policy: Policy, *, queue_id: int | None = None, since: datetime | None = None, until: datetime | None = None
 ) -> QuerySet[Annotation]:
     """Live, single-label annotations of real work under a policy (honeypots measure, not vote)."""
-    rows = Annotation.objects.filter(policy=policy, retracted_at__isnull=True).exclude(task__reason=TaskReason.HONEYPOT)
+    rows = policy_annotations(policy)
     if queue_id is not None:
         rows = rows.filter(task__queue_id=queue_id)
     if since is not None:
@@ -57,44 +54,7 @@ def _annotations(
     return rows
 
 
-def _triples(rows: QuerySet[Annotation]) -> list[tuple[str, str, str]]:
-    return [
-        (str(item), str(reviewer), labels[0])
-        for item, reviewer, labels in rows.order_by("created_at").values_list("item_id", "reviewer_id", "labels")
-        if len(labels) == 1
-    ]
-
-
-def reliability_refresh(*, policy: Policy) -> int:
-    """Fit Dawid–Skene on the policy's annotations and store each reviewer's confusion matrix.
-
-    Reviewers with fewer than MIN_ITEMS_FOR_RELIABILITY labels are left out of the stored
-    results (their estimates are mostly prior). Multi-label answers are not modelled. Returns
-    the number of reviewers stored.
-    """
-    version = policy.current_version()
-    triples = _triples(_annotations(policy))
-    if version is None or not triples:
-        return 0
-    model = fit_dawid_skene(triples, classes=sorted(set(version.label_values) | {t[2] for t in triples}))
-    stored = 0
-    with transaction.atomic():
-        for summary in model.reliability():
-            if summary.n_labels < MIN_ITEMS_FOR_RELIABILITY:
-                continue
-            matrix = model.confusion_of(summary.annotator)
-            ReviewerReliability.objects.update_or_create(
-                reviewer_id=int(summary.annotator),
-                policy=policy,
-                defaults={
-                    "labels": list(model.classes),
-                    "confusion": [[matrix[t][s] for s in model.classes] for t in model.classes],
-                    "accuracy": summary.accuracy,
-                    "n_items": summary.n_labels,
-                },
-            )
-            stored += 1
-    return stored
+_triples = policy_triples
 
 
 @dataclass(frozen=True)
@@ -290,7 +250,8 @@ def reviewer_stats(*, policy: Policy, since: datetime) -> list[ReviewerStats]:
     """Per reviewer: throughput, handle time, agreement with gold, honeypot accuracy, reliability.
 
     A reviewer is flagged when their honeypot accuracy is below HONEYPOT_MIN_ACCURACY over at least
-    HONEYPOT_MIN_ANSWERS honeypots, or their Dawid–Skene accuracy is below the same bar.
+    HONEYPOT_MIN_ANSWERS honeypots, or their Dawid–Skene accuracy is below the same bar — the
+    latter only from a fit that passed its checks (`reliabilities_in_force`).
     """
     rows = (
         _annotations(policy, since=since)
@@ -312,7 +273,7 @@ def reviewer_stats(*, policy: Policy, since: datetime) -> list[ReviewerStats]:
         if hp.reviewer_id in stats:
             stats[hp.reviewer_id].honeypot_accuracy = hp.accuracy
             stats[hp.reviewer_id].honeypots_answered = hp.answered
-    for rel in ReviewerReliability.objects.filter(policy=policy, reviewer_id__in=stats):
+    for rel in reliabilities_in_force(policy_id=policy.pk, reviewer_ids=stats):
         stats[rel.reviewer_id].reliability = rel.accuracy
     for reviewer_id, entry in stats.items():
         if handle[reviewer_id]:

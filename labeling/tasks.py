@@ -32,7 +32,7 @@ def honeypots_top_up_all() -> int:
 def refresh_reliability(policy_id: int | None = None) -> int:
     """Re-fit Dawid–Skene reliability for one policy, or for every active policy."""
     from .models import Policy
-    from .quality import reliability_refresh
+    from .services.reliability import reliability_refresh
 
     policies = Policy.objects.filter(is_active=True)
     if policy_id is not None:

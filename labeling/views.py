@@ -20,7 +20,7 @@ from reviewapp.content import render_guideline
 from reviewapp.models import Queue
 from reviewapp.projection import task_projection
 
-from .models import Adjudication, AdjudicationStatus, Annotation, GoldLabel, Policy, ReviewerReliability
+from .models import Adjudication, AdjudicationStatus, Annotation, GoldLabel, Policy
 from .quality import agreement_over_time, agreement_report, reviewer_pairs, reviewer_stats, scale_agreement_report
 from .services.adjudication import (
     AdjudicationClosed,
@@ -30,6 +30,7 @@ from .services.adjudication import (
 )
 from .services.appeals import appeal_overturn_rates
 from .services.consensus import plurality_of
+from .services.reliability import reliabilities_in_force, reliability_fit_latest
 from .tasks import refresh_reliability
 
 
@@ -92,9 +93,9 @@ def _detail_context(adjudication: Adjudication, error: str = "") -> dict[str, An
     version = task.policy.current_version()
     annotations = list(task.annotations.select_related("reviewer", "policy_version").order_by("created_at"))
     reliability = dict(
-        ReviewerReliability.objects.filter(
-            policy=task.policy, reviewer__in=[a.reviewer_id for a in annotations]
-        ).values_list("reviewer_id", "accuracy")
+        reliabilities_in_force(policy_id=task.policy_id, reviewer_ids=[a.reviewer_id for a in annotations]).values_list(
+            "reviewer_id", "accuracy"
+        )
     )
     for annotation in annotations:
         annotation.reliability = reliability.get(annotation.reviewer_id)  # type: ignore[attr-defined]
@@ -259,6 +260,7 @@ def quality(request: HttpRequest) -> HttpResponse:
         stats=stats,
         report=report,
         scale_report=scale_agreement_report(policy=policy, queue_id=queue.pk if queue else None),
+        reliability_fit=reliability_fit_latest(policy_id=policy.pk),
         pairs=reviewer_pairs(policy=policy),
         accuracy_chart=bar_chart(
             [

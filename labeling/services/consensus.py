@@ -20,7 +20,8 @@ from reviewapp.db import db_now
 from reviewapp.models import ConsensusRule, ReviewTask, TaskReason, TaskStatus
 from reviewapp.services.tasks import review_task_escalate, review_task_reopen, review_task_resolve
 
-from ..models import Adjudication, AdjudicationReason, Annotation, GoldSource, ReviewerReliability
+from ..models import Adjudication, AdjudicationReason, Annotation, GoldSource
+from .reliability import reliabilities_in_force
 
 Vote = tuple[str, ...]  # a reviewer's label set, sorted, so multi-label answers compare as wholes
 
@@ -165,7 +166,8 @@ def _consensus_for(task: ReviewTask, annotations: list[Annotation]) -> Consensus
     weights = {}
     if task.queue.consensus_rule == ConsensusRule.WEIGHTED:
         reviewer_ids = [a.reviewer_id for a in annotations]
-        for rel in ReviewerReliability.objects.filter(policy_id=task.policy_id, reviewer_id__in=reviewer_ids):
+        # Only a fit that passed its checks weighs votes; otherwise every voter counts as typical.
+        for rel in reliabilities_in_force(policy_id=task.policy_id, reviewer_ids=reviewer_ids):
             weights[rel.reviewer_id] = {
                 true: dict(zip(rel.labels, row, strict=True))
                 for true, row in zip(rel.labels, rel.confusion, strict=True)

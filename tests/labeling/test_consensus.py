@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from labeling.models import Adjudication, AdjudicationReason, GoldLabel, GoldSource, ReviewerReliability
+from labeling.models import Adjudication, AdjudicationReason, GoldLabel, GoldSource, ReliabilityFit, ReviewerReliability
 from labeling.services.annotations import SubmissionRejected, annotation_retract, annotation_submit
 from labeling.services.consensus import consensus_of, task_resolve
 from reviewapp.models import AuditEvent, ModelDecision, ReviewTask, TaskStatus
@@ -142,14 +142,18 @@ def test_queue_without_auto_gold_asks_lead_to_confirm(policy, queue, reviewers) 
     assert (adjudication.reason, adjudication.proposed_labels) == (AdjudicationReason.CONFIRM, ["violating"])
 
 
-@pytest.mark.usefixtures("no_undo_window")
-def test_weighted_queue_uses_stored_reliabilities(policy, queue, reviewers) -> None:
-    queue.required_annotations, queue.consensus_rule, queue.min_confidence = 3, "weighted", 0.9
-    queue.save()
+def store_reliabilities(policy, reviewers, *, passed: bool) -> None:  # type: ignore[no-untyped-def]
+    """One careful reviewer and two noisy ones, from a Dawid–Skene fit that passed or failed its checks."""
     labels = ["violating", "not_violating"]
+    fit = ReliabilityFit.objects.create(
+        policy=policy, passed=passed, problems=[] if passed else ["it labelled 100% of items violating"],
+        n_labels=1500, n_items=500, n_reviewers=3, iterations=40, converged=True,
+        labels=labels, priors=[0.3, 0.7], vote_shares=[0.3, 0.7],
+    )  # fmt: skip
     ReviewerReliability.objects.create(
         reviewer=reviewers[0],
         policy=policy,
+        fit=fit,
         labels=labels,
         confusion=[[0.98, 0.02], [0.02, 0.98]],
         accuracy=0.98,
@@ -157,13 +161,31 @@ def test_weighted_queue_uses_stored_reliabilities(policy, queue, reviewers) -> N
     )
     for noisy in reviewers[1:3]:
         ReviewerReliability.objects.create(
-            reviewer=noisy, policy=policy, labels=labels, confusion=[[0.6, 0.4], [0.4, 0.6]], accuracy=0.6, n_items=500
+            reviewer=noisy,
+            policy=policy,
+            fit=fit,
+            labels=labels,
+            confusion=[[0.6, 0.4], [0.4, 0.6]],
+            accuracy=0.6,
+            n_items=500,
         )
+
+
+@pytest.mark.usefixtures("no_undo_window")
+@pytest.mark.parametrize("passed", [True, False])
+def test_weighted_queue_uses_reliabilities_only_from_a_fit_that_passed(policy, queue, reviewers, passed) -> None:
+    queue.required_annotations, queue.consensus_rule, queue.min_confidence = 3, "weighted", 0.9
+    queue.save()
+    store_reliabilities(policy, reviewers, passed=passed)
     task = ReviewTaskFactory(policy=policy, queue=queue)
     label(task, reviewers[0], ["violating"])
     label(task, reviewers[1], ["not_violating"])
     label(task, reviewers[2], ["not_violating"])
-    assert GoldLabel.objects.get().labels == ["violating"]
+    if passed:  # the careful reviewer outweighs the two noisy ones
+        assert GoldLabel.objects.get().labels == ["violating"]
+    else:  # every voter counts as typical (0.8): 2 against 1 reaches only 0.8 < 0.9, so a lead decides
+        assert not GoldLabel.objects.exists()
+        assert Adjudication.objects.get(task=task).reason == AdjudicationReason.LOW_CONFIDENCE
 
 
 def test_resolution_waits_for_the_undo_window(policy, queue, reviewers, settings) -> None:

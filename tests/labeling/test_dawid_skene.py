@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from labeling.datasets import read_convabuse
-from labeling.stats.dawid_skene import DawidSkeneError, consensus_posterior, fit_dawid_skene, weighted_consensus
+from labeling.datasets import read_convabuse, read_toxic_spans
+from labeling.stats.dawid_skene import (
+    DawidSkeneError,
+    check_fit,
+    consensus_posterior,
+    fit_dawid_skene,
+    weighted_consensus,
+)
 
 CLASSES = ("harassment", "none", "spam")
 
@@ -122,7 +128,7 @@ def test_an_unknown_annotator_counts_as_a_typical_one(synthetic: Synthetic) -> N
     assert list(posterior.values()) == pytest.approx(list(unnormalised / unnormalised.sum()), abs=1e-12)
 
 
-def test_a_declared_class_nobody_used_gets_only_smoothing() -> None:
+def test_a_declared_class_nobody_used_gets_only_the_floor() -> None:
     triples = [("i1", "a", "x"), ("i1", "b", "x"), ("i2", "a", "y"), ("i2", "b", "y")]
     model = fit_dawid_skene(triples, classes=["x", "y", "z"])
     assert model.classes == ("x", "y", "z") and model.priors[2] < model.priors[0]
@@ -164,3 +170,47 @@ def test_it_converges_on_convabuse_with_plausible_annotator_accuracies(convabuse
         print(f"{summary.annotator}: accuracy {summary.accuracy:.3f} over {summary.n_labels} labels; recall {recall}")
         assert 0.6 < summary.accuracy < 1.0, summary.annotator
     assert agreement > 0.9
+
+
+def test_without_smoothing_the_objective_is_finite_and_the_fit_converges(convabuse_dir: Path) -> None:
+    records = list(read_convabuse(convabuse_dir))
+    triples = [
+        (r.external_id, a.annotator, a.label) for r in records for a in r.annotations if not a.extra.get("repeat")
+    ]
+    model = fit_dawid_skene(triples, smoothing=0.0, prior_smoothing=0.0)
+    assert np.isfinite(model.log_likelihood).all()
+    assert model.converged and model.check.passed, model.check.summary()
+
+
+def test_a_fit_that_ran_out_of_iterations_fails_its_check(synthetic: Synthetic) -> None:
+    model = fit_dawid_skene(synthetic.triples, max_iter=2, tol=0.0)
+    assert not model.check.passed
+    assert model.check.problems[0].startswith("the fit did not settle within 2 iterations")
+
+
+def test_a_collapsed_fit_on_a_sparse_crowd_says_so(toxic_spans_dir: Path) -> None:
+    """First 300 Toxic Spans comments: 868 workers for 1,070 labels. Smoothing 1 collapses there."""
+    triples = []
+    for record in read_toxic_spans(toxic_spans_dir, limit=300):
+        seen: set[str] = set()
+        for answer in record.annotations:
+            if answer.annotator not in seen:
+                seen.add(answer.annotator)
+                triples.append((record.external_id, answer.annotator, answer.label))
+    collapsed = fit_dawid_skene(triples, smoothing=1.0, prior_smoothing=1.0)
+    assert collapsed.converged  # converging is not enough: it converged to "everything is toxic"
+    assert not collapsed.check.passed
+    assert collapsed.check.problems[0] == "it labelled 100% of items toxic while 63% of votes are toxic"
+    assert "just their share of 'toxic' labels" in collapsed.check.problems[1]
+    assert fit_dawid_skene(triples).check.passed
+
+
+def test_nan_and_a_falling_objective_fail_the_check(synthetic: Synthetic) -> None:
+    model = fit_dawid_skene(synthetic.triples)
+    assert model.check.passed
+    broken = replace(model, priors=np.full_like(model.priors, np.nan))
+    assert check_fit(broken).problems == ("the fitted class priors contain NaN or infinite values",)
+    nan_trace = replace(model, log_likelihood=[-10.0, float("nan")], converged=False)
+    assert "objective became nan at iteration 2" in check_fit(nan_trace).summary()
+    falling = replace(model, log_likelihood=[-100.0, -90.0, -95.0, -95.0])
+    assert check_fit(falling).problems[0].startswith("the fit's objective fell at iteration 3")

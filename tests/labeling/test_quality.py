@@ -10,8 +10,9 @@ import pytest
 from django.utils import timezone
 
 from labeling.models import ReviewerReliability
-from labeling.quality import agreement_report, reliability_refresh, reviewer_stats
+from labeling.quality import agreement_report, reviewer_stats
 from labeling.services.annotations import annotation_submit
+from labeling.services.reliability import reliability_refresh
 from reviewapp.services.claims import task_claim_next
 from tests.factories import ReviewTaskFactory, UserFactory
 
