@@ -45,7 +45,7 @@ from reviewapp.services.imports import (
 )
 from reviewapp.services.tasks import review_task_complete
 
-from ..datasets import CONVABUSE, TOXIC_SPANS, DatasetError, DatasetRecord
+from ..datasets import CONVABUSE, TOXIC_SPANS, DatasetError, DatasetRecord, ToxicRule
 from ..models import AnnotationSource, Policy, PolicyVersion
 from .annotations import check_labels
 from .consensus import task_resolve
@@ -422,10 +422,12 @@ def dataset_import_annotations(
     policy_key: str | None = None,
     queue_slug: str | None = None,
     limit: int | None = None,
+    toxic_rule: ToxicRule = "highlighted",
 ) -> CrowdDatasetImport:
     """Import a Toxic Spans or ConvAbuse folder as items, tasks and per-annotator annotations.
 
-    `dataset_import` with the crowd labels made into annotations and resolved. The policy is
+    `dataset_import` with the crowd labels made into annotations and resolved; `toxic_rule` says
+    when a Toxic Spans worker's answer counts as toxic (`read_toxic_spans`). The policy is
     the dataset's ("toxicity", "abuse") unless `policy_key` names another; the queue defaults to
     `<policy>-crowd` (see `crowd_queue_ensure`). Idempotent. Raises DatasetError for a format
     without per-annotator labels or unreadable input, ValidationError for labels the policy's
@@ -450,6 +452,7 @@ def dataset_import_annotations(
         limit=limit,
         queue_ensure_for=lambda policy: crowd_queue_ensure(policy=policy, actor=actor, slug=queue_slug),
         records_check=votes_check,
+        toxic_rule=toxic_rule,
     )
     annotations = crowd_annotations_import(
         records=imported.records, policy=imported.policy, queue=imported.queue, actor=actor, dataset=fmt

@@ -15,6 +15,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from labeling.datasets import DatasetError, majority_label, read_toxic_spans
+from labeling.models import Annotation
 from reviewapp.models import ContentItem
 
 
@@ -69,11 +70,37 @@ def test_import_dataset_applies_the_chosen_rule_to_the_reference_label(toxic_spa
     assert {item.metadata["toxic_rule"] for item in items} == {"dataset"}
 
 
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_crowd_import_applies_the_chosen_rule_to_each_workers_annotation(toxic_spans_dir: Path) -> None:
+    limit = 60
+    expected = Counter(
+        answer.label
+        for record in read_toxic_spans(toxic_spans_dir, limit, toxic_rule="dataset")
+        for answer in record.annotations
+        if not answer.extra.get("repeat")
+    )
+    default = Counter(
+        answer.label
+        for record in read_toxic_spans(toxic_spans_dir, limit)
+        for answer in record.annotations
+        if not answer.extra.get("repeat")
+    )
+    assert expected != default  # the prefix holds answers the two rules label differently
+
+    call_command(
+        "import_dataset", "toxic-spans", str(toxic_spans_dir), "--limit", str(limit),
+        "--toxic-spans-rule", "dataset", "--as-annotations", stdout=StringIO(),
+    )  # fmt: skip
+
+    stored = Counter(label for labels in Annotation.objects.values_list("labels", flat=True) for label in labels)
+    assert stored == expected
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["convabuse", "--toxic-spans-rule", "dataset"], "applies to the toxic-spans format only"),
-        (["toxic-spans", "--toxic-spans-rule", "dataset", "--as-annotations"], "not available with --as-annotations"),
     ],
 )
 def test_import_dataset_refuses_the_rule_where_it_does_not_apply(

@@ -67,11 +67,6 @@ class Command(BaseCommand):
         rule = options["toxic_spans_rule"]
         if rule != "highlighted" and options["format"] != TOXIC_SPANS:
             raise CommandError(f"--toxic-spans-rule applies to the toxic-spans format only, not {options['format']}")
-        if rule != "highlighted" and options["as_annotations"]:
-            raise CommandError(
-                "--toxic-spans-rule dataset is not available with --as-annotations yet: the crowd import reads "
-                "Toxic Spans with the default rule ('highlighted'); import without --as-annotations, or omit the rule"
-            )
         if options["as_annotations"]:
             crowd = annotations_import_or_fail(
                 fmt=options["format"],
@@ -79,6 +74,7 @@ class Command(BaseCommand):
                 policy_key=options["policy"],
                 queue_slug=options["queue"],
                 limit=options["limit"],
+                toxic_rule=rule,
             )
             report_import(self, crowd.dataset)
             report_annotations(self, crowd.annotations)
@@ -130,7 +126,13 @@ def import_or_fail(
 
 
 def annotations_import_or_fail(
-    *, fmt: str, path: Path, policy_key: str | None = None, queue_slug: str | None = None, limit: int | None = None
+    *,
+    fmt: str,
+    path: Path,
+    policy_key: str | None = None,
+    queue_slug: str | None = None,
+    limit: int | None = None,
+    toxic_rule: ToxicRule = "highlighted",
 ) -> CrowdDatasetImport:
     """Run `dataset_import_annotations`, turning input problems into CommandError (shared with seed_demo)."""
     if fmt not in CROWD_FORMATS:
@@ -144,7 +146,13 @@ def annotations_import_or_fail(
         raise CommandError(f"{path} does not exist")
     try:
         return dataset_import_annotations(
-            fmt=fmt, path=path, actor=SYSTEM, policy_key=policy_key, queue_slug=queue_slug, limit=limit
+            fmt=fmt,
+            path=path,
+            actor=SYSTEM,
+            policy_key=policy_key,
+            queue_slug=queue_slug,
+            limit=limit,
+            toxic_rule=toxic_rule,
         )
     except DatasetError as error:
         raise CommandError(str(error)) from error
