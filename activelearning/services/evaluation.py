@@ -1,7 +1,8 @@
 """Honest held-out evaluation of a registered model on the test split of current gold.
 
-The test split is a stable hash of the item's upstream identity (see `numeric.split_codes`), so no model of the
-policy ever trained on these items, and champion and challenger are measured on the same ones.
+The test split is the one of the version's own split definition (`splits.py`: a stable hash of each
+item's content group for current models), so the version never trained on these items nor on a
+duplicate of them; held-out items with a near duplicate in another split are left out and counted.
 Metrics, intervals, calibration bins and slices come from `activelearning.evaluation`; PR curves
 and the majority-class baseline are added here. Stored on `ModelVersion.metrics` (NaN → null).
 """
@@ -23,6 +24,7 @@ from .datasets import GoldSet, LabelSpace, gold_set, gold_watermark, slice_value
 from .features import encoder_from_stored, item_features
 from .numeric import finite_or_none, macro_f1, pr_curves
 from .registry import head_probs
+from .splits import SplitDefinition
 
 
 def space_of(version: ModelVersion) -> LabelSpace:
@@ -42,8 +44,11 @@ class HeldOut:
     features: Features
 
 
-def held_out(version: ModelVersion, *, watermark: int | None = None) -> HeldOut:
-    """The current test-split gold the version's encoder can read, with its features."""
+def held_out(version: ModelVersion, *, watermark: int | None = None, split: SplitDefinition | None = None) -> HeldOut:
+    """The current test-split gold the version's encoder can read, with its features.
+
+    The split is the version's own definition unless `split` names another (promotion measures a
+    champion on the challenger's test items)."""
     encoder = encoder_from_stored(version.encoder_config)
     gold = gold_set(
         policy=version.policy,
@@ -51,6 +56,7 @@ def held_out(version: ModelVersion, *, watermark: int | None = None) -> HeldOut:
         watermark=watermark or gold_watermark(version.policy_id),
         with_embeddings=version.encoder == "upstream",
         test_only=True,
+        split=split or SplitDefinition.of(version),
     )
     features = item_features(encoder, item_ids=gold.item_ids.tolist(), texts=gold.texts, embeddings=gold.embeddings)
     return HeldOut(gold.subset(features.kept), features.features)
@@ -103,6 +109,7 @@ def _metrics(version: ModelVersion, data: HeldOut, n_bootstrap: int) -> dict:
         "baseline_macro_f1": _majority_baseline(version.task, y, len(version.classes)),
         "gold_watermark": data.gold.watermark,
         "n_bootstrap": n_bootstrap,
+        "held_out_skipped": dict(data.gold.skipped),
     }
 
 

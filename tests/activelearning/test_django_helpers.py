@@ -21,6 +21,7 @@ import pytest
 
 from activelearning.models import ModelVersion, ThresholdProposal, TrainingRun
 from activelearning.services.registry import model_root
+from activelearning.services.splits import SplitDefinition
 from labeling.datasets import read_convabuse, read_toxic_spans
 from labeling.models import GoldLabel, Policy
 from reviewapp.models import ContentItem, Queue
@@ -113,6 +114,7 @@ def permission_objects(policy: Policy) -> dict[str, int]:
         positive_label="violating",
         gold_watermark=0,
         training_set_sha256="0" * 64,
+        **SplitDefinition.current().model_fields(),
         n_train=0,
         n_dev=0,
     )
