@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ SLICE_KEYS = ("route", "source", "modality", "language", "region")
 _NEGATIVE_PREFIXES = ("not_", "no_", "non_", "non-", "not-")
 # `GoldSet.skipped` key: dev/test rows left out because a near duplicate of their text is in another split.
 HELD_OUT_NEAR_DUPLICATE = "held_out_near_duplicate_of_other_split"
+_SPLITS: OrderedDict[str, SplitAssignment] = OrderedDict()
 
 
 class TrainingDataError(ValueError):
@@ -153,13 +155,25 @@ def _gold_rows(policy_id: int, watermark: int, *, with_embeddings: bool) -> list
 
 def _split_rows(raw: Sequence[tuple], definition: SplitDefinition) -> SplitAssignment:
     """Every current gold row of the policy is split (labels outside the schema too): groups must
-    not depend on which labels a version can read."""
-    return assign_splits(
-        definition,
-        texts=[r[4] or "" for r in raw],
-        identities=[f"{r[5]}\x1f{r[10]}" for r in raw],
-        first_gold_ids=[r[11] for r in raw],
-    )
+    not depend on which labels a version can read.
+
+    Grouping 16,000 comments takes seconds and one round splits the same gold several times
+    (training, evaluation, promotion, thresholds), so the last few results are kept per process,
+    keyed by the definition and a digest of exactly what the split reads.
+    """
+    texts = [r[4] or "" for r in raw]
+    identities = [f"{r[5]}\x1f{r[10]}" for r in raw]
+    first_gold_ids = [r[11] for r in raw]
+    digest = hashlib.sha256(repr(definition).encode())
+    for row, text, identity in zip(raw, texts, identities, strict=True):
+        digest.update(f"{row[0]}:{row[11]}:{identity}\x1e{text}\x1d".encode())
+    key = digest.hexdigest()
+    if key not in _SPLITS:
+        _SPLITS[key] = assign_splits(definition, texts=texts, identities=identities, first_gold_ids=first_gold_ids)
+        while len(_SPLITS) > 4:
+            _SPLITS.popitem(last=False)
+    _SPLITS.move_to_end(key)
+    return _SPLITS[key]
 
 
 def gold_set(
