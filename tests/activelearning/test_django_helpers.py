@@ -4,7 +4,8 @@ Real data, loaded as content items with gold labels under a binary policy (viola
 not_violating), from the crowd-majority label of each item:
 - ConvAbuse (Cercas Curry et al., EMNLP 2021; CC BY 4.0): abuse towards conversational agents,
   learnable from a few hundred labels (held-out ROC-AUC ≈ 0.9) — for tests that need a model
-  that beats a baseline;
+  that beats a baseline (800 gold: abusive texts repeat, so with splits by content the first
+  few hundred items leave only a handful of distinct abusive texts in the test split);
 - Toxic Spans (CC0): toxic vs not among already-flagged comments, hard from a few hundred
   labels (ROC-AUC ≈ 0.57) — a realistic weak model.
 Tests skip, naming `make data`, when the datasets are not in REVIEWAPP_DATA_DIR.
