@@ -155,6 +155,13 @@ class ModelVersion(models.Model):
     gold_watermark = models.BigIntegerField()
     training_set_sha256 = models.CharField(max_length=64)
     snapshot_id = models.CharField(max_length=100, blank=True)
+    # The split definition the model was trained with (`services/splits.py`): held-out figures mean
+    # something only under it, and a champion with another one is compared on items it never saw.
+    split_rule = models.CharField(max_length=40, help_text="content-group-sha256, or item-id-sha256 (legacy).")
+    split_salt = models.CharField(max_length=200)
+    split_content_key_version = models.CharField(max_length=100, blank=True, help_text="Empty for the item-id rule.")
+    split_dev_fraction = models.FloatField()
+    split_test_fraction = models.FloatField()
     n_train = models.PositiveIntegerField()
     n_dev = models.PositiveIntegerField()
     training_history = models.JSONField(default=dict)

@@ -3,26 +3,32 @@
 The current gold label of (item, policy) is its highest version. A training set is pinned by a
 *watermark*: the current labels among gold rows with id ≤ watermark. Gold ids only grow and rows
 are immutable, so the same watermark always rebuilds the same set; its sha256 is stored too.
+Splits follow a `SplitDefinition` (`splits.py`): by content group for new models, so that no
+held-out item shares exact or near-duplicate text with train or dev.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.conf import settings
 from django.db import connection
 
 from activelearning.evaluation import Task
 from labeling.models import Policy
 
-from .numeric import DEV, SPLIT_NAMES, TEST, TRAIN, split_codes
+from .numeric import DEV, SPLIT_NAMES, TEST, TRAIN
+from .splits import SplitAssignment, SplitDefinition, SplitUnavailable, assign_splits
 
 SLICE_KEYS = ("route", "source", "modality", "language", "region")
 _NEGATIVE_PREFIXES = ("not_", "no_", "non_", "non-", "not-")
+# `GoldSet.skipped` key: dev/test rows left out because a near duplicate of their text is in another split.
+HELD_OUT_NEAR_DUPLICATE = "held_out_near_duplicate_of_other_split"
+_SPLITS: OrderedDict[str, SplitAssignment] = OrderedDict()
 
 
 class TrainingDataError(ValueError):
@@ -92,6 +98,7 @@ class GoldSet:
     split: np.ndarray  # int8 TRAIN/DEV/TEST
     watermark: int
     sha256: str
+    definition: SplitDefinition
     # Probability the item was sent to people (GoldLabel.sampling_propensity; 1 unless sampled); its
     # route is `slices["route"]`. Held-out figures weight the traffic stratum by its inverse.
     propensity: np.ndarray = field(default_factory=lambda: np.ones(0))
@@ -114,6 +121,7 @@ class GoldSet:
             split=self.split[rows],
             watermark=self.watermark,
             sha256=self.sha256,
+            definition=self.definition,
             propensity=self.propensity[rows],
             skipped={**self.skipped, "no_features": len(self.item_ids) - len(rows)},
         )
@@ -130,16 +138,48 @@ def gold_watermark(policy_id: int) -> int:
 
 _GOLD_SQL = """
 WITH current AS (
-    SELECT DISTINCT ON (item_id) item_id, id, labels, route, sampling_propensity
+    SELECT DISTINCT ON (item_id) item_id, id, labels, route, min(id) OVER (PARTITION BY item_id) AS first_id,
+           sampling_propensity
     FROM labeling_goldlabel
     WHERE policy_id = %(policy)s AND id <= %(watermark)s {extra}
     ORDER BY item_id, version DESC
 )
 SELECT c.item_id, c.id, c.labels, c.route, i.text, i.source, i.modality,
-       i.metadata->>'language', i.metadata->>'region', {embedding}, i.external_id, c.sampling_propensity
+       i.metadata->>'language', i.metadata->>'region', {embedding}, i.external_id, c.first_id,
+       c.sampling_propensity
 FROM current c JOIN reviewapp_contentitem i ON i.id = c.item_id
 ORDER BY c.item_id
 """
+
+
+def _gold_rows(policy_id: int, watermark: int, *, with_embeddings: bool) -> list[tuple]:
+    sql = _GOLD_SQL.format(extra="", embedding="i.embedding" if with_embeddings else "NULL")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"policy": policy_id, "watermark": watermark})
+        return cursor.fetchall()
+
+
+def _split_rows(raw: Sequence[tuple], definition: SplitDefinition) -> SplitAssignment:
+    """Every current gold row of the policy is split (labels outside the schema too): groups must
+    not depend on which labels a version can read.
+
+    Grouping 16,000 comments takes seconds and one round splits the same gold several times
+    (training, evaluation, promotion, thresholds), so the last few results are kept per process,
+    keyed by the definition and a digest of exactly what the split reads.
+    """
+    texts = [r[4] or "" for r in raw]
+    identities = [f"{r[5]}\x1f{r[10]}" for r in raw]
+    first_gold_ids = [r[11] for r in raw]
+    digest = hashlib.sha256(repr(definition).encode())
+    for row, text, identity in zip(raw, texts, identities, strict=True):
+        digest.update(f"{row[0]}:{row[11]}:{identity}\x1e{text}\x1d".encode())
+    key = digest.hexdigest()
+    if key not in _SPLITS:
+        _SPLITS[key] = assign_splits(definition, texts=texts, identities=identities, first_gold_ids=first_gold_ids)
+        while len(_SPLITS) > 4:
+            _SPLITS.popitem(last=False)
+    _SPLITS.move_to_end(key)
+    return _SPLITS[key]
 
 
 def gold_set(
@@ -149,26 +189,27 @@ def gold_set(
     watermark: int,
     with_embeddings: bool = False,
     only: int | None = None,
+    split: SplitDefinition | None = None,
 ) -> GoldSet:
     """Load the current gold of `policy` (as of `watermark`) with item text, slices and splits.
 
+    `split` is the definition to split by (default: the current one, for training a new model).
     Labels outside the label space (older schema versions, several labels on a single-label
-    policy) are skipped and counted in `skipped`. `only` (TRAIN, DEV or TEST) loads just that split.
+    policy) are skipped and counted in `skipped`, and so are dev and test rows that have a near
+    duplicate in another split (`HELD_OUT_NEAR_DUPLICATE`): they are neither tuned on nor
+    measured on. `only` (TRAIN, DEV or TEST) loads just that split (computed over all the gold).
     """
-    sql = _GOLD_SQL.format(extra="", embedding="i.embedding" if with_embeddings else "NULL")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, {"policy": policy.pk, "watermark": watermark})
-        raw = cursor.fetchall()
-    split = split_codes(
-        [f"{r[5]}\x1f{r[10]}" for r in raw],
-        salt=settings.AL_SPLIT_SALT,
-        dev=settings.AL_DEV_FRACTION,
-        test=settings.AL_TEST_FRACTION,
-    )
+    definition = split or SplitDefinition.current()
+    raw = _gold_rows(policy.pk, watermark, with_embeddings=with_embeddings)
+    assignment = _split_rows(raw, definition)
     index = {v: j for j, v in enumerate(space.values)}
-    kept, targets, skipped = [], [], {"label_not_in_schema": 0}
+    kept, targets = [], []
+    skipped = {"label_not_in_schema": 0, HELD_OUT_NEAR_DUPLICATE: 0}
     for row_number, row in enumerate(raw):
-        if only is not None and split[row_number] != only:
+        if only is not None and assignment.split[row_number] != only:
+            continue
+        if assignment.leaking[row_number]:
+            skipped[HELD_OUT_NEAR_DUPLICATE] += 1
             continue
         labels = json.loads(row[2]) if isinstance(row[2], str) else row[2]  # Django reads jsonb as text
         labels = labels if isinstance(labels, list) else []
@@ -178,7 +219,34 @@ def gold_set(
             continue
         kept.append(row_number)
         targets.append(indices)
-    return _assemble(raw, kept, targets, split, space, watermark, skipped)
+    return _assemble(raw, kept, targets, assignment.split, space, watermark, skipped, definition)
+
+
+def held_out_unseen_by(
+    *, policy: Policy, watermark: int, current: SplitDefinition, earlier: SplitDefinition, earlier_watermark: int
+) -> tuple[set[int], bool]:
+    """Ids of items in the test split under `current` that a model trained under `earlier` on gold
+    up to `earlier_watermark` never trained or tuned on, nor on an exact or near duplicate of them.
+
+    The earlier model's train and dev items are recomputed from its definition; when that cannot
+    be done (`SplitUnavailable`), every item it had gold for counts as seen. Returns (item ids,
+    whether the earlier split was recomputed).
+    """
+    raw = _gold_rows(policy.pk, watermark, with_embeddings=False)
+    now = _split_rows(raw, current)
+    known = np.flatnonzero(np.asarray([r[11] for r in raw], dtype=np.int64) <= earlier_watermark)
+    seen = np.zeros(len(raw), dtype=bool)
+    try:
+        then = _split_rows([raw[i] for i in known], earlier)
+        seen[known[then.split != TEST]] = True
+        recomputed = True
+    except SplitUnavailable:
+        seen[known] = True
+        recomputed = False
+    seen_keys = {now.keys[i] for i in np.flatnonzero(seen)}
+    effective = np.where([key in seen_keys for key in now.keys], TRAIN, now.split).astype(np.int8)
+    usable = (now.split == TEST) & (effective == TEST) & ~now.leaking & ~now.leaking_under(effective, held_out=(TEST,))
+    return {int(raw[i][0]) for i in np.flatnonzero(usable)}, recomputed
 
 
 def _assemble(
@@ -189,6 +257,7 @@ def _assemble(
     space: LabelSpace,
     watermark: int,
     skipped: dict[str, int],
+    definition: SplitDefinition,
 ) -> GoldSet:
     n = len(kept)
     indicator = np.zeros((n, len(space.values)), dtype=np.float32)
@@ -220,7 +289,8 @@ def _assemble(
         split=split[kept] if kept else np.zeros(0, dtype=np.int8),
         watermark=watermark,
         sha256=digest.hexdigest(),
-        propensity=np.asarray([r[11] for r in rows], dtype=np.float64),
+        definition=definition,
+        propensity=np.asarray([r[12] for r in rows], dtype=np.float64),
         skipped=skipped,
     )
 
@@ -242,4 +312,16 @@ def slice_values(gold: GoldSet, rows: Sequence[int] | np.ndarray) -> dict[str, l
     return {key: [values[i] for i in rows] for key, values in gold.slices.items()}
 
 
-__all__ = ["DEV", "TEST", "TRAIN", "GoldSet", "LabelSpace", "TrainingDataError", "gold_set", "label_space"]
+__all__ = [
+    "DEV",
+    "HELD_OUT_NEAR_DUPLICATE",
+    "TEST",
+    "TRAIN",
+    "GoldSet",
+    "LabelSpace",
+    "SplitDefinition",
+    "TrainingDataError",
+    "gold_set",
+    "held_out_unseen_by",
+    "label_space",
+]

@@ -1,7 +1,8 @@
 """Honest held-out evaluation of a registered model on the test split of current gold.
 
-The test split is a stable hash of the item's upstream identity (see `numeric.split_codes`), so no model of the
-policy ever trained on these items, and champion and challenger are measured on the same ones.
+The test split is the one of the version's own split definition (`splits.py`: a stable hash of each
+item's content group for current models), so the version never trained on these items nor on a
+duplicate of them; held-out items with a near duplicate in another split are left out and counted.
 Metrics, intervals, calibration bins and slices come from `activelearning.evaluation`; PR curves
 and the majority-class baseline are added here. Stored on `ModelVersion.metrics` (NaN → null).
 
@@ -30,6 +31,7 @@ from .datasets import TEST, GoldSet, LabelSpace, gold_set, gold_watermark, slice
 from .features import encoder_from_stored, item_features
 from .numeric import finite_or_none, macro_f1, pr_curves
 from .registry import head_probs
+from .splits import SplitDefinition
 
 
 def space_of(version: ModelVersion) -> LabelSpace:
@@ -71,10 +73,18 @@ class HeldOut:
         return {name: int((names == name).sum()) for name in STRATA}
 
 
-def held_out(version: ModelVersion, *, watermark: int | None = None, split: int = TEST) -> HeldOut:
+def held_out(
+    version: ModelVersion,
+    *,
+    watermark: int | None = None,
+    part: int = TEST,
+    definition: SplitDefinition | None = None,
+) -> HeldOut:
     """The current gold of one split (test unless told) the version's encoder can read, with features.
 
     Dev is for choices (early stopping, temperature, routing thresholds); test for reporting them.
+    The split is the version's own definition unless `definition` names another (promotion
+    measures a champion on the challenger's test items).
     """
     encoder = encoder_from_stored(version.encoder_config)
     gold = gold_set(
@@ -82,7 +92,8 @@ def held_out(version: ModelVersion, *, watermark: int | None = None, split: int 
         space=space_of(version),
         watermark=watermark or gold_watermark(version.policy_id),
         with_embeddings=version.encoder == "upstream",
-        only=split,
+        only=part,
+        split=definition or SplitDefinition.of(version),
     )
     features = item_features(encoder, item_ids=gold.item_ids.tolist(), texts=gold.texts, embeddings=gold.embeddings)
     return HeldOut(gold.subset(features.kept), features.features)
@@ -139,6 +150,7 @@ def _metrics(version: ModelVersion, data: HeldOut, n_bootstrap: int) -> dict:
         "stratum": ALL,
         "strata": _strata_metrics(version, data, probs, n_bootstrap),
         "decision_stratum": decision_stratum(data.sizes(), settings.AL_MIN_TEST),
+        "held_out_skipped": dict(data.gold.skipped),
     }
 
 

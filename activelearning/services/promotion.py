@@ -12,6 +12,12 @@ Strata are never pooled (see `activelearning.strata`): the decision is taken on 
 stratum, weighted by inverse sampling propensity, when it has at least `AL_MIN_TEST` held-out
 items; otherwise on imported gold, otherwise on the hard items active learning selected (each
 unweighted). The comparison and every reason name the split and stratum used.
+
+The test split is the challenger's (its stored split definition). When the champion was trained
+under another definition (salt, rule, content-key version or fractions), its training data may
+overlap that split, so the comparison is a new evaluation on fewer items: only those held out
+under the challenger's definition that the champion never trained or tuned on, nor on a duplicate
+of them (recomputed from the champion's definition and gold watermark). The decision says so.
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ from activelearning.strata import TRAFFIC, decision_stratum, effective_n, figure
 from reviewapp.audit import SYSTEM, Actor, audit_record
 
 from ..models import ModelStatus, ModelVersion, PromotionDecision, PromotionOutcome
-from .datasets import SLICE_KEYS
+from .datasets import SLICE_KEYS, held_out_unseen_by
 from .evaluation import HeldOut, eval_probs, held_out
 from .numeric import PairedDelta, finite_or_none, macro_f1, paired_bootstrap, predictions
+from .splits import SplitDefinition
 
 
 class ChampionChanged(Exception):
@@ -185,8 +192,15 @@ def _against_baseline(
 def _against_champion(
     challenger: ModelVersion, champion: ModelVersion, data: HeldOut, stratum: str
 ) -> tuple[str, list[str], dict[str, Any]]:
-    theirs = held_out(champion, watermark=data.gold.watermark)
+    current = SplitDefinition.of(challenger)
+    theirs = held_out(champion, watermark=data.gold.watermark, definition=current)
     common, mine_rows, their_rows = np.intersect1d(data.gold.item_ids, theirs.gold.item_ids, return_indices=True)
+    split_change, split_note = _split_change(challenger, champion, data.gold.watermark), ""
+    if split_change is not None:
+        keep = np.isin(common, split_change.pop("item_ids"))
+        split_change["held_out"], split_change["compared"] = len(common), int(keep.sum())
+        common, mine_rows, their_rows = common[keep], mine_rows[keep], their_rows[keep]
+        split_note = _split_note(champion, split_change, current)
     y = data.gold.y_eval[mine_rows]
     k = len(challenger.classes)
     all_weights = _weights(data, stratum)
@@ -199,7 +213,8 @@ def _against_champion(
             f"Only {len(common)} held-out items of the {stratum} stratum are readable by both models; "
             f"{settings.AL_MIN_TEST} needed."
         )
-        return PromotionOutcome.REJECTED, [reason], {"n": len(common), **where}
+        reasons = [split_note, reason] if split_note else [reason]
+        return PromotionOutcome.REJECTED, reasons, {"n": len(common), **where, "split_change": split_change}
     delta = paired_bootstrap(
         y, old, mine, k, n_bootstrap=settings.AL_PROMOTION_BOOTSTRAP, seed=challenger.pk, weights=weights
     )
@@ -210,6 +225,8 @@ def _against_champion(
         "against": f"champion {champion.version_label}",
         **asdict(delta),
         **where,
+        "split_definition": current.as_dict(),
+        "split_change": split_change,
         "slices": slices,
         "min_gain": settings.AL_PROMOTION_MIN_GAIN,
         "slice_tolerance": settings.AL_SLICE_TOLERANCE,
@@ -232,9 +249,47 @@ def _against_champion(
             f"Beats champion {champion.version_label} ({_interval(delta, where)}) and is not worse on any of "
             f"{len(slices)} slices beyond {settings.AL_SLICE_TOLERANCE:.3f}."
         ]
-        return PromotionOutcome.PROMOTED, reasons, comparison
+        return PromotionOutcome.PROMOTED, [*([split_note] if split_note else []), *reasons], comparison
     reasons.append(f"Champion {champion.version_label} stays.")
-    return PromotionOutcome.REJECTED, reasons, comparison
+    return PromotionOutcome.REJECTED, [*([split_note] if split_note else []), *reasons], comparison
+
+
+def _split_change(challenger: ModelVersion, champion: ModelVersion, watermark: int) -> dict[str, Any] | None:
+    """None when both versions share a split definition; otherwise what changed, and in
+    "item_ids" the challenger's held-out items the champion never trained or tuned on."""
+    current, earlier = SplitDefinition.of(challenger), SplitDefinition.of(champion)
+    changed = current.differences(earlier)
+    if not changed:
+        return None
+    unseen, recomputed = held_out_unseen_by(
+        policy=challenger.policy,
+        watermark=watermark,
+        current=current,
+        earlier=earlier,
+        earlier_watermark=champion.gold_watermark,
+    )
+    return {
+        "changed": changed,
+        "champion_split": earlier.as_dict(),
+        "champion_gold_watermark": champion.gold_watermark,
+        "recomputed": recomputed,
+        "item_ids": sorted(unseen),
+    }
+
+
+def _split_note(champion: ModelVersion, change: dict[str, Any], current: SplitDefinition) -> str:
+    label, watermark = champion.version_label, change["champion_gold_watermark"]
+    how = (
+        f"its train and dev items recomputed from its split and gold ≤ #{watermark}"
+        if change["recomputed"]
+        else f"its split cannot be recomputed, so every item with gold ≤ #{watermark} counts as seen"
+    )
+    return (
+        f"The split definition changed since champion {label} ({', '.join(change['changed'])}: "
+        f"{SplitDefinition(**change['champion_split']).describe()} then, {current.describe()} now), so this is "
+        f"a new evaluation: compared only on the {change['compared']} of {change['held_out']} held-out items "
+        f"that {label} never trained or tuned on, nor a duplicate of them ({how})."
+    )
 
 
 def slice_deltas(

@@ -72,7 +72,7 @@ def thresholds_propose(
     test = held_out(version)
     sizes = test.sizes()
     stratum = decision_stratum(sizes, settings.AL_MIN_TEST) or decision_stratum(sizes, 1) or TRAFFIC
-    dev = _scored(version, held_out(version, split=DEV), stratum, "dev")
+    dev = _scored(version, held_out(version, part=DEV), stratum, "dev")
     action = threshold_for_precision(
         dev["scores"], dev["positive"], precision, min_support=MIN_SUPPORT, weights=dev["weights"]
     )

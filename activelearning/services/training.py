@@ -153,6 +153,7 @@ def _artifact_metadata(run: TrainingRun, gold: GoldSet, space: LabelSpace) -> di
         "task": space.task,
         "classes": list(space.classes),
         "positive_label": space.positive_label,
+        "split": gold.definition.as_dict(),
     }
 
 
@@ -202,6 +203,7 @@ def model_version_register(
             gold_watermark=gold.watermark,
             training_set_sha256=gold.sha256,
             snapshot_id=run.snapshot_id,
+            **gold.definition.model_fields(),
             n_train=len(gold.rows(TRAIN)),
             n_dev=len(gold.rows(DEV)),
             training_history=asdict(head.history),
@@ -218,6 +220,7 @@ def model_version_register(
                 "sha256": info.sha256,
                 "training_run": run.pk,
                 "gold_watermark": gold.watermark,
+                "split": gold.definition.as_dict(),
             },
         )
         transaction.on_commit(lambda: remove_unregistered_attempts(run, keep=relative_path))

@@ -4,7 +4,8 @@ Real data, loaded as content items with gold labels under a binary policy (viola
 not_violating), from the crowd-majority label of each item:
 - ConvAbuse (Cercas Curry et al., EMNLP 2021; CC BY 4.0): abuse towards conversational agents,
   learnable from a few hundred labels (held-out ROC-AUC ≈ 0.9) — for tests that need a model
-  that beats a baseline;
+  that beats a baseline (800 gold: abusive texts repeat, so with splits by content the first
+  few hundred items leave only a handful of distinct abusive texts in the test split);
 - Toxic Spans (CC0): toxic vs not among already-flagged comments, hard from a few hundred
   labels (ROC-AUC ≈ 0.57) — a realistic weak model.
 Tests skip, naming `make data`, when the datasets are not in REVIEWAPP_DATA_DIR.
@@ -21,6 +22,7 @@ import pytest
 
 from activelearning.models import ModelVersion, ThresholdProposal, TrainingRun
 from activelearning.services.registry import model_root
+from activelearning.services.splits import SplitDefinition
 from labeling.datasets import read_convabuse, read_toxic_spans
 from labeling.models import GoldLabel, Policy
 from reviewapp.models import ContentItem, Queue
@@ -113,6 +115,7 @@ def permission_objects(policy: Policy) -> dict[str, int]:
         positive_label="violating",
         gold_watermark=0,
         training_set_sha256="0" * 64,
+        **SplitDefinition.current().model_fields(),
         n_train=0,
         n_dev=0,
     )

@@ -30,7 +30,7 @@ CRIPPLED = {"head": {**FAST_ROUND["head"], "max_epochs": 1, "lr": 1e-6, "embeddi
 @pytest.fixture
 def abuse(db):  # type: ignore[no-untyped-def]
     policy, _ = al_policy("abuse")
-    load_items(policy, "convabuse", items=360, gold=280)
+    load_items(policy, "convabuse", items=900, gold=800)
     return policy
 
 
@@ -135,7 +135,7 @@ def test_a_new_proposal_supersedes_the_pending_one_and_candidates_get_none(
 def test_approval_without_any_rule_to_copy_is_refused(db, django_capture_on_commit_callbacks) -> None:
     policy, _ = al_policy("abuse")
     RoutingRule.objects.filter(policy=policy).delete()
-    load_items(policy, "convabuse", items=360, gold=280)
+    load_items(policy, "convabuse", items=900, gold=800)
     champion = train(policy, django_capture_on_commit_callbacks, pipeline="train")
     ModelVersion.objects.filter(pk=champion.pk).update(status=ModelStatus.CHAMPION)
     proposal = thresholds_propose(version_id=champion.pk, target_precision=0.8)

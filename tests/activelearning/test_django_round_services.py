@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("model_files")]
 @pytest.fixture
 def toxic(db):  # type: ignore[no-untyped-def]
     policy, queue = al_policy()
-    gold, pool = load_items(policy, "convabuse", items=360, gold=280)
+    gold, pool = load_items(policy, "convabuse", items=900, gold=800)
     return policy, queue, gold, pool
 
 

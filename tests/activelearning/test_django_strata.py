@@ -153,7 +153,7 @@ def test_thresholds_are_chosen_on_dev_and_measured_once_on_test(champion) -> Non
 
 def choose_on(version: ModelVersion, split: int):  # type: ignore[no-untyped-def]
     """The auto-action threshold a proposal would choose on one split's traffic, computed here."""
-    data = held_out(version, split=split)
+    data = held_out(version, part=split)
     current = {g.item_id: g for g in GoldLabel.objects.filter(policy_id=version.policy_id).order_by("version")}
     rows = [i for i, item in enumerate(data.gold.item_ids) if current[item].route in ("low_confidence", "audit_sample")]
     rows_array = np.asarray(rows)

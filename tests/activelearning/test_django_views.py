@@ -7,13 +7,14 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from rest_framework.test import APIClient
 
-from activelearning.models import ProposalStatus, RunStatus, TrainingRun
+from activelearning.models import ModelVersion, ProposalStatus, RunStatus, TrainingRun
 from activelearning.services.evaluation import model_version_evaluate
 from activelearning.services.promotion import model_version_promote
 from activelearning.services.rounds import training_run_finish, training_run_start
 from activelearning.services.thresholds import thresholds_propose
 from activelearning.services.training import training_run_execute
 from reviewapp.audit import SYSTEM
+from reviewapp.content_keys import CONTENT_KEY_VERSION
 from reviewapp.models import RoutingRule
 from tests.activelearning.test_django_helpers import FAST_ROUND, al_policy, load_items, model_files  # noqa: F401 (fixture)
 from tests.factories import UserFactory
@@ -39,7 +40,7 @@ def lead_client(lead) -> Client:  # type: ignore[no-untyped-def]
 def champion(db, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
     """A trained, evaluated and promoted model with a pending threshold proposal."""
     policy, _ = al_policy("abuse")
-    load_items(policy, "convabuse", items=360, gold=280)
+    load_items(policy, "convabuse", items=900, gold=800)
     with django_capture_on_commit_callbacks(execute=False):
         run = training_run_start(policy=policy, actor=SYSTEM, params={**FAST_ROUND, "pipeline": "train"})
     with django_capture_on_commit_callbacks(execute=True):
@@ -62,6 +63,19 @@ def test_models_page_shows_metrics_charts_slices_and_the_promotion_reason(lead_c
     assert html.count("<svg") >= 3  # precision–recall, calibration, training loss
     assert "Slices of held-out gold" in html and "Approve" in html
     assert "<script" not in html.split("</head>")[1]  # charts are plain SVG
+
+
+def test_models_page_shows_each_versions_split_definition_and_marks_the_legacy_rule(lead_client, champion) -> None:
+    html = lead_client.get(f"/models/?policy={champion.policy.key}").content.decode()
+    champion.refresh_from_db()
+    assert "<code>content-group-sha256</code>, salt <code>reviewapp-al-split-v1</code>" in html
+    assert f"content key <code>{CONTENT_KEY_VERSION}</code>, dev 0.15 · test 0.2 of gold" in html
+    assert f"Held-out test items: {champion.metrics['n']}" in html and "Legacy split" not in html
+
+    ModelVersion.objects.filter(pk=champion.pk).update(split_rule="item-id-sha256", split_content_key_version="")
+    html = lead_client.get(f"/models/?policy={champion.policy.key}").content.decode()
+    assert "<code>item-id-sha256</code>" in html and "Legacy split by item id" in html
+    assert "legacy split</span>" in html  # in the versions table too
 
 
 def test_reviewers_cannot_see_the_models_page(db) -> None:
