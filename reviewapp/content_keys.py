@@ -45,6 +45,7 @@ NEAR_DUPLICATE_JACCARD = 0.7
 SHINGLE = 5
 _PERMUTATIONS = 128
 _BANDS = 32  # 32 bands of 4 rows: a pair at Jaccard 0.7 is a candidate with probability > 0.9998
+_ESTIMATE_FLOOR = 0.5  # MinHash agreement below which a candidate is not verified (see `_verified`)
 _PRIME = (1 << 31) - 1
 _rng = np.random.default_rng(20261207)
 _A = _rng.integers(1, _PRIME, size=_PERMUTATIONS, dtype=np.int64)
@@ -120,8 +121,31 @@ def content_groups(texts: Sequence[str], *, fallback_keys: Sequence[str] | None 
     by_exact: dict[str, str] = {}  # exact key -> group key
     bands: dict[tuple[int, bytes], list[int]] = {}
     sets: list[frozenset[int]] = []
+    signatures = np.zeros((len(texts), _PERMUTATIONS), dtype=np.int64)
     bridges: list[tuple[int, int]] = []
     rows_per_band = _PERMUTATIONS // _BANDS
+
+    def _verified(row: int, candidates: np.ndarray) -> tuple[str, list[int]]:
+        """The group to join (the earliest verified near duplicate's, '' for none) and the verified
+        near duplicates in *other* groups (bridges). Candidates whose MinHash agreement is under
+        `_ESTIMATE_FLOOR` are not checked (a pair at the Jaccard threshold falls that low with
+        probability < 1e-6); rows already in the joined group need no check (they cannot bridge),
+        which keeps templated near-identical text from costing a set comparison per pair."""
+        if len(candidates) == 0:
+            return "", []
+        agreement = (signatures[candidates] == signatures[row]).mean(axis=1)
+        candidates = candidates[agreement >= _ESTIMATE_FLOOR]
+        joined, others = "", []
+        for other in candidates.tolist():
+            if joined and keys[other] == joined:
+                continue
+            if jaccard(sets[row], sets[other]) >= NEAR_DUPLICATE_JACCARD:
+                if joined:
+                    others.append(other)
+                else:
+                    joined = keys[other]
+        return joined, others
+
     for row, text in enumerate(texts):
         exact = exact_key(text or "")
         shingle_set = shingles(normalise(text or "")) if exact else frozenset()
@@ -133,17 +157,17 @@ def content_groups(texts: Sequence[str], *, fallback_keys: Sequence[str] | None 
         if exact in by_exact:
             keys.append(by_exact[exact])
             continue
-        matches: list[int] = []
+        key, matches = exact, []
         if shingle_set:
-            signature = minhash(shingle_set)
-            candidates: set[int] = set()
+            signatures[row] = minhash(shingle_set)
+            found: set[int] = set()
             for band in range(_BANDS):
-                rows = signature[band * rows_per_band : (band + 1) * rows_per_band]
+                rows = signatures[row, band * rows_per_band : (band + 1) * rows_per_band]
                 bucket = bands.setdefault((band, rows.tobytes()), [])
-                candidates.update(bucket)
+                found.update(bucket)
                 bucket.append(row)
-            matches = sorted(c for c in candidates if jaccard(shingle_set, sets[c]) >= NEAR_DUPLICATE_JACCARD)
-        key = keys[matches[0]] if matches else exact
+            key, matches = _verified(row, np.fromiter(sorted(found), dtype=np.int64, count=len(found)))
+        key = key or exact
         by_exact[exact] = key
         keys.append(key)
         bridges.extend((other, row) for other in matches if keys[other] != key)
