@@ -171,7 +171,14 @@ def test_a_champion_under_the_legacy_split_is_compared_only_on_items_it_never_sa
     champion.refresh_from_db()
     version = policy.current_version()
     GoldLabel.objects.bulk_create(
-        GoldLabel(item_id=item.pk, policy=policy, policy_version=version, source="adjudication", labels=[label])
+        GoldLabel(
+            item_id=item.pk,
+            policy=policy,
+            policy_version=version,
+            source="adjudication",
+            labels=[label],
+            route="backfill",  # the stratum of the first gold, so the comparison is on one stratum
+        )
         for item, label in zip(
             ContentItem.objects.filter(pk__in=later_ids).order_by("pk"),
             _labels_of_records(later_ids),

@@ -21,6 +21,7 @@ from activelearning.services.numeric import threshold_for_precision
 from activelearning.services.promotion import model_version_promote
 from activelearning.services.registry import head_probs
 from activelearning.services.rounds import training_run_finish, training_run_start
+from activelearning.services.splits import SplitDefinition, assign_splits
 from activelearning.services.thresholds import thresholds_propose
 from activelearning.services.training import training_run_execute
 from labeling.models import GoldLabel
@@ -47,6 +48,14 @@ def champion(db, django_capture_on_commit_callbacks) -> ModelVersion:  # type: i
     """A trained, evaluated, promoted model on gold with known routes and propensities."""
     policy, _ = al_policy("abuse")
     rows = records("convabuse", 720)
+    # The one gold with an unknown route must be held out: the first row the content split puts in test.
+    split = assign_splits(
+        SplitDefinition.current(),
+        texts=[r.text for r in rows],
+        identities=[f"convabuse\x1f{r.external_id}" for r in rows],
+        first_gold_ids=list(range(len(rows))),
+    )
+    hostile = next(i for i in range(len(rows)) if split.split[i] == TEST and not split.leaking[i])
     items = ContentItem.objects.bulk_create(
         ContentItem(source="convabuse", external_id=r.external_id, text=r.text, metadata={"language": "en"})
         for r in rows
@@ -57,8 +66,8 @@ def champion(db, django_capture_on_commit_callbacks) -> ModelVersion:  # type: i
             policy=policy,
             policy_version=policy.current_version(),
             source="adjudication",
-            route=route_of(i)[0],
-            sampling_propensity=route_of(i)[1],
+            route=route_of(i, hostile)[0],
+            sampling_propensity=route_of(i, hostile)[1],
             labels=["violating" if r.label == "abusive" else "not_violating"],
         )
         for i, (item, r) in enumerate(zip(items, rows, strict=True))
@@ -74,8 +83,8 @@ def champion(db, django_capture_on_commit_callbacks) -> ModelVersion:  # type: i
     return version
 
 
-def route_of(row: int) -> tuple[str, float]:
-    if row == 4:
+def route_of(row: int, hostile: int) -> tuple[str, float]:
+    if row == hostile:
         return HOSTILE_ROUTE, 1.0  # an unknown route: its own stratum, and an escaped slice value
     return ("honeypot", 1.0) if row % 12 == 5 else ROUTES[row % len(ROUTES)]
 
