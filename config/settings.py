@@ -375,6 +375,7 @@ CELERY_TASK_ROUTES = {
     "activelearning.evaluate": {"queue": AL_TRAINING_QUEUE},
     "activelearning.promote": {"queue": AL_TRAINING_QUEUE},
     "activelearning.propose_thresholds": {"queue": AL_TRAINING_QUEUE},
+    "activelearning.find_label_errors": {"queue": AL_TRAINING_QUEUE},
     "activelearning.score_pool": {"queue": AL_SCORING_QUEUE},
     "activelearning.score_chunk": {"queue": AL_SCORING_QUEUE},
     "activelearning.select_batch": {"queue": AL_SCORING_QUEUE},
