@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -63,8 +64,9 @@ def fold_plan(
 ) -> FoldPlan:
     """Assign rows to k grouped, class-stratified folds, deterministically for `seed`.
 
-    Groups are ordered by (stratum of their first row, seeded hash of the key) and dealt to folds
-    in turn, so fold sizes and class mixes differ by at most one group per class.
+    Within each stratum (the class of a group's first row), groups are taken largest first, ties
+    in seeded-hash order, and each goes to the fold holding the fewest rows of that stratum (then
+    the fewest rows): fold sizes and class mixes come out even however large some groups are.
     """
     if not MIN_FOLDS <= k <= MAX_FOLDS:
         raise OutOfFoldError(f"k must be between {MIN_FOLDS} and {MAX_FOLDS}, not {k}")
@@ -75,8 +77,17 @@ def fold_plan(
         first_stratum.setdefault(group, int(stratum))
     if len(first_stratum) < k:
         raise OutOfFoldError(f"{len(first_stratum)} distinct texts cannot fill {k} folds")
-    ordered = sorted(first_stratum, key=lambda g: (first_stratum[g], _unit_hash(seed, "fold", g)))
-    fold_of = {group: position % k for position, group in enumerate(ordered)}
+    size = Counter(groups)
+    ordered = sorted(first_stratum, key=lambda g: (first_stratum[g], -size[g], _unit_hash(seed, "fold", g)))
+    rows_in = np.zeros(k, dtype=np.int64)
+    stratum_rows_in: dict[int, np.ndarray] = {}
+    fold_of: dict[str, int] = {}
+    for group in ordered:
+        in_stratum = stratum_rows_in.setdefault(first_stratum[group], np.zeros(k, dtype=np.int64))
+        fold = min(range(k), key=lambda f: (in_stratum[f], rows_in[f], f))
+        fold_of[group] = fold
+        in_stratum[fold] += size[group]
+        rows_in[fold] += size[group]
     dev_of = {group: _unit_hash(seed, "dev", group) < dev_fraction for group in ordered}
     folds = np.asarray([fold_of[g] for g in groups], dtype=np.int64)
     dev = np.asarray([dev_of[g] for g in groups], dtype=bool)
