@@ -7,63 +7,132 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('activelearning', '0001_initial'),
-        ('labeling', '0005_annotation_source_import'),
-        ('reviewapp', '0006_task_last_leased_by'),
+        ("activelearning", "0001_initial"),
+        ("labeling", "0005_annotation_source_import"),
+        ("reviewapp", "0006_task_last_leased_by"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LabelErrorRun',
+            name="LabelErrorRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=10)),
-                ('created_by_label', models.CharField(default='system', max_length=200)),
-                ('params', models.JSONField(default=dict, help_text='encoder, k, seed, head, num_buckets, top_k, queue_id.')),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('encoder', models.CharField(choices=[('hashed', 'Hashed n-grams (trained end to end, fast)'), ('minilm', 'MiniLM sentence embeddings (frozen, cached)'), ('upstream', 'Upstream embeddings sent at ingest (non-text items)')], max_length=10)),
-                ('encoder_id', models.CharField(blank=True, max_length=200)),
-                ('encoder_config', models.JSONField(blank=True, default=dict)),
-                ('hyperparameters', models.JSONField(blank=True, default=dict, help_text='The head settings of every fold.')),
-                ('k', models.PositiveSmallIntegerField()),
-                ('seed', models.IntegerField()),
-                ('gold_watermark', models.BigIntegerField(blank=True, null=True)),
-                ('training_set_sha256', models.CharField(blank=True, max_length=64)),
-                ('fold_assignment_sha256', models.CharField(blank=True, max_length=64)),
-                ('folds', models.JSONField(blank=True, default=list, help_text='Per fold: sizes, fit-set sha256, epochs.')),
-                ('counts', models.JSONField(blank=True, default=dict)),
-                ('candidates_found', models.PositiveIntegerField(blank=True, null=True)),
-                ('candidates', models.JSONField(blank=True, default=list, help_text='The top_k suspects, most suspicious first.')),
-                ('task_ids', models.JSONField(blank=True, default=list, help_text='label_error tasks this run opened.')),
-                ('timings', models.JSONField(blank=True, default=dict, help_text='Seconds per stage.')),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='label_error_runs', to='labeling.policy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("created_by_label", models.CharField(default="system", max_length=200)),
+                (
+                    "params",
+                    models.JSONField(default=dict, help_text="encoder, k, seed, head, num_buckets, top_k, queue_id."),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "encoder",
+                    models.CharField(
+                        choices=[
+                            ("hashed", "Hashed n-grams (trained end to end, fast)"),
+                            ("minilm", "MiniLM sentence embeddings (frozen, cached)"),
+                            ("upstream", "Upstream embeddings sent at ingest (non-text items)"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("encoder_id", models.CharField(blank=True, max_length=200)),
+                ("encoder_config", models.JSONField(blank=True, default=dict)),
+                (
+                    "hyperparameters",
+                    models.JSONField(blank=True, default=dict, help_text="The head settings of every fold."),
+                ),
+                ("k", models.PositiveSmallIntegerField()),
+                ("seed", models.IntegerField()),
+                ("gold_watermark", models.BigIntegerField(blank=True, null=True)),
+                ("training_set_sha256", models.CharField(blank=True, max_length=64)),
+                ("fold_assignment_sha256", models.CharField(blank=True, max_length=64)),
+                (
+                    "folds",
+                    models.JSONField(blank=True, default=list, help_text="Per fold: sizes, fit-set sha256, epochs."),
+                ),
+                ("counts", models.JSONField(blank=True, default=dict)),
+                ("candidates_found", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "candidates",
+                    models.JSONField(blank=True, default=list, help_text="The top_k suspects, most suspicious first."),
+                ),
+                (
+                    "task_ids",
+                    models.JSONField(blank=True, default=list, help_text="label_error tasks this run opened."),
+                ),
+                ("timings", models.JSONField(blank=True, default=dict, help_text="Seconds per stage.")),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="label_error_runs",
+                        to="labeling.policy",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='OutOfFoldScore',
+            name="OutOfFoldScore",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('fold', models.PositiveSmallIntegerField()),
-                ('probabilities', models.JSONField(help_text="label → probability, over the policy's schema.")),
-                ('gold_label', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.goldlabel')),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='reviewapp.contentitem')),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='scores', to='activelearning.labelerrorrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("fold", models.PositiveSmallIntegerField()),
+                ("probabilities", models.JSONField(help_text="label → probability, over the policy's schema.")),
+                (
+                    "gold_label",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="labeling.goldlabel"
+                    ),
+                ),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="reviewapp.contentitem"
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="scores",
+                        to="activelearning.labelerrorrun",
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='labelerrorrun',
-            index=models.Index(fields=['policy', '-created_at'], name='labelerrorrun_policy_recent'),
+            model_name="labelerrorrun",
+            index=models.Index(fields=["policy", "-created_at"], name="labelerrorrun_policy_recent"),
         ),
         migrations.AddConstraint(
-            model_name='outoffoldscore',
-            constraint=models.UniqueConstraint(fields=('run', 'item'), name='outoffoldscore_unique_item'),
+            model_name="outoffoldscore",
+            constraint=models.UniqueConstraint(fields=("run", "item"), name="outoffoldscore_unique_item"),
         ),
     ]

@@ -173,7 +173,9 @@ def _execute(run: LabelErrorRun) -> LabelErrorRun | None:
     loaded = len(gold.item_ids)
     gold = gold.subset(features.kept)
     if len(gold.item_ids) < settings.AL_MIN_GOLD:
-        raise TrainingDataError(f"{len(gold.item_ids)} usable gold labels; a check needs at least {settings.AL_MIN_GOLD}")
+        raise TrainingDataError(
+            f"{len(gold.item_ids)} usable gold labels; a check needs at least {settings.AL_MIN_GOLD}"
+        )
     timings["features"], clock = time.perf_counter() - clock, time.perf_counter()
     strata = gold.y_eval
     plan = fold_plan(
@@ -227,7 +229,9 @@ def _by_item(space: LabelSpace, item_ids: np.ndarray, head_probs: np.ndarray) ->
     evaluated = space.eval_probs(head_probs)
     if space.task == "binary":
         negative, positive = space.classes
-        return {int(i): {positive: float(p), negative: 1.0 - float(p)} for i, p in zip(item_ids, evaluated, strict=True)}
+        return {
+            int(i): {positive: float(p), negative: 1.0 - float(p)} for i, p in zip(item_ids, evaluated, strict=True)
+        }
     return {
         int(i): {label: float(p) for label, p in zip(space.classes, row, strict=True)}
         for i, row in zip(item_ids, evaluated, strict=True)

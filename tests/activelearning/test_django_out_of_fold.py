@@ -33,12 +33,21 @@ GOLD_ITEMS = 800  # ConvAbuse examples imported; ~780 resolve into consensus gol
 FLIPS = 30
 TOP = 60
 # Small and fast: a linear head over a small hashed n-gram table (the encoder a round uses, smaller).
-FAST = ("--encoder", "hashed", "--num-buckets", "4096", "--head", '{"hidden": 0, "max_epochs": 30, "embedding_dim": 32}')
+FAST = (
+    "--encoder",
+    "hashed",
+    "--num-buckets",
+    "4096",
+    "--head",
+    '{"hidden": 0, "max_epochs": 30, "embedding_dim": 32}',
+)
 OPPOSITE = {"abusive": "not_abusive", "not_abusive": "abusive"}
 
 
 def import_convabuse(folder: Path, limit: int) -> Policy:
-    call_command("import_dataset", "convabuse", str(folder), "--as-annotations", "--limit", str(limit), stdout=io.StringIO())
+    call_command(
+        "import_dataset", "convabuse", str(folder), "--as-annotations", "--limit", str(limit), stdout=io.StringIO()
+    )
     return Policy.objects.get(key="abuse")
 
 

@@ -14,8 +14,10 @@ def plan_of(seed: int = 0, k: int = 5):  # type: ignore[no-untyped-def]
     # 200 rows, 10 % positive; rows 0-59 are 20 texts written 3 times each.
     groups = [f"dup-{i // 3}" if i < 60 else f"text-{i}" for i in range(200)]
     strata = [1 if i % 10 == 0 else 0 for i in range(200)]
-    return groups, strata, fold_plan(
-        item_ids=list(range(1000, 1200)), groups=groups, strata=strata, k=k, seed=seed, dev_fraction=0.15
+    return (
+        groups,
+        strata,
+        fold_plan(item_ids=list(range(1000, 1200)), groups=groups, strata=strata, k=k, seed=seed, dev_fraction=0.15),
     )
 
 
