@@ -14,8 +14,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import Client
 
 from activelearning.models import LabelErrorRun, ModelVersion, OutOfFoldScore, RunStatus
 from activelearning.out_of_fold import item_set_sha256
@@ -129,6 +131,16 @@ def test_flipped_gold_is_found_out_of_fold_and_the_run_says_how(convabuse_dir: P
     top = run.candidates[0]
     stored = scores.get(item_id=top["item_id"]).probabilities
     assert stored[top["given"]] == pytest.approx(top["p_given"]) and sum(stored.values()) == pytest.approx(1.0)
+
+    # An ML engineer reads the same record over REST, every item's fold included.
+    lead = UserFactory(username="reading-lead")
+    lead.groups.add(Group.objects.get_or_create(name="policy_lead")[0])
+    client = Client()
+    client.force_login(lead)
+    body = client.get(f"/api/v1/label-error-runs/{run.pk}", {"scores": "true"}).json()
+    assert body["fold_assignment_sha256"] == run.fold_assignment_sha256 and body["folds"] == run.folds
+    assert {row["item"]: row["fold"] for row in body["scores"]} == fold_of
+    assert "scores" not in client.get(f"/api/v1/label-error-runs/{run.pk}").json()
 
     # The top suspects went to reviewers, and the audit names the run behind the probabilities.
     tasks = ReviewTask.objects.filter(reason=TaskReason.LABEL_ERROR, queue__slug="abuse-label-errors")
