@@ -145,7 +145,12 @@ def out_of_fold_probabilities(
         if len(np.unique(strata[train])) < 2:
             raise OutOfFoldError(f"fold {fold}: the training part holds one class only; use fewer folds")
         head = train_head(
-            _take(features, train), y_head[train], _take(features, dev), y_head[dev], labels=labels, config=config
+            _take(features, train),
+            y_head[train],
+            _take(features, dev),
+            y_head[dev],
+            labels=tuple(labels),
+            config=config,
         )
         scored = np.flatnonzero(plan.folds == fold)
         probabilities[scored] = head.predict_proba(_take(features, scored))
