@@ -28,6 +28,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from activelearning.head_inputs import Features
 from activelearning.out_of_fold import (
     MAX_FOLDS,
     MIN_FOLDS,
@@ -43,8 +44,8 @@ from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.models import Queue
 
 from ..models import ACTIVE_RUN_STATUSES, Encoder, LabelErrorRun, OutOfFoldScore, RunStatus
-from .datasets import LabelSpace, TrainingDataError, gold_set, gold_watermark, label_space
-from .features import FeatureError, encoder_for_run, item_features
+from .datasets import GoldSet, LabelSpace, TrainingDataError, gold_set, gold_watermark, label_space
+from .features import AnyEncoder, FeatureError, encoder_for_run, item_features
 from .pipeline import enqueue_after_commit, label_error_run_task
 from .rounds import check_round_params
 from .training import head_config
@@ -157,44 +158,23 @@ def _begin(run_id: int) -> LabelErrorRun | None:
 
 
 def _execute(run: LabelErrorRun) -> LabelErrorRun | None:
-    params, timings, clock = run.params, {}, time.perf_counter()
-    space = label_space(run.policy, params.get("positive_label"))
+    timings: dict[str, float] = {}
+    space = label_space(run.policy, run.params.get("positive_label"))
     if space.task == "multilabel":
         raise TrainingDataError(f"policy {run.policy.key} allows several labels; label-error checks need one per item")
-    gold = gold_set(
-        policy=run.policy,
-        space=space,
-        watermark=gold_watermark(run.policy_id),
-        with_embeddings=params["encoder"] == Encoder.UPSTREAM,
-    )
-    timings["loading"], clock = time.perf_counter() - clock, time.perf_counter()
-    encoder = encoder_for_run(params["encoder"], params, gold.embeddings)
-    features = item_features(encoder, item_ids=gold.item_ids.tolist(), texts=gold.texts, embeddings=gold.embeddings)
-    loaded = len(gold.item_ids)
-    gold = gold.subset(features.kept)
-    if len(gold.item_ids) < settings.AL_MIN_GOLD:
-        raise TrainingDataError(
-            f"{len(gold.item_ids)} usable gold labels; a check needs at least {settings.AL_MIN_GOLD}"
-        )
-    timings["features"], clock = time.perf_counter() - clock, time.perf_counter()
-    strata = gold.y_eval
+    gold, features, encoder, loaded = _gold_features(run, space, timings)
+    clock = time.perf_counter()
     plan = fold_plan(
         item_ids=gold.item_ids.tolist(),
         groups=[oof_group_key(text) for text in gold.texts],
-        strata=strata.tolist(),
+        strata=gold.y_eval.tolist(),
         k=run.k,
         seed=run.seed,
         dev_fraction=settings.AL_DEV_FRACTION,
     )
-    config = replace(head_config(params, int(len(gold.item_ids) * (run.k - 1) / run.k)), seed=run.seed)
+    config = replace(head_config(run.params, int(len(gold.item_ids) * (run.k - 1) / run.k)), seed=run.seed)
     head_probs, folds = out_of_fold_probabilities(
-        features.features,
-        gold.y_head,
-        strata,
-        plan,
-        item_ids=gold.item_ids,
-        labels=space.head_labels,
-        config=config,
+        features, gold.y_head, gold.y_eval, plan, item_ids=gold.item_ids, labels=space.head_labels, config=config
     )
     timings["folds"] = time.perf_counter() - clock
     probabilities = _by_item(space, gold.item_ids, head_probs)
@@ -210,17 +190,45 @@ def _execute(run: LabelErrorRun) -> LabelErrorRun | None:
             "gold": loaded,
             "scored": len(gold.item_ids),
             "groups": plan.n_groups,
-            "per_class": _per_class(space, strata),
+            "per_class": _per_class(space, gold.y_eval),
             **gold.skipped,
         },
     }
     rows = [
-        OutOfFoldScore(run_id=run.pk, item_id=int(item), gold_label_id=int(gold_id), fold=int(fold), probabilities=p)
-        for item, gold_id, fold, p in zip(
-            gold.item_ids, gold.gold_ids, plan.folds, (probabilities[int(i)] for i in gold.item_ids), strict=True
+        OutOfFoldScore(
+            run_id=run.pk,
+            item_id=int(item),
+            gold_label_id=int(gold_id),
+            fold=int(fold),
+            probabilities=probabilities[int(item)],
         )
+        for item, gold_id, fold in zip(gold.item_ids, gold.gold_ids, plan.folds, strict=True)
     ]
     return _record(run.pk, probabilities, rows, facts, timings, folds)
+
+
+def _gold_features(
+    run: LabelErrorRun, space: LabelSpace, timings: dict[str, float]
+) -> tuple[GoldSet, Features, AnyEncoder, int]:
+    """The policy's current gold the encoder can read, its features, the encoder, and how many were loaded."""
+    clock = time.perf_counter()
+    gold = gold_set(
+        policy=run.policy,
+        space=space,
+        watermark=gold_watermark(run.policy_id),
+        with_embeddings=run.params["encoder"] == Encoder.UPSTREAM,
+    )
+    timings["loading"], clock = time.perf_counter() - clock, time.perf_counter()
+    encoder = encoder_for_run(run.params["encoder"], run.params, gold.embeddings)
+    features = item_features(encoder, item_ids=gold.item_ids.tolist(), texts=gold.texts, embeddings=gold.embeddings)
+    loaded = len(gold.item_ids)
+    gold = gold.subset(features.kept)
+    if len(gold.item_ids) < settings.AL_MIN_GOLD:
+        raise TrainingDataError(
+            f"{len(gold.item_ids)} usable gold labels; a check needs at least {settings.AL_MIN_GOLD}"
+        )
+    timings["features"] = time.perf_counter() - clock
+    return gold, features.features, encoder, loaded
 
 
 def _by_item(space: LabelSpace, item_ids: np.ndarray, head_probs: np.ndarray) -> dict[int, dict[str, float]]:
@@ -271,7 +279,9 @@ def _record(
         run.task_ids = task_ids
         run.timings = {stage: round(seconds, 3) for stage, seconds in timings.items()}
         run.status, run.finished_at = RunStatus.SUCCEEDED, timezone.now()
-        run.save()
+        run.save(
+            update_fields=[*facts, "candidates_found", "candidates", "task_ids", "timings", "status", "finished_at"]
+        )
         audit_record(
             actor=SYSTEM,
             action="label_error_run.succeeded",
