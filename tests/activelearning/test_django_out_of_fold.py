@@ -21,7 +21,7 @@ from django.test import Client
 
 from activelearning.models import LabelErrorRun, ModelVersion, OutOfFoldScore, RunStatus
 from activelearning.out_of_fold import item_set_sha256
-from activelearning.services.out_of_fold import oof_group_key
+from activelearning.services.out_of_fold import label_error_run_execute, oof_group_key
 from labeling.models import GoldSource, Policy
 from labeling.services.gold import gold_record
 from labeling.services.label_errors import TRAINED_ON_GOLD_PREFIX
@@ -183,3 +183,26 @@ def test_every_model_this_product_registers_is_refused_as_an_upstream_scorer(pol
     assert version.model_name.startswith(TRAINED_ON_GOLD_PREFIX)
     with pytest.raises(CommandError, match="trains on gold labels"):
         run_command("--policy", policy.key, "--source", "upstream", "--model", version.model_name)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_check_is_deterministic_for_a_seed_and_runs_once(convabuse_dir: Path) -> None:
+    import_convabuse(convabuse_dir, 300)
+    small = ("--policy", "abuse", "--k", "3", *FAST)
+    run_command(*small)
+    run_command(*small)
+    run_command(*small, "--seed", "1")
+    first, again, other = LabelErrorRun.objects.order_by("pk")
+    assert first.fold_assignment_sha256 == again.fold_assignment_sha256 != other.fold_assignment_sha256
+    assert [{**fold, "seconds": 0} for fold in first.folds] == [{**fold, "seconds": 0} for fold in again.folds]
+    assert first.training_set_sha256 == other.training_set_sha256  # same gold, other folds
+
+    def scores(run: LabelErrorRun) -> dict[int, dict[str, float]]:
+        return dict(OutOfFoldScore.objects.filter(run=run).values_list("item_id", "probabilities"))
+
+    assert scores(first) == scores(again) != scores(other)
+    assert first.candidates == again.candidates
+    # A redelivered task for a finished run does nothing.
+    assert label_error_run_execute(run_id=first.pk) is None
+    assert OutOfFoldScore.objects.filter(run=first).count() == first.counts["scored"]
