@@ -17,7 +17,7 @@ management command. Both paths run the same code.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -55,9 +55,10 @@ MAX_TOP_K = 10_000
 _SHARED_WITH_ROUNDS = ("encoder", "num_buckets", "positive_label", "head")
 
 
-def oof_group_key(text: str) -> str:
-    """The key that keeps copies of one text in one fold (so a duplicate cannot vouch for a label)."""
-    return normalise_text(text)
+def oof_group_keys(texts: Sequence[str]) -> list[str]:
+    """One key per text (gold rows in item order); equal keys share a fold, so a copy of a text
+    cannot vouch for its label. The one place that decides what counts as the same content."""
+    return [normalise_text(text) for text in texts]
 
 
 def check_label_error_params(*, policy: Policy, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,7 +167,7 @@ def _execute(run: LabelErrorRun) -> LabelErrorRun | None:
     clock = time.perf_counter()
     plan = fold_plan(
         item_ids=gold.item_ids.tolist(),
-        groups=[oof_group_key(text) for text in gold.texts],
+        groups=oof_group_keys(gold.texts),
         strata=gold.y_eval.tolist(),
         k=run.k,
         seed=run.seed,

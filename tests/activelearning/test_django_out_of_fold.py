@@ -21,7 +21,7 @@ from django.test import Client
 
 from activelearning.models import LabelErrorRun, ModelVersion, OutOfFoldScore, RunStatus
 from activelearning.out_of_fold import item_set_sha256
-from activelearning.services.out_of_fold import label_error_run_execute, oof_group_key
+from activelearning.services.out_of_fold import label_error_run_execute, oof_group_keys
 from labeling.models import GoldSource, Policy
 from labeling.services.gold import gold_record
 from labeling.services.label_errors import TRAINED_ON_GOLD_PREFIX
@@ -122,9 +122,10 @@ def test_flipped_gold_is_found_out_of_fold_and_the_run_says_how(convabuse_dir: P
         assert fold["fit_sha256"] == item_set_sha256(others) != item_set_sha256([*others, scored[0]])
         assert fold["n_train"] + fold["n_dev"] == len(others) and fold["n_scored"] == len(scored)
     # Copies of a text share a fold, so no copy taught a head the label it scored.
+    items = ContentItem.objects.filter(pk__in=fold_of).order_by("pk")
     by_text = defaultdict(set)
-    for item_id, text in ContentItem.objects.filter(pk__in=fold_of).values_list("pk", "text"):
-        by_text[oof_group_key(text)].add(fold_of[item_id])
+    for item_id, key in zip(items.values_list("pk", flat=True), oof_group_keys([i.text for i in items]), strict=True):
+        by_text[key].add(fold_of[item_id])
     assert all(len(folds) == 1 for folds in by_text.values())
     assert len(by_text) < gold - 100  # this data has many copies of short texts
     # The scores recorded are the ones confident learning ranked.
