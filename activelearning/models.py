@@ -351,3 +351,68 @@ class ThresholdProposal(models.Model):
 
     def __str__(self) -> str:
         return f"thresholds for {self.model_name}: clear ≤ {self.auto_clear}, action ≥ {self.auto_action}"
+
+
+class LabelErrorRun(models.Model):
+    """One out-of-fold label-error check of a policy's gold: k heads, their probabilities, the suspects.
+
+    Every current gold label (as of `gold_watermark`, hashed in `training_set_sha256`) is scored by
+    the head of its fold, trained on the other folds only (`activelearning.out_of_fold`); confident
+    learning then ranks the labels those probabilities contradict. The fold assignment is pinned
+    by `fold_assignment_sha256`; `folds` holds, per fold, the hash of the items its head was fitted
+    on, so anyone can check that no item was scored by a head that saw it.
+    """
+
+    policy = models.ForeignKey("labeling.Policy", on_delete=models.PROTECT, related_name="label_error_runs")
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_by_label = models.CharField(max_length=200, default="system")
+    params = models.JSONField(default=dict, help_text="encoder, k, seed, head, num_buckets, top_k, queue_id.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    encoder = models.CharField(max_length=10, choices=Encoder.choices)
+    encoder_id = models.CharField(max_length=200, blank=True)
+    encoder_config = models.JSONField(default=dict, blank=True)
+    hyperparameters = models.JSONField(default=dict, blank=True, help_text="The head settings of every fold.")
+    k = models.PositiveSmallIntegerField()
+    seed = models.IntegerField()
+    gold_watermark = models.BigIntegerField(null=True, blank=True)
+    training_set_sha256 = models.CharField(max_length=64, blank=True)
+    fold_assignment_sha256 = models.CharField(max_length=64, blank=True)
+    folds = models.JSONField(default=list, blank=True, help_text="Per fold: sizes, fit-set sha256, epochs.")
+    counts = models.JSONField(default=dict, blank=True)
+    candidates_found = models.PositiveIntegerField(null=True, blank=True)
+    candidates = models.JSONField(default=list, blank=True, help_text="The top_k suspects, most suspicious first.")
+    task_ids = models.JSONField(default=list, blank=True, help_text="label_error tasks this run opened.")
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["policy", "-created_at"], name="labelerrorrun_policy_recent")]
+
+    def __str__(self) -> str:
+        return f"label-error run {self.pk} of {self.policy_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_RUN_STATUSES
+
+
+class OutOfFoldScore(models.Model):
+    """The probabilities one gold label got from the head of its fold in a `LabelErrorRun`."""
+
+    run = models.ForeignKey(LabelErrorRun, on_delete=models.CASCADE, related_name="scores")
+    item = models.ForeignKey("reviewapp.ContentItem", on_delete=models.CASCADE, related_name="+")
+    gold_label = models.ForeignKey("labeling.GoldLabel", on_delete=models.PROTECT, related_name="+")
+    fold = models.PositiveSmallIntegerField()
+    probabilities = models.JSONField(help_text="label → probability, over the policy's schema.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "item"], name="outoffoldscore_unique_item")]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} in fold {self.fold} of run {self.run_id}"

@@ -19,6 +19,7 @@ from reviewapp.retry import HEAVY
 
 from .models import ModelStatus, ModelVersion, RunStage, RunTrigger, ScoringRun, TrainingRun
 from .services.evaluation import model_version_evaluate
+from .services.out_of_fold import label_error_run_execute, label_error_run_fail
 from .services.promotion import model_version_promote
 from .services.rounds import round_continue, training_run_fail, training_run_finish
 from .services.scoring import (
@@ -174,3 +175,25 @@ def resume_stalled_rounds() -> int:
 @shared_task(name="activelearning.prune_pool_scores", time_limit=1800, soft_time_limit=1740, **HEAVY)
 def prune_pool_scores() -> int:
     return pool_scores_prune()
+
+
+class LabelErrorRunTask(Task):
+    """An out-of-fold label-error check: fails its run, with the error, once retries are exhausted."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
+        run_id = kwargs.get("run_id", args[0] if args else None)
+        if run_id is not None:
+            label_error_run_fail(run_id=run_id, error=f"{self.name} failed: {type(exc).__name__}: {exc}")
+
+
+@shared_task(
+    base=LabelErrorRunTask,
+    name="activelearning.find_label_errors",
+    time_limit=settings.AL_TRAIN_TIME_LIMIT,
+    soft_time_limit=settings.AL_TRAIN_TIME_LIMIT - 60,
+    **HEAVY,
+)
+def find_label_errors(run_id: int) -> int | None:
+    """Train k heads on the policy's gold, score each fold out of fold, rank (and queue) likely label errors."""
+    run = label_error_run_execute(run_id=run_id)
+    return run.candidates_found if run is not None else None

@@ -7,6 +7,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("reviewapp.api.urls")),  # decisions, ingest-jobs, appeals, queues/, tasks/
-    path("", include("activelearning.api.urls")),  # models, rounds, thresholds/
+    path("", include("activelearning.api.urls")),  # models, rounds, label-error-runs, thresholds/
     path("", include("labeling.exports.api.urls")),  # datasets/, exports/
 ]

@@ -313,6 +313,9 @@ WEBHOOK_TIMEOUT_SECONDS = envint("REVIEWAPP_WEBHOOK_TIMEOUT", "10", minimum=1)
 WEBHOOK_MAX_ATTEMPTS = envint("REVIEWAPP_WEBHOOK_MAX_ATTEMPTS", "8", minimum=1)
 CELERY_BEAT_SCHEDULE["exports-sweep"] = {"task": "exports.sweep", "schedule": 300.0}
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["JobStatusEnum"] = "labeling.exports.models.JobStatus"
+# Rounds and label-error runs share their status and encoder choices: one schema enum each.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["RunStatusEnum"] = "activelearning.models.RunStatus"
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["EncoderEnum"] = "activelearning.models.Encoder"
 
 LOG_FORMAT = os.environ.get("REVIEWAPP_LOG_FORMAT", "plain" if DEBUG else "json")
 if LOG_FORMAT not in ("plain", "json"):
@@ -375,6 +378,7 @@ CELERY_TASK_ROUTES = {
     "activelearning.evaluate": {"queue": AL_TRAINING_QUEUE},
     "activelearning.promote": {"queue": AL_TRAINING_QUEUE},
     "activelearning.propose_thresholds": {"queue": AL_TRAINING_QUEUE},
+    "activelearning.find_label_errors": {"queue": AL_TRAINING_QUEUE},
     "activelearning.score_pool": {"queue": AL_SCORING_QUEUE},
     "activelearning.score_chunk": {"queue": AL_SCORING_QUEUE},
     "activelearning.select_batch": {"queue": AL_SCORING_QUEUE},

@@ -102,6 +102,7 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-rounds": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-round-detail": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-thresholds": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    "api-label-error-run-detail": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-threshold-approve": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-threshold-reject": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-schema": ("get", PUBLIC),
@@ -204,7 +205,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "connection_id": ls_connection.pk,
             "ingest_job_id": ingest_job.pk,
             **export_world(),  # slug, version, build_id, job_id
-            **al_world(policy),  # run_id, model_id, proposal_id
+            **al_world(policy),  # run_id, model_id, proposal_id, label_error_run_id
         },
         "post": {"reason": "other", "policy": policy.key, "note": "n"},
     }

@@ -68,6 +68,7 @@ EXPECTED: dict[str, tuple[dict[str, Any], int, int]] = {
     "activelearning.score_chunk": (HEAVY, 1800, 1740),
     "activelearning.select_batch": (HEAVY, 1800, 1740),
     "activelearning.propose_thresholds": (HEAVY, 900, 840),
+    "activelearning.find_label_errors": (HEAVY, TRAIN, TRAIN - 60),
     "activelearning.retrain_on_new_gold": (HEAVY, 300, 280),
     "activelearning.retrain_scheduled": (HEAVY, 300, 280),
     "activelearning.resume_stalled_rounds": (HEAVY, 300, 280),

@@ -1,4 +1,4 @@
-"""REST for ML engineers and automation: the model registry, rounds, and threshold approval.
+"""REST for ML engineers and automation: the model registry, rounds, label-error runs, and threshold approval.
 
 Who: a signed-in policy lead, or a service token with the `models:write` scope (reading the
 registry and starting rounds). Approving thresholds changes routing, so it needs a person who is
@@ -24,7 +24,15 @@ from reviewapp.api.errors import error_body
 from reviewapp.api.serializers import ErrorSerializer
 from reviewapp.models import ServiceToken
 
-from ..models import ModelVersion, PromotionDecision, RunTrigger, ThresholdProposal, TrainingRun
+from ..models import (
+    LabelErrorRun,
+    ModelVersion,
+    OutOfFoldScore,
+    PromotionDecision,
+    RunTrigger,
+    ThresholdProposal,
+    TrainingRun,
+)
 from ..services.rounds import InvalidRound, RoundAlreadyActive, training_run_start
 from ..services.thresholds import threshold_proposal_approve, threshold_proposal_reject, threshold_sources
 from ..strata import ALL, figure_label
@@ -302,6 +310,71 @@ class ProposalsView(APIView):
         if request.query_params.get("policy"):
             proposals = proposals.filter(policy__key=request.query_params["policy"])
         return Response(ProposalOut(proposals[:100], many=True).data)
+
+
+class OutOfFoldScoreOut(serializers.ModelSerializer):
+    class Meta:
+        model = OutOfFoldScore
+        fields = ["item", "gold_label", "fold", "probabilities"]
+
+
+class LabelErrorRunOut(serializers.ModelSerializer):
+    policy = serializers.CharField(source="policy.key")
+
+    class Meta:
+        model = LabelErrorRun
+        fields = [
+            "id",
+            "policy",
+            "status",
+            "created_by_label",
+            "params",
+            "encoder",
+            "encoder_id",
+            "encoder_config",
+            "hyperparameters",
+            "k",
+            "seed",
+            "gold_watermark",
+            "training_set_sha256",
+            "fold_assignment_sha256",
+            "folds",
+            "counts",
+            "candidates_found",
+            "candidates",
+            "task_ids",
+            "timings",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class LabelErrorRunDetailOut(LabelErrorRunOut):
+    scores = OutOfFoldScoreOut(
+        many=True, required=False, help_text="With ?scores=true: every item's fold and probabilities."
+    )
+
+    class Meta(LabelErrorRunOut.Meta):
+        fields = [*LabelErrorRunOut.Meta.fields, "scores"]
+
+
+class LabelErrorRunDetailView(APIView):
+    permission_classes = [LeadOrModelsToken]
+
+    @extend_schema(
+        operation_id="label_error_runs_retrieve",
+        summary="An out-of-fold label-error run: what produced its probabilities, its folds and suspects",
+        parameters=[OpenApiParameter("scores", bool, description="Include every item's fold and probabilities.")],
+        responses={200: LabelErrorRunDetailOut, 404: ErrorSerializer},
+    )
+    def get(self, request: Request, label_error_run_id: int) -> Response:
+        run = get_object_or_404(LabelErrorRun.objects.select_related("policy"), pk=label_error_run_id)
+        body = LabelErrorRunOut(run).data
+        if request.query_params.get("scores") in ("1", "true", "yes"):
+            body["scores"] = OutOfFoldScoreOut(run.scores.order_by("item_id"), many=True).data
+        return Response(body)
 
 
 def _decide(request: Request, proposal_id: int, decision: str) -> Response:

@@ -68,6 +68,11 @@ def score_chunk_task() -> Task:
     return _tasks().score_chunk
 
 
+def label_error_run_task() -> Task:
+    """The task that runs an out-of-fold label-error check (`LabelErrorRun`); not a round stage."""
+    return _tasks().find_label_errors
+
+
 def enqueue_after_commit(task: Task, *ids: int) -> None:
     """Send `task(*ids)` once the current transaction commits (at once outside a transaction).
 

@@ -7,19 +7,21 @@ per-class confident joint says are likely wrong, and `cleanlab.rank.get_label_qu
 The top ones go back to reviewers as `reason=label_error` tasks; what they decide becomes a new
 gold version through the ordinary consensus path.
 
-Where the probabilities come from:
-- `probabilities={item_id: {label: p, ...}}`: any model's, e.g. the active-learning classifier's
-  out-of-fold predictions (each item scored by a model that never trained on it — in-sample
-  probabilities would simply agree with the labels they were fitted to). Labels are the current
-  policy version's; every class of the schema is modelled.
-- Otherwise the stored upstream `ModelDecision` scores, the newest per item (optionally of one
-  model). Assumption: a decision's `score` is P(the policy's first label), the violating label
-  ("violating", "toxic", "abusive" — the convention every schema here follows; pass
-  `positive_label` to name another). A scalar can only separate that label from the rest, so
-  with a schema of more than two labels the check is one-vs-rest: a gold label other than the
-  positive one counts as "not <positive>", and a suspicious "needs_context" gold label is
-  suggested as "violating" or "not violating", never as another specific label. Upstream models
-  were not trained on this project's gold labels, so their scores are out-of-sample already.
+Where the probabilities come from (the caller must say):
+- `probabilities={item_id: {label: p, ...}}`: out-of-fold predictions of the active-learning
+  head (`activelearning.services.out_of_fold`: each item scored by a head that never trained on
+  it — in-sample probabilities would simply agree with the labels they were fitted to). This is
+  how a policy's gold is checked by default (`manage.py find_label_errors`). Labels are the
+  current policy version's; every class of the schema is modelled.
+- `model_name=...`: the stored scores of one named *upstream* model, the newest per item. Refused
+  for the models this product trains (`al-<policy>`, see `check_upstream_model`): they were
+  trained on these very gold labels, so their scores are in-sample. Assumption: a decision's
+  `score` is P(the policy's first label), the violating label ("violating", "toxic", "abusive" —
+  the convention every schema here follows; pass `positive_label` to name another). A scalar can
+  only separate that label from the rest, so with a schema of more than two labels the check is
+  one-vs-rest: a gold label other than the positive one counts as "not <positive>", and a
+  suspicious "needs_context" gold label is suggested as "violating" or "not violating", never as
+  another specific label.
 
 Only single-label gold is checked; gold labels already re-reviewed for a label error are not
 flagged again (people looked at the model's objection and decided).
@@ -30,6 +32,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -41,6 +44,23 @@ from ..models import GoldLabel, Policy
 from .relabel import gold_current_labels, gold_with_pending_review, review_tasks_open
 
 MIN_GOLD_LABELS = 10  # below this the per-class thresholds of confident learning mean nothing
+# The name prefix of the models this product trains on gold (`ModelVersion.model_name` is
+# "al-<policy key>"); their decisions come back through ingest like any upstream model's.
+TRAINED_ON_GOLD_PREFIX = "al-"
+
+
+def check_upstream_model(model_name: str | None) -> str:
+    """The upstream model whose stored scores may check gold; ValidationError for none or one trained on gold."""
+    if not model_name:
+        raise ValidationError(
+            "Name the upstream model whose stored scores to use, or check with out-of-fold probabilities."
+        )
+    if model_name.startswith(TRAINED_ON_GOLD_PREFIX):
+        raise ValidationError(
+            f"{model_name!r} is a model this product trains on gold labels: its scores agree with the labels "
+            "it learnt, wrong ones included. Check with out-of-fold probabilities instead."
+        )
+    return model_name
 
 
 @dataclass(frozen=True)
@@ -71,8 +91,9 @@ def label_errors_find(
 ) -> list[LabelIssue]:
     """Current gold labels of `policy` that are likely wrong, most suspicious first.
 
-    `probabilities` (item id → {label: probability}) replaces the stored model scores; see the
-    module docstring for both sources. Gold labels without a probability are not checked.
+    Give either `probabilities` (item id → {label: probability}, out of fold) or `model_name`
+    (an upstream model's stored scores); see the module docstring. ValidationError for neither, or
+    for a model trained on gold. Gold labels without a probability are not checked.
     Returns at most `top_k` issues; none when fewer than MIN_GOLD_LABELS labels can be checked
     or only one class occurs. Reads only.
     """
@@ -121,6 +142,7 @@ def _problem(
     if probabilities is not None:
         problem = _from_probabilities(golds, schema, probabilities)
     else:
+        model_name = check_upstream_model(model_name)
         positive = positive_label or schema[0]
         if positive not in schema:
             raise ValidationError(f"{positive!r} is not a label of {version}.")
@@ -164,11 +186,11 @@ def _from_scores(golds: list[GoldLabel], schema: list[str], positive: str, score
     return problem
 
 
-def _stored_scores(policy: Policy, golds: list[GoldLabel], model_name: str | None) -> dict[int, float]:
-    """item id → score of the newest stored decision under `policy` (of `model_name`, if given)."""
-    decisions = ModelDecision.objects.filter(policy=policy, item_id__in=[gold.item_id for gold in golds])
-    if model_name:
-        decisions = decisions.filter(model_name=model_name)
+def _stored_scores(policy: Policy, golds: list[GoldLabel], model_name: str) -> dict[int, float]:
+    """item id → score of the newest stored decision of `model_name` under `policy`."""
+    decisions = ModelDecision.objects.filter(
+        policy=policy, model_name=model_name, item_id__in=[gold.item_id for gold in golds]
+    )
     newest = decisions.order_by("item_id", "-received_at", "-id").distinct("item_id")
     return dict(newest.values_list("item_id", "score"))
 
@@ -189,13 +211,15 @@ def label_errors_queue(
     probabilities: Mapping[int, Mapping[str, float]] | None = None,
     model_name: str | None = None,
     positive_label: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> LabelErrorsQueued:
     """Open `reason=label_error` tasks in `queue` for the `top_k` most suspicious gold labels.
 
     Idempotent: a gold label already sent for this re-review (task open, with a lead, or done)
     is skipped and the next candidate taken. Tasks are ranked by suspicion (lower label quality,
     higher priority). One transaction; audit: `task.created` per task and one
-    `label_errors.queued` summary.
+    `label_errors.queued` summary, which records `provenance` (what produced the probabilities,
+    e.g. the out-of-fold run) or the upstream model.
     """
     if top_k < 1:
         raise ValidationError("top_k must be at least 1.")
@@ -226,8 +250,18 @@ def label_errors_queue(
                     "tasks": len(task_ids),
                     "candidates": len(candidates),
                     "already_queued": len(pending),
-                    "probabilities": "given" if probabilities is not None else "stored model scores",
+                    "probabilities": _provenance(probabilities, provenance, model_name),
                     "gold_ids": chosen_ids,
                 },
             )
     return LabelErrorsQueued(candidates=candidates, already_queued=len(pending), task_ids=task_ids)
+
+
+def _provenance(
+    probabilities: Mapping[int, Mapping[str, float]] | None,
+    provenance: Mapping[str, Any] | None,
+    model_name: str | None,
+) -> dict[str, Any]:
+    if probabilities is None:
+        return {"source": "upstream model scores", "model_name": model_name}
+    return {"source": "given", **(provenance or {})}

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from activelearning.models import ModelVersion, ThresholdProposal, TrainingRun
+from activelearning.models import LabelErrorRun, ModelVersion, ThresholdProposal, TrainingRun
 from activelearning.services.registry import model_root
 from activelearning.services.splits import SplitDefinition
 from labeling.datasets import read_convabuse, read_toxic_spans
@@ -98,7 +98,7 @@ def model_files(settings) -> Iterator[Path]:  # type: ignore[no-untyped-def]
 
 
 def permission_objects(policy: Policy) -> dict[str, int]:
-    """A round, a model version and a pending threshold proposal, for the role matrix."""
+    """A round, a model version, a pending threshold proposal and a label-error run, for the role matrix."""
     run = TrainingRun.objects.create(policy=policy, status="succeeded", stage="done", params={"encoder": "hashed"})
     version = ModelVersion.objects.create(
         policy=policy,
@@ -128,4 +128,10 @@ def permission_objects(policy: Policy) -> dict[str, int]:
         auto_action=0.9,
         auto_clear=0.1,
     )
-    return {"run_id": run.pk, "model_id": version.pk, "proposal_id": proposal.pk}
+    label_error_run = LabelErrorRun.objects.create(policy=policy, encoder="hashed", k=5, seed=0)
+    return {
+        "run_id": run.pk,
+        "model_id": version.pk,
+        "proposal_id": proposal.pk,
+        "label_error_run_id": label_error_run.pk,
+    }

@@ -1,4 +1,4 @@
-"""Likely label errors: confident learning over stored model scores or given probabilities."""
+"""Likely label errors: confident learning over given (out-of-fold) probabilities or a named upstream model's scores."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import io
 import uuid
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from labeling.models import GoldSource
 from labeling.services.annotations import annotation_submit
@@ -60,18 +62,18 @@ def flipped(policy):  # type: ignore[no-untyped-def]
 
 
 def test_confidently_contradicted_gold_ranks_first(policy, flipped) -> None:
-    issues = label_errors_find(policy=policy, top_k=10)
+    issues = label_errors_find(policy=policy, top_k=10, model_name="clf")
     assert {issue.item_id for issue in issues[:3]} == set(flipped)
     assert [issue.quality for issue in issues] == sorted(issue.quality for issue in issues)
     for issue in issues[:3]:
         assert issue.suggested == flipped[issue.item_id] != issue.given
         assert issue.quality == pytest.approx(issue.p_given) and issue.quality < 0.05
-    assert len(label_errors_find(policy=policy, top_k=2)) == 2
+    assert len(label_errors_find(policy=policy, top_k=2, model_name="clf")) == 2
 
 
 def test_top_label_errors_go_to_a_review_queue_once(policy, flipped) -> None:
     queue = QueueFactory(slug="label-errors")
-    queued = label_errors_queue(policy=policy, queue=queue, top_k=3, actor=SYSTEM)
+    queued = label_errors_queue(policy=policy, queue=queue, top_k=3, actor=SYSTEM, model_name="clf")
     tasks = ReviewTask.objects.filter(pk__in=queued.task_ids)
     assert {task.item_id for task in tasks} == set(flipped)
     assert {task.reason for task in tasks} == {TaskReason.LABEL_ERROR}
@@ -80,7 +82,7 @@ def test_top_label_errors_go_to_a_review_queue_once(policy, flipped) -> None:
     assert [by_item[item] for item in ranked] == sorted(by_item.values(), reverse=True)  # most suspicious first
     assert AuditEvent.objects.filter(action="label_errors.queued").count() == 1
 
-    again = label_errors_queue(policy=policy, queue=queue, top_k=3, actor=SYSTEM)
+    again = label_errors_queue(policy=policy, queue=queue, top_k=3, actor=SYSTEM, model_name="clf")
     assert again.already_queued == 3
     assert ReviewTask.objects.filter(reason=TaskReason.LABEL_ERROR).count() == 3 + len(again.task_ids)
     assert not set(again.task_ids) & set(queued.task_ids)
@@ -92,13 +94,13 @@ def test_gold_confirmed_by_a_label_error_review_is_not_flagged_again(policy, fli
     queue = QueueFactory(slug="label-errors")
     reviewer = UserFactory(username="second-look")
     queue.members.add(reviewer)
-    label_errors_queue(policy=policy, queue=queue, top_k=3, actor=SYSTEM)
+    label_errors_queue(policy=policy, queue=queue, top_k=3, actor=SYSTEM, model_name="clf")
     while (claim := task_claim_next(reviewer=reviewer, queue=queue)) is not None:
         kept = gold_current_labels(policy=policy).get(item_id=claim.task.item_id).labels
         annotation_submit(task_id=claim.task.pk, reviewer=reviewer, submission_id=uuid.uuid4(), labels=kept)
     confirmed = gold_current_labels(policy=policy).filter(item_id__in=flipped)
     assert {(g.version, g.task.reason) for g in confirmed} == {(2, TaskReason.LABEL_ERROR)}
-    assert not {issue.item_id for issue in label_errors_find(policy=policy)} & set(flipped)
+    assert not {issue.item_id for issue in label_errors_find(policy=policy, model_name="clf")} & set(flipped)
 
 
 def test_probabilities_can_be_passed_in_instead_of_stored_scores(flipped, policy) -> None:
@@ -106,7 +108,7 @@ def test_probabilities_can_be_passed_in_instead_of_stored_scores(flipped, policy
     stored = dict(ModelDecision.objects.values_list("item_id", "score"))
     probabilities = {item_id: {V: score, N: 1 - score} for item_id, score in stored.items()}
     ModelDecision.objects.update(score=0.5)  # stored scores no longer say anything
-    assert not label_errors_find(policy=policy, top_k=3)
+    assert not label_errors_find(policy=policy, top_k=3, model_name="clf")
     issues = label_errors_find(policy=policy, top_k=3, probabilities=probabilities)
     assert {issue.item_id for issue in issues} == set(flipped)
 
@@ -125,7 +127,7 @@ def test_a_three_label_schema_uses_every_class_with_probabilities_and_one_vs_res
     issues = label_errors_find(policy=policy, top_k=1, probabilities=probabilities)
     assert [(i.item_id, i.given, i.suggested) for i in issues] == [(wrong.pk, C, N)]
     # A stored score is P(violating) only: the same gold label is suspicious as "not violating" vs violating.
-    issues = label_errors_find(policy=policy, top_k=1)
+    issues = label_errors_find(policy=policy, top_k=1, model_name="clf")
     assert [(i.item_id, i.given, i.suggested) for i in issues] == [(wrong.pk, C, V)]
 
 
@@ -133,17 +135,40 @@ def test_too_few_gold_labels_with_scores_find_nothing(policy) -> None:
     for score in (0.9, 0.8, 0.1):
         make_gold(policy, V, score)
     make_gold(policy, N, None)  # no score: not checked
-    assert label_errors_find(policy=policy) == []
+    assert label_errors_find(policy=policy, model_name="clf") == []
 
 
-def test_find_label_errors_command_ranks_and_queues(policy, flipped) -> None:
+def test_find_label_errors_command_ranks_and_queues_by_a_named_upstream_model(policy, flipped) -> None:
     QueueFactory(slug="label-errors")
     out = io.StringIO()
-    call_command("find_label_errors", "--policy", policy.key, "--top-k", "3", stdout=out)
+    upstream = ("--source", "upstream", "--model", "clf")
+    call_command("find_label_errors", "--policy", policy.key, "--top-k", "3", *upstream, stdout=out)
     lines = out.getvalue().splitlines()
     assert lines[0].split() == ["rank", "item", "gold", "quality", "given", "→", "suggested"]
     assert {int(line.split()[1]) for line in lines[1:4]} == set(flipped)
     assert not ReviewTask.objects.exists()
     out = io.StringIO()
-    call_command("find_label_errors", "--policy", policy.key, "--top-k", "3", "--queue", "label-errors", stdout=out)
+    call_command(
+        "find_label_errors", "--policy", policy.key, "--top-k", "3", "--queue", "label-errors", *upstream, stdout=out
+    )
     assert "3 label_error tasks opened in label-errors" in out.getvalue()
+    event = AuditEvent.objects.get(action="label_errors.queued")
+    assert event.after["probabilities"] == {"source": "upstream model scores", "model_name": "clf"}
+
+
+def test_scores_of_a_model_trained_on_gold_are_refused(policy, flipped) -> None:
+    # This product's own models come back through ingest as "al-<policy>": they learnt these labels.
+    ModelDecision.objects.update(model_name=f"al-{policy.key}")
+    with pytest.raises(ValidationError, match="trains on gold labels"):
+        label_errors_find(policy=policy, model_name=f"al-{policy.key}")
+    with pytest.raises(CommandError, match="out-of-fold probabilities instead"):
+        call_command("find_label_errors", "--policy", policy.key, "--source", "upstream", "--model", "al-x")
+    assert not ReviewTask.objects.exists()
+
+
+def test_stored_scores_are_used_only_for_a_named_model(policy, flipped) -> None:
+    with pytest.raises(ValidationError, match="Name the upstream model"):
+        label_errors_find(policy=policy)
+    with pytest.raises(CommandError, match="Name the upstream model"):
+        call_command("find_label_errors", "--policy", policy.key, "--source", "upstream")
+    assert label_errors_find(policy=policy, model_name="another-model") == []  # it scored nothing here
