@@ -23,6 +23,7 @@ with any other split, and no item ever moves to another split.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +79,8 @@ def content_keys_assign(*, items_sql: str, params: Sequence[Any]) -> KeyedConten
         new = cursor.fetchall()
     rows = [row[:3] for row in stored] + list(new)
     regrouped = content_groups(
-        [text or "" for _, text, _ in rows], fallback_keys=[_fallback_key(item, media) for item, _, media in rows]
+        [text or "" for _, text, _ in rows],
+        fallback_keys=[_fallback_key(item, text, media) for item, text, media in rows],
     )
     # Map regrouped keys of stored items to what is stored, so new members join the stored group.
     translate: dict[str, str] = {}
@@ -96,8 +98,14 @@ def content_keys_assign(*, items_sql: str, params: Sequence[Any]) -> KeyedConten
     return KeyedContent(item_ids=[row[0] for row in rows], groups=groups)
 
 
-def _fallback_key(item_id: int, media_urls: Any) -> str:
-    """Items without text are grouped by their media references, exactly, or stand alone."""
+def _fallback_key(item_id: int, text: str | None, media_urls: Any) -> str:
+    """The group of an item whose text normalises to nothing ('?', ':)', media only).
+
+    The same raw text (outer spaces aside) is one group, then the same media references; an item
+    with neither stands alone.
+    """
+    if text and text.strip():
+        return "raw:" + hashlib.md5(text.strip().encode(), usedforsecurity=False).hexdigest()
     if isinstance(media_urls, list) and media_urls:
         return "media:" + "\n".join(sorted(str(url) for url in media_urls))
     return f"item:{item_id}"
