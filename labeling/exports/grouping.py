@@ -116,6 +116,8 @@ def held_out_leaks(*, keyed: KeyedContent, members: set[int], dataset: Dataset) 
 
     Splits are computed with `split_for`, the Python twin of the SQL that assigns them.
     """
+    if not members:
+        return {}
     group_of = keyed.groups.keys
     split = np.asarray(
         [
