@@ -1,11 +1,14 @@
 """Datasets and their versions: create a dataset, build a snapshot, compare two snapshots.
 
-A snapshot is built in one transaction (`snapshot_create`): the member gold labels are frozen
-with one `INSERT … SELECT` (splits assigned in SQL), the statistics and the diff with the
-previous version are aggregated in SQL, the content hash is computed by streaming the canonical
-JSONL export once, and only then is the snapshot row inserted, complete (its id is taken from
-the sequence first; the rows' foreign key to it is checked at commit). Snapshots and rows are
-append-only in the database, so a version is either absent or whole and never changes.
+A snapshot is built in one transaction (`snapshot_create`): for a dataset split by content, the
+new items get their stored content groups first and bridged held-out items are found
+(`grouping.py`); then the member gold labels are frozen with one `INSERT … SELECT` (splits
+assigned in SQL from the group keys), the split definition is recorded on the snapshot, the
+statistics and the diff with the previous version are aggregated in SQL, the content hash is
+computed by streaming the canonical JSONL export once, and only then is the snapshot row
+inserted, complete (its id is taken from the sequence first; the rows' foreign key to it is
+checked at commit). Snapshots and rows are append-only in the database, so a version is either
+absent or whole and never changes.
 
 Small snapshots are built in the request; larger ones (over settings.SNAPSHOT_SYNC_MAX_ROWS)
 by the Celery task `exports.build_snapshot` (`snapshot_request` decides).
