@@ -10,12 +10,22 @@ from django.core.exceptions import ValidationError
 from labeling.models import GoldSource, Policy
 from reviewapp.models import TaskReason
 
-from .models import GROUP_BY_META_PREFIX, GROUP_BY_TEXT, ExportFormat, Split, check_group_by
+from .models import (
+    DEFAULT_GROUP_BY,
+    GROUP_BY_CONTENT,
+    GROUP_BY_META_PREFIX,
+    GROUP_BY_TEXT,
+    ExportFormat,
+    Split,
+    check_group_by,
+)
 from .snapshots import SnapshotFilter, matching_count
 
+_EACH_ITEM = "item"  # group_by '' (a form that leaves the choice out gets the default, content)
 GROUPING = [
-    ("", "Each item on its own"),
-    (GROUP_BY_TEXT, "Duplicate texts together (same text up to case and spacing)"),
+    (GROUP_BY_CONTENT, "Same content together: exact and near-duplicate texts (recommended)"),
+    (_EACH_ITEM, "Each item on its own (duplicate texts can land on both sides)"),
+    (GROUP_BY_TEXT, "Exact duplicate texts together (same text up to case and spacing; near duplicates not)"),
     ("meta", "Same value of a metadata field together (e.g. conversation_id)"),
 ]
 
@@ -32,7 +42,7 @@ class DatasetForm(forms.Form):
     )
     date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    grouping = forms.ChoiceField(required=False, choices=GROUPING, initial="")
+    grouping = forms.ChoiceField(required=False, choices=GROUPING, initial=DEFAULT_GROUP_BY)
     group_field = forms.CharField(required=False, max_length=64, initial="conversation_id")
     train_percent = forms.IntegerField(min_value=0, max_value=100, initial=80)
     dev_percent = forms.IntegerField(min_value=0, max_value=100, initial=10)
@@ -49,8 +59,11 @@ class DatasetForm(forms.Form):
         data = self.cleaned_data
         if data.get("train_percent", 0) + data.get("dev_percent", 0) > 100:
             raise ValidationError("Train and dev shares add up to more than 100%.")
-        grouping = data.get("grouping", "")
-        data["group_by"] = f"{GROUP_BY_META_PREFIX}{data.get('group_field', '')}" if grouping == "meta" else grouping
+        grouping = data.get("grouping") or DEFAULT_GROUP_BY
+        if grouping == "meta":
+            data["group_by"] = f"{GROUP_BY_META_PREFIX}{data.get('group_field', '')}"
+        else:
+            data["group_by"] = "" if grouping == _EACH_ITEM else grouping
         check_group_by(data["group_by"])
         raw = {
             "policies": data.get("policies") or [],

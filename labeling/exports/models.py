@@ -22,18 +22,25 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 GROUP_BY_TEXT = "text"
+GROUP_BY_CONTENT = "content"
 GROUP_BY_META_PREFIX = "meta:"
+# New datasets group by content (exact and near-duplicate texts, `reviewapp.content_keys`), so no
+# held-out item shares its text or nearly its text with training data. Datasets made before keep
+# the rule they were created with.
+DEFAULT_GROUP_BY = GROUP_BY_CONTENT
 _META_FIELD = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
 def check_group_by(value: str) -> None:
-    """'' (each item alone), 'text' (same normalised text), or 'meta:<field>' (same metadata value)."""
-    if value in ("", GROUP_BY_TEXT):
+    """'' (each item alone), 'text' (same normalised text), 'content' (exact and near-duplicate
+    texts, see `reviewapp.content_keys`), or 'meta:<field>' (same metadata value)."""
+    if value in ("", GROUP_BY_TEXT, GROUP_BY_CONTENT):
         return
     if value.startswith(GROUP_BY_META_PREFIX) and _META_FIELD.match(value[len(GROUP_BY_META_PREFIX) :]):
         return
     raise ValidationError(
-        f"group key {value!r} must be empty, 'text', or 'meta:<field>' with a field of letters, digits and '_'"
+        f"group key {value!r} must be empty, 'text', 'content', or 'meta:<field>' with a field of letters, "
+        "digits and '_'"
     )
 
 
@@ -62,8 +69,10 @@ class Dataset(models.Model):
     group_by = models.CharField(
         max_length=80,
         blank=True,
+        default=DEFAULT_GROUP_BY,
         validators=[check_group_by],
-        help_text="Keep groups in one split: '' none, 'text' duplicates, 'meta:<field>' e.g. meta:conversation_id.",
+        help_text="Keep groups in one split: 'content' exact and near duplicates, '' none, 'text' exact "
+        "duplicates, 'meta:<field>' e.g. meta:conversation_id.",
     )
     train_percent = models.PositiveSmallIntegerField(default=80)
     dev_percent = models.PositiveSmallIntegerField(default=10)
@@ -104,6 +113,10 @@ class DatasetSnapshot(models.Model):
     row_count = models.PositiveIntegerField()
     content_hash = models.CharField(max_length=64, help_text="sha256 of the canonical JSONL export (all splits).")
     stats = models.JSONField(default=dict, help_text="Split sizes, class balance, label sources, diff to previous.")
+    split_definition = models.JSONField(
+        default=dict,
+        help_text="How rows were split: salt, group rule, content key version, shares, hash (see splits.py).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -136,6 +149,29 @@ class DatasetSnapshotRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.snapshot_id}#{self.position}"
+
+
+class ContentGroupKey(models.Model):
+    """The content group of a gold-labelled item, fixed the first time a content-grouped snapshot took it.
+
+    Rows are numbered (`id`) in the order items were keyed, under a lock, so the order only ever
+    grows at the end; `reviewapp.content_keys.content_groups` over the texts in that order gives
+    every earlier row its stored key again, and new items join the group of the earliest item they
+    duplicate. Keys are shared by every dataset (a key is only hashed with each dataset's salt).
+    """
+
+    item = models.ForeignKey("reviewapp.ContentItem", on_delete=models.PROTECT, related_name="+")
+    key_version = models.CharField(max_length=100, help_text="reviewapp.content_keys.CONTENT_KEY_VERSION")
+    group_key = models.CharField(max_length=300)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key_version", "item"], name="contentgroupkey_one_per_item"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}: {self.group_key}"
 
 
 class JobStatus(models.TextChoices):

@@ -1,11 +1,14 @@
 """Datasets and their versions: create a dataset, build a snapshot, compare two snapshots.
 
-A snapshot is built in one transaction (`snapshot_create`): the member gold labels are frozen
-with one `INSERT … SELECT` (splits assigned in SQL), the statistics and the diff with the
-previous version are aggregated in SQL, the content hash is computed by streaming the canonical
-JSONL export once, and only then is the snapshot row inserted, complete (its id is taken from
-the sequence first; the rows' foreign key to it is checked at commit). Snapshots and rows are
-append-only in the database, so a version is either absent or whole and never changes.
+A snapshot is built in one transaction (`snapshot_create`): for a dataset split by content, the
+new items get their stored content groups first and bridged held-out items are found
+(`grouping.py`); then the member gold labels are frozen with one `INSERT … SELECT` (splits
+assigned in SQL from the group keys), the split definition is recorded on the snapshot, the
+statistics and the diff with the previous version are aggregated in SQL, the content hash is
+computed by streaming the canonical JSONL export once, and only then is the snapshot row
+inserted, complete (its id is taken from the sequence first; the rows' foreign key to it is
+checked at commit). Snapshots and rows are append-only in the database, so a version is either
+absent or whole and never changes.
 
 Small snapshots are built in the request; larger ones (over settings.SNAPSHOT_SYNC_MAX_ROWS)
 by the Celery task `exports.build_snapshot` (`snapshot_request` decides).
@@ -31,9 +34,19 @@ from reviewapp.audit import Actor, audit_record
 
 from . import webhooks
 from .formats import jsonl
-from .models import Dataset, DatasetSnapshot, JobStatus, SnapshotBuild, WebhookEvent, check_group_by
+from .grouping import content_keys_assign, held_out_leaks
+from .models import (
+    DEFAULT_GROUP_BY,
+    GROUP_BY_CONTENT,
+    Dataset,
+    DatasetSnapshot,
+    JobStatus,
+    SnapshotBuild,
+    WebhookEvent,
+    check_group_by,
+)
 from .rows import row_tuples
-from .splits import bucket_sql, split_case_sql
+from .splits import bucket_sql, split_case_sql, split_definition
 
 FILTER_KEYS = ("policies", "languages", "routes", "label_sources", "date_from", "date_to")
 
@@ -154,12 +167,15 @@ def dataset_create(
     filters: SnapshotFilter,
     actor: Actor,
     description: str = "",
-    group_by: str = "",
+    group_by: str = DEFAULT_GROUP_BY,
     train_percent: int = 80,
     dev_percent: int = 10,
     redact_pii_default: bool = False,
 ) -> Dataset:
-    """Create a dataset (no version yet). Its salt, shares and group key are fixed from now on."""
+    """Create a dataset (no version yet). Its salt, shares and group key are fixed from now on.
+
+    There is no service that changes them: another rule is another dataset (a new slug).
+    """
     check_group_by(group_by)
     if not (0 <= train_percent <= 100 and 0 <= dev_percent <= 100 and train_percent + dev_percent <= 100):
         raise ValidationError("train and dev percentages must be 0–100 and add up to at most 100")
@@ -248,10 +264,14 @@ def snapshot_create(
             return build.snapshot  # type: ignore[return-value]
         previous = dataset.versions.order_by("-version").first()
         snapshot_id = _next_snapshot_id()
-        row_count = _insert_rows(snapshot_id, dataset, filters)
+        excluded = _content_leaks(dataset, filters) if dataset.group_by == GROUP_BY_CONTENT else {}
+        row_count = _insert_rows(snapshot_id, dataset, filters, exclude_items=sorted(excluded))
         if row_count == 0:
             raise ValidationError("No gold labels match this filter.")
         stats = snapshot_stats(snapshot_id)
+        if dataset.group_by == GROUP_BY_CONTENT:
+            stats["held_out_excluded"] = {split: list(excluded.values()).count(split) for split in ("dev", "test")}
+            stats["held_out_excluded_items"] = sorted(excluded)[:_EXCLUDED_LISTED]
         stats["previous_version"] = previous.version if previous else None
         stats["diff_previous"] = diff_counts(snapshot_id, previous.pk) if previous else None
         snapshot = DatasetSnapshot.objects.create(
@@ -262,6 +282,12 @@ def snapshot_create(
             row_count=row_count,
             content_hash=content_hash(snapshot_id),
             stats=stats,
+            split_definition=split_definition(
+                salt=dataset.split_salt,
+                group_by=dataset.group_by,
+                train_percent=dataset.train_percent,
+                dev_percent=dataset.dev_percent,
+            ),
             created_by_id=actor.id,
             created_by_label=actor.label,
         )
@@ -291,9 +317,29 @@ def _next_snapshot_id() -> int:
         return cursor.fetchone()[0]
 
 
-def _insert_rows(snapshot_id: int, dataset: Dataset, filters: SnapshotFilter) -> int:
-    """Freeze the matching gold labels, numbered in canonical order (item id, policy key)."""
+_EXCLUDED_LISTED = 200  # item ids listed in stats; the counts cover all of them
+
+
+def _content_leaks(dataset: Dataset, filters: SnapshotFilter) -> dict[int, str]:
+    """Give the matching items their content groups; return the held-out ones to leave out (item → split)."""
+    where, params = filters.where_sql()
+    items_sql = "SELECT g.item_id " + _MATCHING.format(where=where)
+    keyed = content_keys_assign(items_sql=items_sql, params=params)
+    with connection.cursor() as cursor:
+        cursor.execute(items_sql, params)
+        members = {item for (item,) in cursor.fetchall()}
+    return held_out_leaks(keyed=keyed, members=members, dataset=dataset)
+
+
+def _insert_rows(snapshot_id: int, dataset: Dataset, filters: SnapshotFilter, *, exclude_items: list[int]) -> int:
+    """Freeze the matching gold labels, numbered in canonical order (item id, policy key).
+
+    `exclude_items` are left out (held-out items with a near duplicate in another split).
+    """
     where, where_params = filters.where_sql()
+    if exclude_items:
+        where += " AND NOT (g.item_id = ANY(%s))"
+        where_params.append(exclude_items)
     bucket, bucket_params = bucket_sql(group_by=dataset.group_by, salt=dataset.split_salt)
     split = split_case_sql("m.bucket", train_percent=dataset.train_percent, dev_percent=dataset.dev_percent)
     sql = f"""

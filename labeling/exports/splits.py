@@ -6,10 +6,14 @@ Snapshots assign splits in SQL (`split_sql`, set-based, inside `INSERT … SELEC
 is the same function in Python, and the tests hold the two to each other.
 
 Group keys: each item alone (`item:<id>`), or, when the dataset names a group key, items with
-the same normalised text (`text:<md5>`: exact duplicates after ASCII case folding and whitespace
-collapsing, no fuzzy near-duplicate detection) or the same metadata value (`meta:<value>`, e.g.
-a conversation or near-duplicate cluster id assigned upstream) share one split. Items lacking
-the group value fall back to their own key.
+the same content (`content:<group>`: exact *and* near-duplicate texts, the group assigned once
+per item by `grouping.py` with `reviewapp.content_keys`; the default for new datasets), the
+same normalised text (`text:<md5>`: exact duplicates after ASCII case folding and whitespace
+collapsing only) or the same metadata value (`meta:<value>`, e.g. a conversation id) share one
+split. Items lacking the group value fall back to their own key.
+
+`split_definition` is what every snapshot stores about this, so a version always says what its
+held-out split meant, even if a later dataset uses another rule.
 """
 
 from __future__ import annotations
@@ -19,9 +23,15 @@ import json
 import re
 from typing import Any
 
-from .models import GROUP_BY_META_PREFIX, GROUP_BY_TEXT, Split
+from reviewapp.content_keys import CONTENT_KEY_VERSION, NEAR_DUPLICATE_JACCARD
+
+from .models import GROUP_BY_CONTENT, GROUP_BY_META_PREFIX, GROUP_BY_TEXT, Split
 
 BUCKETS = 100
+BUCKET_RULE = (
+    "sha256('<salt>:<group key>'), first 15 hex digits as an integer mod 100: train below train_percent, "
+    "dev below train_percent + dev_percent, else test"
+)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # The characters PostgreSQL's [[:space:]] matches in a UTF-8 database, so both sides agree.
 _SPACE_RUN = re.compile(r"[ \t\n\r\f\v]+")
@@ -42,13 +52,39 @@ def split_for(*, salt: str, key: str, train_percent: int, dev_percent: int) -> s
     return Split.TEST
 
 
+def split_definition(*, salt: str, group_by: str, train_percent: int, dev_percent: int) -> dict[str, Any]:
+    """What decided each row's split in a snapshot (stored on it, shown by the API and the pages)."""
+    content = group_by == GROUP_BY_CONTENT
+    return {
+        "bucket": BUCKET_RULE,
+        "salt": salt,
+        "group_by": group_by,
+        "content_key_version": CONTENT_KEY_VERSION if content else None,
+        "near_duplicate_jaccard": NEAR_DUPLICATE_JACCARD if content else None,
+        "train_percent": train_percent,
+        "dev_percent": dev_percent,
+        "test_percent": 100 - train_percent - dev_percent,
+        # A late near duplicate can bridge two groups in different splits (content_keys.leaking_rows):
+        # such held-out items are left out of the version, counted in stats["held_out_excluded"].
+        "held_out_leaks": "excluded" if content else "not checked",
+    }
+
+
 def normalise_text(text: str) -> str:
     return _SPACE_RUN.sub(" ", text).strip(" ").translate(_ASCII_LOWER)
 
 
-def group_key(*, group_by: str, item_id: int, text: str, metadata: dict[str, Any]) -> str:
-    """The key an item is split by (the Python twin of `group_key_sql`)."""
-    if group_by == GROUP_BY_TEXT:
+def group_key(
+    *, group_by: str, item_id: int, text: str, metadata: dict[str, Any], content_group: str | None = None
+) -> str:
+    """The key an item is split by (the Python twin of `group_key_sql`).
+
+    For 'content', `content_group` is the item's stored group (`ContentGroupKey.group_key`).
+    """
+    if group_by == GROUP_BY_CONTENT:
+        if content_group:
+            return "content:" + content_group
+    elif group_by == GROUP_BY_TEXT:
         normal = normalise_text(text)
         if normal:
             return "text:" + hashlib.md5(normal.encode(), usedforsecurity=False).hexdigest()
@@ -69,6 +105,9 @@ def _jsonb_text(value: Any) -> str:
 def group_key_sql(group_by: str) -> tuple[str, list[Any]]:
     """SQL for the group key of a content item aliased `i`, with its parameters."""
     item_key = "'item:' || i.id::text"
+    if group_by == GROUP_BY_CONTENT:
+        stored = "(SELECT k.group_key FROM exports_contentgroupkey k WHERE k.item_id = i.id AND k.key_version = %s)"
+        return f"coalesce('content:' || {stored}, {item_key})", [CONTENT_KEY_VERSION]
     if group_by == GROUP_BY_TEXT:
         normal = r"""btrim(lower(regexp_replace(i.text, '[ \t\n\r\f\v]+', ' ', 'g') COLLATE "C"), ' ')"""
         return f"CASE WHEN {normal} = '' THEN {item_key} ELSE 'text:' || md5({normal}) END", []

@@ -28,6 +28,7 @@ from .jobs import export_file_ready, export_request, rows_in
 from .models import Dataset, DatasetSnapshot, ExportJob, JobStatus, SnapshotBuild, Split
 from .responses import file_download, streaming_export
 from .snapshots import SnapshotFilter, dataset_start, snapshot_diff, snapshot_request
+from .splits import split_definition
 
 DIFF_ROWS_SHOWN = 50
 DATASET_FIELDS = ("slug", "name", "description", "group_by", "train_percent", "dev_percent", "redact_pii_default")
@@ -83,6 +84,12 @@ def dataset_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "filters": SnapshotFilter.from_json(dataset.filters),
         "versions": dataset.versions.order_by("-version"),
         "builds": dataset.builds.exclude(status=JobStatus.DONE).order_by("-created_at")[:10],
+        "split_definition": split_definition(
+            salt=dataset.split_salt,
+            group_by=dataset.group_by,
+            train_percent=dataset.train_percent,
+            dev_percent=dataset.dev_percent,
+        ),
     }
     return render(request, "exports/dataset_detail.html", context)
 

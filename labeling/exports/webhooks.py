@@ -117,6 +117,7 @@ def snapshot_payload(snapshot: Any) -> dict[str, Any]:
         "row_count": snapshot.row_count,
         "content_hash": snapshot.content_hash,
         "splits": snapshot.stats.get("splits", {}),
+        "split_definition": snapshot.split_definition,
         "url": f"/api/v1/datasets/{dataset.slug}/versions/{snapshot.version}/",
     }
 

@@ -140,3 +140,22 @@ def test_large_dataset_builds_in_the_background(lead_client, golds, settings) ->
     poll = lead_client.get(response["Location"], HTTP_HX_REQUEST="true")
     assert poll["HX-Redirect"] == "/lead/datasets/hate-en/v1/"
     assert "version 1" in lead_client.get(response["Location"]).content.decode()
+
+
+def test_lead_sees_how_items_are_split_and_content_is_the_default(lead_client, golds) -> None:
+    form = {key: value for key, value in FORM.items() if key not in ("grouping", "group_field")}
+    response = lead_client.post("/lead/datasets/new", form)
+    assert response.status_code == 302
+    dataset = Dataset.objects.get()
+    assert dataset.group_by == "content"
+    version_html = lead_client.get(response["Location"]).content.decode()
+    dataset_html = lead_client.get("/lead/datasets/hate-en/").content.decode()
+    for html in (version_html, dataset_html):
+        assert "How items are split" in html and "exact and near-duplicate texts" in html
+        assert (
+            dataset.split_salt in html and "text-nfkc-shingle5" in html and "train 80 % · dev 10 % · test 10 %" in html
+        )
+    assert "(0 dev, 0 test items in this version)" in version_html
+    assert_csp_safe(version_html)
+    form_page = lead_client.get("/lead/datasets/new").content.decode()
+    assert '<option value="content" selected>' in form_page

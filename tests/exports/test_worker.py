@@ -30,6 +30,7 @@ def test_background_export_and_build_run_on_the_worker(
     version_url = wait_for(lambda: api.get(build["url"]).json()["version_url"], timeout=60)
     version = api.get(version_url).json()
     assert version["row_count"] == 8
+    assert version["split_definition"]["group_by"] == "content"  # the worker grouped the items by content
 
     streamed = {fmt: body(api.get(version["exports"][fmt])) for fmt in ("jsonl", "parquet")}
     assert hashlib.sha256(streamed["jsonl"]).hexdigest() == version["content_hash"]

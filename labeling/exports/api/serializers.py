@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from labeling.models import GoldSource
 
 from ..formats import EXTENSIONS
-from ..models import Dataset, DatasetSnapshot, ExportFormat, ExportJob, JobStatus, SnapshotBuild, Split
+from ..models import (
+    DEFAULT_GROUP_BY,
+    Dataset,
+    DatasetSnapshot,
+    ExportFormat,
+    ExportJob,
+    JobStatus,
+    SnapshotBuild,
+    Split,
+)
 from ..snapshots import CHANGES
+from ..splits import split_definition
+
+
+class SplitDefinitionSerializer(serializers.Serializer):
+    """What decided each row's split; two versions are comparable only when these agree."""
+
+    bucket = serializers.CharField(help_text="How a group key becomes a split.")
+    salt = serializers.CharField()
+    group_by = serializers.CharField(help_text="'content', 'text', 'meta:<field>' or '' (each item alone).")
+    content_key_version = serializers.CharField(
+        allow_null=True, help_text="reviewapp.content_keys version when grouped by content."
+    )
+    near_duplicate_jaccard = serializers.FloatField(
+        allow_null=True, help_text="Character 5-gram Jaccard at which texts are near duplicates."
+    )
+    train_percent = serializers.IntegerField()
+    dev_percent = serializers.IntegerField()
+    test_percent = serializers.IntegerField()
+    held_out_leaks = serializers.CharField(
+        help_text="'excluded': held-out items with a near duplicate in another split are left out of the version."
+    )
 
 
 class SnapshotFilterSerializer(serializers.Serializer):
@@ -40,8 +73,9 @@ class DatasetCreateSerializer(serializers.Serializer):
         required=False,
         allow_blank=True,
         max_length=80,
-        help_text="Keep groups in one split: '' none, 'text' (duplicate texts), 'meta:<field>' (e.g. "
-        "meta:conversation_id).",
+        default=DEFAULT_GROUP_BY,
+        help_text="Keep groups in one split: 'content' (default: exact and near-duplicate texts), '' none, "
+        "'text' (exact duplicate texts only), 'meta:<field>' (e.g. meta:conversation_id). Fixed for good.",
     )
     train_percent = serializers.IntegerField(required=False, min_value=0, max_value=100, default=80)
     dev_percent = serializers.IntegerField(required=False, min_value=0, max_value=100, default=10)
@@ -54,6 +88,7 @@ class DatasetSerializer(serializers.ModelSerializer):
     latest_version = serializers.IntegerField(read_only=True, allow_null=True)
     versions_url = serializers.SerializerMethodField()
     created_by = serializers.CharField(source="created_by_label", read_only=True)
+    split_definition = serializers.SerializerMethodField(help_text="What every version of it is split by.")
 
     class Meta:
         model = Dataset
@@ -63,15 +98,23 @@ class DatasetSerializer(serializers.ModelSerializer):
             "description",
             "filters",
             "group_by",
+            "split_salt",
             "train_percent",
             "dev_percent",
             "test_percent",
+            "split_definition",
             "redact_pii_default",
             "latest_version",
             "versions_url",
             "created_by",
             "created_at",
         ]
+
+    @extend_schema_field(SplitDefinitionSerializer)
+    def get_split_definition(self, obj: Dataset) -> dict[str, Any]:
+        return split_definition(
+            salt=obj.split_salt, group_by=obj.group_by, train_percent=obj.train_percent, dev_percent=obj.dev_percent
+        )
 
     def get_versions_url(self, obj: Dataset) -> str:
         return reverse("api-dataset-versions", kwargs={"slug": obj.slug})
@@ -85,6 +128,11 @@ class SnapshotSerializer(serializers.ModelSerializer):
     dataset = serializers.CharField(source="dataset.slug")
     filters = SnapshotFilterSerializer(read_only=True)
     created_by = serializers.CharField(source="created_by_label")
+    split_definition = SplitDefinitionSerializer(read_only=True, help_text="What decided each row's split.")
+    held_out_excluded = serializers.SerializerMethodField(
+        help_text="Held-out items left out because a near duplicate is in another split: split → items "
+        "(null when the version is not grouped by content)."
+    )
     splits = serializers.SerializerMethodField()
     class_balance = serializers.SerializerMethodField(help_text="Per split: '<policy>:<label>' → label count.")
     label_sources = serializers.SerializerMethodField(help_text="Per split: gold label source → rows.")
@@ -101,7 +149,9 @@ class SnapshotSerializer(serializers.ModelSerializer):
             "row_count",
             "content_hash",
             "filters",
+            "split_definition",
             "splits",
+            "held_out_excluded",
             "class_balance",
             "label_sources",
             "previous_version",
@@ -114,6 +164,9 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
     def get_splits(self, obj: DatasetSnapshot) -> dict[str, int]:
         return obj.stats.get("splits", {})
+
+    def get_held_out_excluded(self, obj: DatasetSnapshot) -> dict[str, int] | None:
+        return obj.stats.get("held_out_excluded")
 
     def get_class_balance(self, obj: DatasetSnapshot) -> dict[str, dict[str, int]]:
         return obj.stats.get("class_balance", {})

@@ -153,6 +153,14 @@ class DatasetListView(ExportScopes, generics.ListAPIView):
         return Response(DatasetSerializer(_datasets().get(pk=dataset.pk)).data, status=status.HTTP_201_CREATED)
 
 
+_FIXED_DATASET = (
+    "A dataset's split rule (group_by, split_salt, train/dev shares) decides what its held-out splits mean "
+    "and is fixed for good, so that no version changes meaning silently. To split another way, create a new "
+    "dataset (POST /api/v1/datasets/ with a new slug); pass a filter when building a version to change what it "
+    "takes."
+)
+
+
 class DatasetDetailView(ExportScopes):
     @extend_schema(
         operation_id="datasets_retrieve",
@@ -165,6 +173,27 @@ class DatasetDetailView(ExportScopes):
         if dataset is None:
             raise NotFound("No such dataset.")
         return Response(DatasetSerializer(dataset).data)
+
+    @extend_schema(
+        operation_id="datasets_update",
+        summary="Refused: a dataset never changes (409)",
+        description=_FIXED_DATASET,
+        request=None,
+        responses={409: ErrorSerializer, 404: ErrorSerializer},
+    )
+    def patch(self, request: Request, slug: str) -> Response:
+        access_dataset(slug)
+        return Response({"detail": _FIXED_DATASET}, status=status.HTTP_409_CONFLICT)
+
+    @extend_schema(
+        operation_id="datasets_replace",
+        summary="Refused: a dataset never changes (409)",
+        description=_FIXED_DATASET,
+        request=None,
+        responses={409: ErrorSerializer, 404: ErrorSerializer},
+    )
+    def put(self, request: Request, slug: str) -> Response:
+        return self.patch(request, slug)
 
 
 class VersionListView(ExportScopes, generics.ListAPIView):
