@@ -14,7 +14,8 @@ Two texts are in one group when
   (of the normalised text, padded with spaces) is at least `NEAR_DUPLICATE_JACCARD`. Candidates
   are found with MinHash and locality-sensitive hashing (`_PERMUTATIONS` hashes in `_BANDS`
   bands), then every candidate is checked with the exact Jaccard, so nothing is grouped on an
-  estimate. Texts too short to have a shingle (after normalisation) are grouped only exactly.
+  estimate. Texts too short to have a shingle (after normalisation) are grouped only exactly,
+  and so are texts of punctuation or symbols only, by their raw form ("?" with "?").
 
 Groups are *stable*: items are taken in a caller-given order that only ever grows at the end
 (the order gold labels were first written), and an item joins the group of the earliest earlier
@@ -68,11 +69,14 @@ def normalise(text: str) -> str:
 
 
 def exact_key(text: str) -> str:
-    """'t:<md5 of the normalised text>', or '' when nothing is left after normalisation."""
+    """'t:<md5 of the normalised text>'; for a text of punctuation or symbols only ("?", ":/"),
+    which normalises to nothing, 'r:<md5 of the text with whitespace collapsed>', so identical
+    ones are one group too; '' for an empty or blank text."""
     normal = normalise(text)
-    if not normal:
-        return ""
-    return "t:" + hashlib.md5(normal.encode(), usedforsecurity=False).hexdigest()
+    if normal:
+        return "t:" + hashlib.md5(normal.encode(), usedforsecurity=False).hexdigest()
+    raw = " ".join(text.split())
+    return "r:" + hashlib.md5(raw.encode(), usedforsecurity=False).hexdigest() if raw else ""
 
 
 def shingles(normal: str) -> frozenset[int]:

@@ -22,7 +22,8 @@ def test_normalise_folds_case_unicode_punctuation_and_space():
     assert normalise("ｈｅｌｌｏ") == "hello"  # full-width letters (NFKC)
     assert normalise("Straße") == normalise("STRASSE")  # case folding, not lower()
     assert normalise("!!! ...") == ""
-    assert exact_key("...") == ""
+    assert exact_key("  ") == ""
+    assert exact_key("?") == exact_key(" ? ") != exact_key("??") != ""  # punctuation only: by raw text
     assert exact_key("Hi there") == exact_key("hi, THERE!")
 
 
