@@ -35,6 +35,7 @@ from .stats.agreement import (
     percent_agreement,
     units_from_triples,
 )
+from .stats.proportions import wilson_interval
 
 # Reviewer pairs need this many items in common before their Cohen's kappa is listed or averaged.
 MIN_PAIR_OVERLAP = 20
@@ -242,7 +243,10 @@ class ReviewerStats:
     gold_compared: int = 0
     honeypot_accuracy: float | None = None
     honeypots_answered: int = 0
+    honeypot_interval: tuple[float, float] | None = None
     reliability: float | None = None
+    reliability_items: int = 0  # items the Dawid–Skene accuracy was estimated on
+    reliability_interval: tuple[float, float] | None = None
     flags: list[str] = field(default_factory=list)
 
 
@@ -251,7 +255,9 @@ def reviewer_stats(*, policy: Policy, since: datetime) -> list[ReviewerStats]:
 
     A reviewer is flagged when their honeypot accuracy is below HONEYPOT_MIN_ACCURACY over at least
     HONEYPOT_MIN_ANSWERS honeypots, or their Dawid–Skene accuracy is below the same bar — the
-    latter only from a fit that passed its checks (`reliabilities_in_force`).
+    latter only from a fit that passed its checks (`reliabilities_in_force`) — and in both cases
+    only when the whole 95 % Wilson interval (`labeling.stats.proportions`) is below the bar: with
+    20 labels an estimate of 60 % is compatible with 80 %, and a flag on a person must not be noise.
     """
     rows = (
         _annotations(policy, since=since)
@@ -273,8 +279,11 @@ def reviewer_stats(*, policy: Policy, since: datetime) -> list[ReviewerStats]:
         if hp.reviewer_id in stats:
             stats[hp.reviewer_id].honeypot_accuracy = hp.accuracy
             stats[hp.reviewer_id].honeypots_answered = hp.answered
+            stats[hp.reviewer_id].honeypot_interval = wilson_interval(hp.accuracy * hp.answered, hp.answered)
     for rel in reliabilities_in_force(policy_id=policy.pk, reviewer_ids=stats):
-        stats[rel.reviewer_id].reliability = rel.accuracy
+        entry = stats[rel.reviewer_id]
+        entry.reliability, entry.reliability_items = rel.accuracy, rel.n_items
+        entry.reliability_interval = wilson_interval(rel.accuracy * rel.n_items, rel.n_items)
     for reviewer_id, entry in stats.items():
         if handle[reviewer_id]:
             entry.median_handle_ms = int(statistics.median(handle[reviewer_id]))
@@ -289,8 +298,16 @@ def _flags(entry: ReviewerStats) -> list[str]:
     bar = settings.HONEYPOT_MIN_ACCURACY
     flags = []
     enough = entry.honeypots_answered >= settings.HONEYPOT_MIN_ANSWERS
-    if entry.honeypot_accuracy is not None and enough and entry.honeypot_accuracy < bar:
-        flags.append(f"honeypot accuracy {entry.honeypot_accuracy:.0%} < {bar:.0%}")
-    if entry.reliability is not None and entry.reliability < bar:
-        flags.append(f"estimated accuracy {entry.reliability:.0%} < {bar:.0%}")
+    if entry.honeypot_accuracy is not None and enough and entry.honeypot_interval[1] < bar:  # type: ignore[index]
+        low, high = entry.honeypot_interval  # type: ignore[misc]
+        flags.append(
+            f"honeypot accuracy {entry.honeypot_accuracy:.0%} (95 % interval {low:.0%}–{high:.0%} over "
+            f"{entry.honeypots_answered} honeypots) < {bar:.0%}"
+        )
+    if entry.reliability is not None and entry.reliability_interval[1] < bar:  # type: ignore[index]
+        low, high = entry.reliability_interval  # type: ignore[misc]
+        flags.append(
+            f"estimated accuracy {entry.reliability:.0%} (95 % interval {low:.0%}–{high:.0%} over "
+            f"{entry.reliability_items} items) < {bar:.0%}"
+        )
     return flags

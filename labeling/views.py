@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
@@ -261,6 +262,7 @@ def quality(request: HttpRequest) -> HttpResponse:
         report=report,
         scale_report=scale_agreement_report(policy=policy, queue_id=queue.pk if queue else None),
         reliability_fit=reliability_fit_latest(policy_id=policy.pk),
+        accuracy_bar=settings.HONEYPOT_MIN_ACCURACY,
         pairs=reviewer_pairs(policy=policy),
         accuracy_chart=bar_chart(
             [

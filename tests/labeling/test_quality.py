@@ -52,10 +52,19 @@ def test_dawid_skene_reliability_ranks_the_careless_reviewer_last(policy, labell
     assert stored.labels == ["not_violating", "violating"] and len(stored.confusion) == 2
 
 
-def test_reviewer_stats_flag_low_reliability(policy, labelled) -> None:
+def test_reviewer_stats_flag_low_reliability_only_when_the_interval_is_below_the_bar(
+    policy, labelled, settings
+) -> None:
     reliability_refresh(policy=policy)
-    stats = {s.reviewer.username: s for s in reviewer_stats(policy=policy, since=timezone.now() - timedelta(days=1))}
+    since = timezone.now() - timedelta(days=1)
+    stats = {s.reviewer.username: s for s in reviewer_stats(policy=policy, since=since)}
+    careless = stats["careless"]
+    # Random answers on 40 items: an estimate well under 70 %, but an interval that still reaches it.
+    assert careless.reliability < 0.7 < careless.reliability_interval[1] and not careless.flags
+    settings.HONEYPOT_MIN_ACCURACY = 0.8
+    stats = {s.reviewer.username: s for s in reviewer_stats(policy=policy, since=since)}
     assert stats["careless"].flags and not stats["careful0"].flags
+    assert "95 % interval" in stats["careless"].flags[0] and "over 40 items" in stats["careless"].flags[0]
     assert stats["careful0"].annotations == 40
     assert stats["careful0"].agreement_with_gold > stats["careless"].agreement_with_gold
 
