@@ -141,7 +141,10 @@ def content_split(
     the test split is a stable hash of the group key below `test_fraction`, so duplicates fall
     on one side, and test rows bridging to a pool group are dropped from the test split.
     """
-    groups = content_groups(texts, fallback_keys=ids)
+    # A text that normalises to nothing ("?", ":/") is keyed by its stripped raw text, so
+    # identical punctuation-only texts are one group too; only an empty text falls back to its id.
+    fallback = [f"raw:{t.strip()}" if t.strip() else f"id:{i}" for t, i in zip(texts, ids, strict=True)]
+    groups = content_groups(texts, fallback_keys=fallback)
     group_ids = groups.group_ids()
     keep = np.ones(len(texts), dtype=bool)
     if own_test is not None:
