@@ -101,7 +101,7 @@ STAY_ROUNDS = 3  # checkpoints the seed-mean must stay at or above the target be
 # A linear head on frozen embeddings, retrained every round; its learning rate and weight decay
 # are picked from this grid on a grouped dev split of the pool (`choose_head`), never on test.
 HEAD_BASE = HeadConfig(hidden=0, dropout=0.2, lr=1e-2, weight_decay=1e-4, max_epochs=30, patience=5)
-HEAD_GRID = [replace(HEAD_BASE, lr=lr, weight_decay=wd) for lr in (3e-3, 1e-2, 3e-2) for wd in (1e-4, 1e-3)]
+HEAD_GRID = [replace(HEAD_BASE, lr=lr, weight_decay=wd) for lr in (3e-3, 1e-2, 3e-2) for wd in (1e-4, 1e-2)]
 HEAD_CHOICE_BUDGETS = (100, 1000)  # random labelled sets the grid is scored at: early and late in a curve
 # Below this many labels a round trains without a dev split (fixed epochs): a few dozen dev items
 # early-stopped heads that still predicted one class everywhere (seen on their dev loss).

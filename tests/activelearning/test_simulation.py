@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -291,7 +292,9 @@ def test_bootstrap_interval_excludes_one_only_when_seeds_agree_that_a_strategy_i
 
 
 def test_prevalence_subsamples_the_pool_and_weights_the_test_split(tmp_path: Path) -> None:
-    rows = [{"text": f"message {i}", "label": "harmful" if i % 5 == 0 else "fine"} for i in range(3000)]
+    # Texts far apart (hex digests), so content grouping has no near-duplicate candidates to check.
+    texts = [hashlib.sha256(str(i).encode()).hexdigest()[:24] for i in range(3000)]
+    rows = [{"text": text, "label": "harmful" if i % 5 == 0 else "fine"} for i, text in enumerate(texts)]
     dataset = load_dataset(write_csv(tmp_path / "d.csv", rows), "csv", positive="harmful")
     rare = with_prevalence(dataset, 0.02)
     pool_y, test_y = rare.y[~rare.test], rare.y[rare.test]
