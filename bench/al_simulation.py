@@ -61,26 +61,28 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from activelearning.curve_reading import (  # noqa: E402
+    CurvePoint,
+    RatioEstimate,
+    bootstrap_ratio,
+    declare_best,
+    labels_to_stay,
+    mean_curve,
+)
 from activelearning.encoders import MiniLMEncoder, NumpyDiskCache, encode_cached  # noqa: E402
 from activelearning.heads import HeadConfig, train_head  # noqa: E402
 from activelearning.plots import line_chart_svg  # noqa: E402
 from activelearning.simulation import (  # noqa: E402
     BINARY_UNCERTAINTY,
-    CurvePoint,
     DatasetFormat,
     Metric,
-    RatioEstimate,
     SimulationSetup,
     TextDataset,
-    bootstrap_ratio,
     choose_head,
-    declare_best,
     distinct_strategies,
     full_data_scores,
     geometric_checkpoints,
-    labels_to_stay,
     load_dataset,
-    mean_curve,
     run_curves,
     stays_reached,
     strategy_to_run,

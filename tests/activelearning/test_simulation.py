@@ -12,22 +12,24 @@ import numpy as np
 import pytest
 from scipy import sparse
 
+from activelearning.curve_reading import (
+    CurvePoint,
+    bootstrap_ratio,
+    declare_best,
+    labels_to_reach,
+    labels_to_stay,
+    mean_curve,
+)
 from activelearning.heads import HeadConfig
 from activelearning.simulation import (
-    CurvePoint,
     SimulationError,
     SimulationSetup,
-    bootstrap_ratio,
     choose_head,
     convabuse_gold,
-    declare_best,
     distinct_strategies,
     geometric_checkpoints,
     grouped_dev_split,
-    labels_to_reach,
-    labels_to_stay,
     load_dataset,
-    mean_curve,
     run_curves,
     simulate,
     stays_reached,
