@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score
 
-from activelearning.curve_reading import CurvePoint, mean_curve
+from activelearning.curve_reading import CurvePoint, labels_to_stay, mean_curve
 from activelearning.evaluation import Task
 from activelearning.heads import HeadConfig, TrainedHead, train_head
 from activelearning.strategies import PoolView, Strategy, get_strategy
@@ -472,18 +472,18 @@ def run_curves(
             return points
 
 
-def stays_reached(
-    targets_by_metric: dict[Metric, float], *, rounds: int, at_least: int = 0
-) -> Callable[[list[CurvePoint]], bool]:
-    """A stop rule: the seed-mean curve of every metric has stayed at or above its target for
-    `rounds` checkpoints, and at least `at_least` labels are in."""
+def stays_reached(targets_by_metric: dict[Metric, float], *, beyond: float) -> Callable[[list[CurvePoint]], bool]:
+    """A stop rule: for every metric the seed-mean curve has reached its target and stayed there
+    (`labels_to_stay`), and the curve runs `beyond` times that many labels, so that curves
+    averaged over resampled seeds, which cross later, are still measured past their crossing."""
 
     def done(points: list[CurvePoint]) -> bool:
+        last = max(p.labels for p in points)
         for metric, target in targets_by_metric.items():
-            values = [value for _, value in mean_curve(points, metric)]
-            if len(values) < rounds or min(values[-rounds:]) < target:
+            needed = labels_to_stay(mean_curve(points, metric), target)
+            if needed is None or last < beyond * needed:
                 return False
-        return max(p.labels for p in points) >= at_least
+        return True
 
     return done
 

@@ -151,7 +151,7 @@ def test_simulation_is_deterministic_for_a_seed(setup: SimulationSetup) -> None:
 @pytest.mark.slow
 def test_run_curves_stops_once_the_mean_has_stayed_at_the_target(setup: SimulationSetup) -> None:
     checkpoints = [10, 20, 40, 80, 160, 320]
-    until = stays_reached({"macro_f1": 0.0}, rounds=2)
+    until = stays_reached({"macro_f1": 0.0}, beyond=2.0)
     points = run_curves(setup, "random", seeds=[0, 1], checkpoints=checkpoints, until=until)
     assert [labels for labels, _ in mean_curve(points)] == [10, 20]
     everything = run_curves(replace(setup, mc_samples=2), "random", seeds=[0], checkpoints=[10, 400, 500])
