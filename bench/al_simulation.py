@@ -224,6 +224,13 @@ def run_dataset(dataset: TextDataset, args: argparse.Namespace) -> dict[str, dic
         + " targets: "
         + " ".join(f"{m}={v:.4f}" for m, v in targets.items())
     )
+    if "minority_ap" in targets:
+        weight = np.ones(len(setup.y_test)) if setup.test_weight is None else setup.test_weight
+        chance = float(weight[setup.y_test == setup.minority].sum() / weight.sum())
+        print(
+            f"# {dataset.name}: minority PR-AUC by chance (its test prevalence) = {chance:.4f}; "
+            f"a full-pool figure near it means the head has not learnt the class and ratios on it mean little"
+        )
     points = run_strategy(setup, "random", len(setup.y_pool), targets, args)
     random_needed = [labels_to_stay(mean_curve(points, m), t) for m, t in targets.items()]
     worst = max((n for n in random_needed if n is not None), default=None)
@@ -398,9 +405,9 @@ def main(argv: list[str] | None = None) -> int:
         dataset = load_dataset(
             path, fmt, text_col=args.text_col, label_col=args.label_col, positive=args.positive_label
         )
-        dataset = subsample(dataset, max_pool=args.max_pool or None, max_test=args.max_test or None)
-        if args.prevalence:
+        if args.prevalence:  # before the size caps, so the rare class keeps every item it can
             dataset = with_prevalence(dataset, args.prevalence)
+        dataset = subsample(dataset, max_pool=args.max_pool or None, max_test=args.max_test or None)
         results[dataset.name] = run_dataset(dataset, args)
     if results:
         print(final_line(results, "minority_ap" if args.prevalence else "macro_f1"))
