@@ -254,7 +254,26 @@ def subsample(dataset: TextDataset, *, max_pool: int | None, max_test: int | Non
             rows = np.asarray(order[:limit])
             notes.append(f"{label} subsampled to {limit} of {int(part.sum())} items")
         keep[rows] = True
-    return dataset.take(np.flatnonzero(keep), notes)
+    smaller = dataset.take(np.flatnonzero(keep), notes)
+    if dataset.test_weight is None:
+        return smaller
+    # Reweighted test (see `with_prevalence`): keep the positives' share of the test mass.
+    share = _positive_share(dataset.y, dataset.test, dataset.test_weight)
+    return replace(smaller, test_weight=prevalence_weights(smaller.y, smaller.test, share))
+
+
+def _positive_share(y: np.ndarray, test: np.ndarray, weight: np.ndarray) -> float:
+    return float(weight[test & (y == 1)].sum() / weight[test].sum())
+
+
+def prevalence_weights(y: np.ndarray, test: np.ndarray, prevalence: float) -> np.ndarray:
+    """(n,) weights: 1 everywhere but on test positives, weighted so they are `prevalence` of the test mass."""
+    positive, negative = test & (y == 1), test & (y != 1)
+    if not positive.any() or not negative.any():
+        raise SimulationError("the test split needs both classes to weight it")
+    weight = np.ones(len(y))
+    weight[positive] = prevalence / (1 - prevalence) * negative.sum() / positive.sum()
+    return weight
 
 
 def with_prevalence(dataset: TextDataset, prevalence: float) -> TextDataset:
@@ -281,11 +300,8 @@ def with_prevalence(dataset: TextDataset, prevalence: float) -> TextDataset:
         )
     keep = (pool & ~positive) | test
     keep[positives[:want]] = True
-    test_pos, test_neg = int((test & positive).sum()), int((test & ~positive).sum())
-    if test_pos == 0 or test_neg == 0:
-        raise SimulationError(f"{dataset.name}: the test split needs both classes to weight it")
-    weight = np.ones(len(dataset.y))
-    weight[test & positive] = prevalence / (1 - prevalence) * test_neg / test_pos
+    test_pos = int((test & positive).sum())
+    weight = prevalence_weights(dataset.y, test, prevalence)
     notes = [
         *dataset.notes,
         f"prevalence {prevalence:.1%}: pool positives subsampled to {want} of {len(positives)} "

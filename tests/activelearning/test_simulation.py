@@ -304,6 +304,9 @@ def test_prevalence_subsamples_the_pool_and_weights_the_test_split(tmp_path: Pat
     weight = rare.test_weight[rare.test]
     assert (weight * test_y).sum() / weight.sum() == pytest.approx(0.02)
     assert rare.test.sum() == dataset.test.sum()  # every test item kept, positives weighted
+    capped = subsample(rare, max_pool=None, max_test=200)
+    weight = capped.test_weight[capped.test]
+    assert (weight * capped.y[capped.test]).sum() / weight.sum() == pytest.approx(0.02)
     with pytest.raises(SimulationError, match="binary"):
         with_prevalence(replace(dataset, task="multiclass"), 0.02)
 
