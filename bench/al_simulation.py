@@ -2,10 +2,15 @@
 as a ratio to random sampling with a bootstrap interval over seeds.
 
     python bench/al_simulation.py                       # Toxic Spans + ConvAbuse from REVIEWAPP_DATA_DIR
-    python bench/al_simulation.py --quick               # fewer seeds, smaller pool: minutes, not an hour
+    python bench/al_simulation.py --quick               # 5 seeds, pool <= 4,000, budget <= 800 labels
     python bench/al_simulation.py --prevalence 0.02     # harmful class at 2 % of the pool, PR-AUC target too
     python bench/al_simulation.py --dataset my.csv --format csv --text-col body --label-col verdict
     python bench/al_simulation.py --time-retrain 100000  # head retrain time on 384-dim embeddings
+
+Run time on 2 shared cores (2026-12, embeddings cached): --quick ~8 min, --quick --prevalence
+0.02 ~15 min; the default (10 seeds, 10 % checkpoints, pool <= 15,000) ~30 min. The default with
+--prevalence 0.02 runs every strategy to 1,500 labels on Toxic Spans (random's PR-AUC curve
+reaches its target only near the whole pool) and takes well over an hour.
 
 Reviewers are simulated by gold labels (crowd majority for Toxic Spans and ConvAbuse). The
 held-out test split shares no exact or near-duplicate text with the selectable pool
