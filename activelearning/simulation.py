@@ -2,17 +2,19 @@
 
 A `TextDataset` holds texts with one gold class each and a held-out test split that no strategy
 ever sees and that shares no content with the selectable pool: rows are grouped by
-`reviewapp.content_keys` (normalised text, near duplicates by character-shingle Jaccard), and a
-pool row whose group holds a test row, or that is a near duplicate of a test-side group (a
-bridge), is dropped, with the count in `notes`. `simulate` runs rounds of select → label
-(reveal gold) → retrain on the labelled pool and evaluates every round on the test split, giving
-a learning curve per strategy and seed. Head settings are chosen by `choose_head` on a dev split
-carved from the pool by content group, never on test; the early-stopping dev split inside each
-round is grouped by content too.
+`reviewapp.content_keys` (normalised text, near duplicates by character-shingle Jaccard). A
+dataset's own test split is kept and every pool row whose group holds a test row, or that is a
+near duplicate of a test-side group (a bridge), is dropped; otherwise the split hashes the group
+key and bridging test rows are dropped. `notes` carries the counts (see `content_split`).
+
+`simulate` runs rounds of select → label (reveal gold) → retrain on the labelled pool and
+evaluates every round on the test split, giving a learning curve per strategy and seed. Head
+settings are chosen by `choose_head` on a dev split carved from the pool by content group, never
+on test; the early-stopping dev split inside each round is grouped by content too.
 
 The curves are read in `activelearning.curve_reading` (seed means, crossings that stay,
-bootstrap intervals over seeds). `distinct_strategies` runs least-confidence,
-margin and entropy once for one-sigmoid (binary) tasks, where they rank a pool identically.
+bootstrap intervals over seeds). `distinct_strategies` runs least-confidence, margin and
+entropy once for one-sigmoid (binary) tasks, where they rank a pool identically.
 
 `with_prevalence` subsamples the pool's positive class to a given share (real moderation
 traffic has ~2 % harmful items) and weights the test split to that share, and every round also
