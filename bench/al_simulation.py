@@ -7,8 +7,8 @@ as a ratio to random sampling with a bootstrap interval over seeds.
     python bench/al_simulation.py --dataset my.csv --format csv --text-col body --label-col verdict
     python bench/al_simulation.py --time-retrain 100000  # head retrain time on 384-dim embeddings
 
-Run time on 2 shared cores (2026-12, embeddings cached): --quick ~8 min, --quick --prevalence
-0.02 ~15 min; the default (10 seeds, 10 % checkpoints, pool <= 15,000) ~30 min. The default with
+Run time on 2 shared, busy cores (2026-12, embeddings cached): --quick ~8 min, --quick
+--prevalence 0.02 ~10 min; the default (10 seeds, 10 % checkpoints, pool <= 15,000) ~25 min. The default with
 --prevalence 0.02 runs every strategy to 1,500 labels on Toxic Spans (random's PR-AUC curve
 reaches its target only near the whole pool) and takes well over an hour.
 
