@@ -181,7 +181,8 @@ def content_groups(texts: Sequence[str], *, fallback_keys: Sequence[str] | None 
 def leaking_rows(groups: ContentGroups, split: np.ndarray, *, held_out: Sequence[int]) -> np.ndarray:
     """Rows in a held-out split (codes in `held_out`) that have a near duplicate in another split.
 
-    Only bridges can do that (a group never spans splits); every copy of a bridging text is
+    Precondition: `split` is constant within each group (splits taken by group key, as the callers
+    here do). Then only bridges can leak (a group never spans splits); every copy of a bridging text is
     marked, not just the row where the bridge was found. Callers leave these rows out of
     evaluation and say how many they left out.
     """

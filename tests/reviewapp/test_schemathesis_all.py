@@ -136,6 +136,7 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
             "GET /api/v1/ingest-jobs/{ingest_job_id}": ({}, None, None, 200),
             "GET /api/v1/exports/{job_id}": ({}, None, None, 200),
             "GET /api/v1/exports/{job_id}/download": ({}, None, None, 200),
+            "GET /api/v1/label-error-runs/{label_error_run_id}": ({}, {"scores": "true"}, None, 200),
             "GET /api/v1/models": ({}, {"policy": "harassment"}, None, 200),
             "GET /api/v1/models/{model_id}": ({}, None, None, 200),
             "POST /api/v1/queues/{queue_id}/claim": ({}, None, None, 200),
