@@ -125,6 +125,9 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
             "GET /api/v1/datasets/": ({}, {"page_size": 10}, None, 200),
             "POST /api/v1/datasets/": ({}, None, {"slug": "fuzz-new", "name": "Fuzz", "filters": {}}, 201),
             "GET /api/v1/datasets/{slug}/": ({}, None, None, 200),
+            # A dataset's split rule and filters never change: these two only ever refuse, and say why.
+            "PATCH /api/v1/datasets/{slug}/": ({}, None, {"group_by": "item"}, 409),
+            "PUT /api/v1/datasets/{slug}/": ({}, None, {"group_by": "item"}, 409),
             "GET /api/v1/datasets/{slug}/builds/{build_id}": ({}, None, None, 200),
             "GET /api/v1/datasets/{slug}/versions/": ({}, None, None, 200),
             "POST /api/v1/datasets/{slug}/versions/": ({}, None, {}, 201),
