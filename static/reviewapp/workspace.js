@@ -8,6 +8,11 @@
   // in between are ignored: the new form is not ready yet, and the old one is gone.
   let busy = false;
 
+  function setBusy(value) {
+    busy = value;
+    document.documentElement.toggleAttribute("data-workspace-busy", value);
+  }
+
   function region() {
     return document.getElementById("task-region");
   }
@@ -153,13 +158,19 @@
   function targetsTask(event) {
     return event.detail.target && event.detail.target.id === "task-region";
   }
-  document.addEventListener("htmx:beforeRequest", function (event) { if (targetsTask(event)) busy = true; });
+  document.addEventListener("htmx:beforeRequest", function (event) { if (targetsTask(event)) setBusy(true); });
   document.addEventListener("htmx:afterRequest", function (event) {
-    if (targetsTask(event) && !event.detail.successful) busy = false;  // nothing will be swapped in
+    if (targetsTask(event) && !event.detail.successful) setBusy(false);  // nothing will be swapped in
   });
+  // Keys wait for htmx's settle step, not just the swap: until then an element that kept its id
+  // (the answer form) still carries the previous item's attributes, such as where it posts.
   document.addEventListener("htmx:afterSettle", function (event) {
-    busy = false;
+    setBusy(false);
     if (event.detail.target && event.detail.target.id === "task-region") onTaskShown();
   });
   document.addEventListener("DOMContentLoaded", onTaskShown);
+  // Keys work from here on; browser tests wait for `html[data-workspace-ready]:not([data-workspace-busy])`
+  // before pressing one (a key pressed while a page loads its scripts reaches no handler, and keys
+  // are ignored while the next item is on its way).
+  document.documentElement.setAttribute("data-workspace-ready", "");
 })();

@@ -20,6 +20,7 @@ from labeling.services.annotations import annotation_submit
 from reviewapp.models import Queue
 from reviewapp.services.claims import task_claim_next
 from tests.browser.conftest import PASSWORD
+from tests.browser.workspace_nav import keys_ready
 from tests.factories import ContentItemFactory, PolicyFactory, QueueFactory, ReviewTaskFactory
 
 pytestmark = pytest.mark.browser
@@ -105,7 +106,9 @@ def test_enter_on_a_tie_records_nothing_and_says_so(page: Page, watch, log_in, s
         assert adjudication.status == "open"
         assert not GoldLabel.objects.exists()
 
-    # With a label chosen, Enter records it: the keyboard path still works.
+    # With a label chosen, Enter records it: the keyboard path still works (once the reloaded page
+    # has its keyboard script).
+    keys_ready(page)
     page.keyboard.press("2")
     expect(page.get_by_label("Not strong")).to_be_checked()
     page.keyboard.press("Enter")

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from reviewapp.audit import SYSTEM
 from reviewapp.services.ingest import decisions_ingest
-from tests.browser.workspace_nav import open_next_item
+from tests.browser.workspace_nav import keys_ready, open_next_item
 from tests.factories import BINARY_SCHEMA, ContentItemFactory, PolicyFactory, ReviewTaskFactory, RoutingRuleFactory
 
 pytestmark = pytest.mark.browser
@@ -97,6 +97,7 @@ def visit_every_item(page: Page, queue_url: str) -> Iterator[tuple[str, str]]:
     expect(task).to_have_count(1)
     while task.count():
         yield shown_payload(page), "page load"
+        keys_ready(page)
         page.keyboard.press("s")
         page.keyboard.press("Enter")
         expect(page.locator("#task-region .notice")).to_have_text("Skipped.")
@@ -186,6 +187,7 @@ def test_hostile_text_stays_inside_the_page_width(page: Page, watch, log_in, rev
         if (overflow := horizontal_overflow(page)) > 0:
             overflows[shown_payload(page)] = overflow
         shown = page.locator("#task-region .task").get_attribute("data-task")
+        keys_ready(page)
         page.keyboard.press("s")
         page.keyboard.press("Enter")
         expect(page.locator(f'#task-region .task[data-task="{shown}"]')).to_have_count(0)

@@ -7,6 +7,7 @@ from playwright.sync_api import Page, expect
 
 from labeling.models import Annotation, AnnotationSource
 from reviewapp.models import AuditEvent, TaskSkip, TaskStatus
+from tests.browser.workspace_nav import keys_ready
 from tests.factories import ContentItemFactory, ReviewTaskFactory
 
 pytestmark = pytest.mark.browser
@@ -41,6 +42,7 @@ def tab_to(page: Page, name: str, *, limit: int = 20) -> None:
 
 def answer(page: Page, key: str) -> None:
     """Choose a label by its number key, then submit with Enter."""
+    keys_ready(page)
     page.keyboard.press(key)
     expect(page.locator(f'#annotate-form input[value="{LABEL_KEYS[key]}"]')).to_be_checked()
     page.keyboard.press("Enter")
@@ -68,6 +70,7 @@ def test_keyboard_only_review_session(page: Page, watch, screenshot, log_in, rev
     expect(content).to_have_text(ITEMS[2][0])
     screenshot("second-labelled-not-violating")
 
+    keys_ready(page)
     page.keyboard.press("s")
     expect(page.locator("#skip-reason")).to_be_focused()
     screenshot("skip-reason-open")
@@ -81,6 +84,7 @@ def test_keyboard_only_review_session(page: Page, watch, screenshot, log_in, rev
     expect(page.locator("#undo-form")).to_be_visible()
     screenshot("fourth-labelled-violating")
 
+    keys_ready(page)
     page.keyboard.press("u")
     expect(content).to_have_text(ITEMS[3][0])
     expect(notice).to_have_text("Undone: label it again.")

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from labeling.models import Annotation
-from tests.browser.workspace_nav import open_next_item
+from tests.browser.workspace_nav import keys_ready, open_next_item
 from tests.factories import ContentItemFactory, PolicyFactory, ReviewTaskFactory
 
 pytestmark = pytest.mark.browser
@@ -56,6 +56,7 @@ def test_a_policy_switch_holds_the_number_keys_until_confirmed(
     page.keyboard.press("Enter")
 
     expect(content).to_have_text("second: hate item")
+    keys_ready(page)
     expect(switch).to_be_visible()
     expect(switch).to_contain_text("Policy changed")
     expect(switch).to_contain_text("2 Counter speech")
@@ -71,6 +72,7 @@ def test_a_policy_switch_holds_the_number_keys_until_confirmed(
     page.keyboard.press("Enter")
 
     expect(content).to_have_text("third")
+    keys_ready(page)
     expect(switch).to_be_hidden()  # same policy version as the item before
     page.keyboard.press("1")
     expect(page.locator('#annotate-form input[value="hateful"]')).to_be_checked()

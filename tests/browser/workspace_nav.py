@@ -15,6 +15,7 @@ def open_next_item(page: Page, queue_id: int) -> None:
     if page.locator("#task-region .task").count() == 0:
         press_start_reviewing(page)
     expect(page.locator("#task-region .task")).to_be_visible()
+    keys_ready(page)
 
 
 def start_reviewing(page: Page, queue_id: int) -> None:
@@ -22,7 +23,15 @@ def start_reviewing(page: Page, queue_id: int) -> None:
     page.goto(f"/queues/{queue_id}/work")
     press_start_reviewing(page)
     expect(page.locator("#task-region .task")).to_have_count(1)
+    keys_ready(page)
 
 
 def press_start_reviewing(page: Page) -> None:
     page.get_by_role("button", name="Start reviewing").click()
+
+
+def keys_ready(page: Page) -> None:
+    """Wait until the workspace takes keys: its script has run and no item is on its way (htmx has
+    swapped and settled the last one). A person cannot press a key within those milliseconds; a
+    test can."""
+    expect(page.locator("html[data-workspace-ready]:not([data-workspace-busy])")).to_be_attached()
