@@ -12,3 +12,10 @@ class ActivelearningConfig(AppConfig):
         from .metrics import ModelCollector
 
         collector_register(name="activelearning", collector=ModelCollector())
+
+        # reviewapp announces new content and imports nothing of this app (no back-edge).
+        from reviewapp.signals import content_ingested
+
+        from .services.deployment import content_ingested_receiver
+
+        content_ingested.connect(content_ingested_receiver, dispatch_uid="activelearning.deployment.score_new")

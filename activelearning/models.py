@@ -416,3 +416,53 @@ class OutOfFoldScore(models.Model):
 
     def __str__(self) -> str:
         return f"item {self.item_id} in fold {self.fold} of run {self.run_id}"
+
+
+class DeploymentMode(models.TextChoices):
+    LIVE = "live", "Live: its decisions route items"
+    SHADOW = "shadow", "Shadow: its decisions are recorded and route nothing"
+
+
+class ModelDeployment(models.Model):
+    """Which versions of a policy's model score incoming content in the app: online, not offline.
+
+    Promotion (`ModelStatus.CHAMPION`) is the offline verdict on held-out gold; deployment is what
+    runs on traffic. A newly promoted champion enters *shadow* for the period in `shadow_until`
+    (also the first model of a policy: nothing routes on a model before a lead switched it live);
+    a lead switches it live, or rolls back to `previous_live`. New content items (id above the
+    `*_from_item` watermark taken at the switch) get a `ModelDecision` from each deployed version,
+    as `al-<policy>@v<N>`; the live one is routed like any upstream model's, the shadow one is
+    stored with `RoutingOutcome.SHADOW`. `*_swept_to` is how far the periodic sweep has looked
+    for items the after-commit scoring missed. State changes: `services/deployment.py` only.
+    """
+
+    policy = models.OneToOneField("labeling.Policy", on_delete=models.PROTECT, related_name="model_deployment")
+    live = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    live_since = models.DateTimeField(null=True, blank=True)
+    live_from_item = models.BigIntegerField(default=0, help_text="Items with a larger id are scored live.")
+    live_swept_to = models.BigIntegerField(default=0)
+    previous_live = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="What rollback restores.",
+    )
+    shadow = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    shadow_since = models.DateTimeField(null=True, blank=True)
+    shadow_until = models.DateTimeField(null=True, blank=True, help_text="End of the shadow period a lead chose.")
+    shadow_from_item = models.BigIntegerField(default=0, help_text="Items with a larger id are scored in shadow.")
+    shadow_swept_to = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(live__isnull=True) | Q(shadow__isnull=True) | ~Q(live=models.F("shadow")),
+                name="modeldeployment_live_is_not_shadow",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"deployment of {self.policy_id}: live {self.live_id}, shadow {self.shadow_id}"

@@ -18,6 +18,7 @@ from django.conf import settings
 from reviewapp.retry import HEAVY
 
 from .models import ModelStatus, ModelVersion, RunStage, RunTrigger, ScoringRun, TrainingRun
+from .services.deployment import deployed_items_score, deployed_items_sweep
 from .services.evaluation import model_version_evaluate
 from .services.out_of_fold import label_error_run_execute, label_error_run_fail
 from .services.promotion import model_version_promote
@@ -119,6 +120,18 @@ def score_chunk(scoring_run_id: int, index: int) -> int:
     if run_id is not None:
         round_continue(run_id=run_id, stage=RunStage.SELECTING, message="selecting items")
     return scored
+
+
+@shared_task(name="activelearning.score_deployed", time_limit=600, soft_time_limit=570, **HEAVY)
+def score_deployed(item_ids: list[int]) -> int:
+    """Score new content items with the live and shadow versions (idempotent per item and version)."""
+    return deployed_items_score(item_ids=item_ids)
+
+
+@shared_task(name="activelearning.score_deployed_sweep", time_limit=900, soft_time_limit=870, **HEAVY)
+def score_deployed_sweep() -> int:
+    """Score new items the after-commit scoring missed."""
+    return deployed_items_sweep()
 
 
 @shared_task(base=RoundTask, name="activelearning.select_batch", time_limit=1800, soft_time_limit=1740, **HEAVY)

@@ -23,10 +23,13 @@ from activelearning.strategies import STRATEGIES
 from labeling.models import Policy
 from reviewapp.access import lead_required
 from reviewapp.audit import Actor
+from reviewapp.errors import Refused
 from reviewapp.models import Queue
 
-from .models import Encoder, RunTrigger, ThresholdProposal, TrainingRun
+from .models import Encoder, ModelVersion, RunTrigger, ThresholdProposal, TrainingRun
 from .report import models_context, run_context
+from .services.deployment import model_deploy, model_rollback
+from .services.deployment_comparison import deployment_context
 from .services.rounds import RoundAlreadyActive, default_encoder, training_run_fail, training_run_start
 from .services.thresholds import ProposalClosed, threshold_proposal_approve, threshold_proposal_reject
 
@@ -51,6 +54,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
         "strategies": list(STRATEGIES),
         "queues": Queue.objects.filter(is_active=True),
         **models_context(policy, request.GET.get("version")),
+        **deployment_context(policy),
     }
     return render(request, "activelearning/models.html", context)
 
@@ -122,3 +126,46 @@ def _proposal_decide(request: HttpRequest, proposal_id: int, decide: Callable[..
     else:
         messages.success(request, done)
     return redirect(_models_url(proposal.policy.key))
+
+
+@require_POST
+@lead_required
+def version_deploy(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Switch a version to shadow (for the chosen number of days) or live, once the lead confirmed."""
+    version = get_object_or_404(ModelVersion.objects.select_related("policy"), pk=version_id)
+    mode = request.POST.get("mode", "")
+    return _switch(
+        request,
+        version.policy.key,
+        lambda: model_deploy(
+            version_id=version.pk, mode=mode, actor=Actor.of(request.user), shadow_days=_days(request)
+        ),
+        f"{version.model_name}@{version.version_label} is now {mode}.",
+    )
+
+
+@require_POST
+@lead_required
+def policy_rollback(request: HttpRequest, policy_key: str) -> HttpResponse:
+    """Make the previous live version of the policy live again, once the lead confirmed."""
+    policy = get_object_or_404(Policy, key=policy_key)
+    done = "Rolled back: the previous live version is live again."
+    return _switch(request, policy.key, lambda: model_rollback(policy_id=policy.pk, actor=Actor.of(request.user)), done)
+
+
+def _days(request: HttpRequest) -> int | None:
+    raw = request.POST.get("shadow_days", "").strip()
+    return int(raw) if raw.isdigit() else (None if not raw else -1)  # -1: refused by the service
+
+
+def _switch(request: HttpRequest, policy_key: str, switch: Callable[[], object], done: str) -> HttpResponse:
+    if request.POST.get("confirm") != "yes":
+        messages.error(request, "Nothing changed: tick the confirmation box to switch what routes traffic.")
+    else:
+        try:
+            switch()
+        except Refused as refused:
+            messages.error(request, f"Nothing changed: {refused.detail}")
+        else:
+            messages.success(request, done)
+    return redirect(_models_url(policy_key))

@@ -373,6 +373,12 @@ AL_MIN_SLICE = 30  # items for a slice to count
 AL_MIN_TEST = 20  # held-out items needed to judge a promotion
 AL_TARGET_PRECISION = 0.95
 AL_TARGET_RECALL = 0.95
+# Deployment (activelearning/services/deployment.py): a promoted champion scores new items in shadow
+# for this many days unless a lead chooses another period; in-app scoring takes new items in
+# batches of AL_DEPLOY_BATCH per task, and a sweep catches items the after-commit scoring missed.
+AL_SHADOW_DAYS = envint("REVIEWAPP_AL_SHADOW_DAYS", "7", minimum=1)
+AL_DEPLOY_BATCH = envint("REVIEWAPP_AL_DEPLOY_BATCH", "500", minimum=1)
+AL_DEPLOY_SWEEP_AFTER_SECONDS = envint("REVIEWAPP_AL_DEPLOY_SWEEP_AFTER_SECONDS", "60", minimum=0)
 CELERY_TASK_ROUTES = {
     "activelearning.retrain": {"queue": AL_TRAINING_QUEUE},
     "activelearning.evaluate": {"queue": AL_TRAINING_QUEUE},
@@ -383,6 +389,8 @@ CELERY_TASK_ROUTES = {
     "activelearning.score_chunk": {"queue": AL_SCORING_QUEUE},
     "activelearning.select_batch": {"queue": AL_SCORING_QUEUE},
     "activelearning.prune_pool_scores": {"queue": AL_SCORING_QUEUE},
+    "activelearning.score_deployed": {"queue": AL_SCORING_QUEUE},
+    "activelearning.score_deployed_sweep": {"queue": AL_SCORING_QUEUE},
 }
 CELERY_BEAT_SCHEDULE.update(
     {
@@ -390,6 +398,7 @@ CELERY_BEAT_SCHEDULE.update(
         "al-retrain-scheduled": {"task": "activelearning.retrain_scheduled", "schedule": 3600.0},
         "al-resume-stalled-rounds": {"task": "activelearning.resume_stalled_rounds", "schedule": 600.0},
         "al-prune-pool-scores": {"task": "activelearning.prune_pool_scores", "schedule": 86400.0},
+        "al-score-deployed-sweep": {"task": "activelearning.score_deployed_sweep", "schedule": 60.0},
     }
 )
 

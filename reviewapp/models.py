@@ -65,6 +65,9 @@ class RoutingOutcome(models.TextChoices):
     AUTO_ACTION = "auto_action", "Auto-enforced"
     AUTO_CLEAR = "auto_clear", "Auto-cleared"
     REVIEW = "review", "Human review"
+    # A model in shadow: its decision is recorded to be compared with the live model's, and
+    # routes nothing (no task, no enforcement, no audit sample).
+    SHADOW = "shadow", "Shadow (routes nothing)"
 
 
 class ModelDecision(models.Model):

@@ -29,7 +29,7 @@ from typing import Any
 from labeling.models import PolicyVersion
 
 from .content import Media, Segment, hidden_characters, highlight_spans, media_for
-from .models import ModelDecision, ReviewTask, TaskReason
+from .models import ModelDecision, ReviewTask, RoutingOutcome, TaskReason
 
 # A metadata key is a reference label when one of its words is one of these: the dataset's own
 # label, crowd answers, gold, a verdict. Removing a harmless key costs little; showing one of these
@@ -197,8 +197,12 @@ def _model_line(task: ReviewTask) -> ModelLine | None:
 
 
 def item_latest_decision(*, item_id: int, policy_id: int) -> ModelDecision | None:
-    """The most recent model decision on an item under a policy: what a honeypot of it shows."""
-    return ModelDecision.objects.filter(item_id=item_id, policy_id=policy_id).order_by("-received_at", "-pk").first()
+    """The most recent routed model decision on an item under a policy: what a honeypot of it shows
+    (a shadow model's decision is never shown)."""
+    decisions = ModelDecision.objects.filter(item_id=item_id, policy_id=policy_id).exclude(
+        routing_outcome=RoutingOutcome.SHADOW
+    )
+    return decisions.order_by("-received_at", "-pk").first()
 
 
 def _hidden_character_warnings(item: ReviewerItem, model: ModelLine | None) -> list[HiddenCharacterWarning]:

@@ -7,6 +7,8 @@ from . import views
 urlpatterns = [
     path("models", views.ModelsView.as_view(), name="api-models"),
     path("models/<int:model_id>", views.ModelDetailView.as_view(), name="api-model-detail"),
+    path("models/<int:model_id>/deploy", views.ModelDeployView.as_view(), name="api-model-deploy"),
+    path("models/<slug:policy_key>/rollback", views.ModelRollbackView.as_view(), name="api-model-rollback"),
     path("rounds", views.RoundsView.as_view(), name="api-rounds"),
     path("rounds/<int:run_id>", views.RunDetailView.as_view(), name="api-round-detail"),
     path("thresholds", views.ProposalsView.as_view(), name="api-thresholds"),

@@ -1,8 +1,9 @@
-"""REST for ML engineers and automation: the model registry, rounds, label-error runs, and threshold approval.
+"""REST for ML engineers and automation: the model registry, rounds, label-error runs, threshold
+approval and deployment (shadow / live / rollback).
 
 Who: a signed-in policy lead, or a service token with the `models:write` scope (reading the
-registry and starting rounds). Approving thresholds changes routing, so it needs a person who is
-a lead: a session, or a personal token of a lead with `models:write`.
+registry and starting rounds). Approving thresholds and switching deployments change routing, so
+they need a person who is a lead: a session, or a personal token of a lead with `models:write`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from reviewapp.api.serializers import ErrorSerializer
 from reviewapp.models import ServiceToken
 
 from ..models import (
+    DeploymentMode,
     LabelErrorRun,
+    ModelDeployment,
     ModelVersion,
     OutOfFoldScore,
     PromotionDecision,
@@ -33,6 +36,7 @@ from ..models import (
     ThresholdProposal,
     TrainingRun,
 )
+from ..services.deployment import MAX_SHADOW_DAYS, model_deploy, model_rollback
 from ..services.rounds import InvalidRound, RoundAlreadyActive, training_run_start
 from ..services.thresholds import threshold_proposal_approve, threshold_proposal_reject, threshold_sources
 from ..strata import ALL, figure_label
@@ -414,3 +418,77 @@ class ProposalRejectView(APIView):
     )
     def post(self, request: Request, proposal_id: int) -> Response:
         return _decide(request, proposal_id, "reject")
+
+
+class DeployIn(serializers.Serializer):
+    mode = serializers.ChoiceField(
+        choices=DeploymentMode.values, help_text="shadow: decisions recorded, routing nothing."
+    )
+    shadow_days = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_SHADOW_DAYS, help_text="Shadow period; AL_SHADOW_DAYS by default."
+    )
+
+
+class DeploymentOut(serializers.ModelSerializer):
+    """A policy's deployment: model version ids live, in shadow, and what rollback restores."""
+
+    policy = serializers.CharField(source="policy.key")
+
+    class Meta:
+        model = ModelDeployment
+        fields = [
+            "policy",
+            "live",
+            "live_since",
+            "shadow",
+            "shadow_since",
+            "shadow_until",
+            "previous_live",
+            "updated_at",
+        ]
+
+
+SWITCH_RESPONSES = {
+    200: DeploymentOut,
+    400: ErrorSerializer,
+    403: ErrorSerializer,
+    404: ErrorSerializer,
+    409: ErrorSerializer,
+}
+
+
+class ModelDeployView(APIView):
+    permission_classes = [LeadPerson]
+
+    @extend_schema(
+        operation_id="models_deploy",
+        summary="Put a model version in shadow or live (audited); live keeps the version before it for rollback",
+        request=DeployIn,
+        responses=SWITCH_RESPONSES,
+    )
+    def post(self, request: Request, model_id: int) -> Response:
+        version = get_object_or_404(ModelVersion, pk=model_id)
+        data = DeployIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        deployment = model_deploy(
+            version_id=version.pk,
+            mode=data.validated_data["mode"],
+            actor=token_actor(request),
+            shadow_days=data.validated_data.get("shadow_days"),
+        )
+        return Response(DeploymentOut(ModelDeployment.objects.select_related("policy").get(pk=deployment.pk)).data)
+
+
+class ModelRollbackView(APIView):
+    permission_classes = [LeadPerson]
+
+    @extend_schema(
+        operation_id="models_rollback",
+        summary="Make the policy's previous live model version live again (audited); 409 when there is none",
+        request=None,
+        responses=SWITCH_RESPONSES,
+    )
+    def post(self, request: Request, policy_key: str) -> Response:
+        policy = get_object_or_404(Policy, key=policy_key)
+        deployment = model_rollback(policy_id=policy.pk, actor=token_actor(request))
+        return Response(DeploymentOut(ModelDeployment.objects.select_related("policy").get(pk=deployment.pk)).data)

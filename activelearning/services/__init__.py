@@ -12,5 +12,7 @@ the models themselves. Modules by topic:
 - `evaluation`, `promotion`: honest held-out metrics and champion/challenger;
 - `scoring`, `selection`: chunked pool scoring and batch selection into review queues;
 - `thresholds`: routing-threshold proposals and their approval;
+- `deployment`, `deployment_comparison`: live / shadow / rollback of a policy's model, in-app
+  scoring of new content by the deployed versions, and shadow-vs-live figures;
 - `numeric`: numpy helpers the numeric core does not offer yet.
 """

@@ -73,6 +73,11 @@ def label_error_run_task() -> Task:
     return _tasks().find_label_errors
 
 
+def deployed_score_task() -> Task:
+    """The task scoring new content items with the deployed (live and shadow) versions; not a stage."""
+    return _tasks().score_deployed
+
+
 def enqueue_after_commit(task: Task, *ids: int) -> None:
     """Send `task(*ids)` once the current transaction commits (at once outside a transaction).
 

@@ -35,6 +35,7 @@ from reviewapp.audit import SYSTEM, Actor, audit_record
 
 from ..models import ModelStatus, ModelVersion, PromotionDecision, PromotionOutcome
 from .datasets import SLICE_KEYS, held_out_unseen_by
+from .deployment import deployment_on_promotion
 from .evaluation import HeldOut, eval_probs, held_out
 from .numeric import PairedDelta, finite_or_none, macro_f1, paired_bootstrap, predictions
 from .splits import SplitDefinition
@@ -67,6 +68,9 @@ def model_version_promote(*, version_id: int, actor: Actor = SYSTEM) -> Promotio
             raise ChampionChanged(f"champion of {challenger.policy.key} changed during the comparison")
         if outcome == PromotionOutcome.PROMOTED:
             _swap(locked[challenger.pk], locked.get(champion.pk) if champion else None)
+            # Promoted offline is not yet deployed: the new champion scores traffic in shadow until
+            # a lead switches it live (services/deployment.py).
+            deployment_on_promotion(version=challenger, actor=actor)
         decision = PromotionDecision.objects.create(
             policy_id=challenger.policy_id,
             challenger=challenger,

@@ -86,7 +86,8 @@ def appeal_open(
 
 def _appealed_outcome(item: ContentItem, policy: Policy) -> tuple[list[str], str, ModelDecision | None]:
     gold = gold_current(item_id=item.pk, policy_id=policy.pk)
-    decision = ModelDecision.objects.filter(item=item, policy=policy).order_by("-received_at").first()
+    routed = ModelDecision.objects.filter(item=item, policy=policy).exclude(routing_outcome=RoutingOutcome.SHADOW)
+    decision = routed.order_by("-received_at").first()
     if gold is not None:
         return list(gold.labels), gold.source, decision
     if decision is not None and decision.routing_outcome == RoutingOutcome.AUTO_ACTION:

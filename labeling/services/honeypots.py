@@ -10,7 +10,7 @@ from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
 
 from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.db import db_now
-from reviewapp.models import ModelDecision, Queue, ReviewTask, TaskReason, TaskStatus
+from reviewapp.models import ModelDecision, Queue, ReviewTask, RoutingOutcome, TaskReason, TaskStatus
 from reviewapp.services.tasks import TaskSpec, review_task_open
 
 from ..models import Annotation, GoldLabel, HoneypotCheck
@@ -40,8 +40,10 @@ def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -
     if wanted <= 0:
         return 0
     policies = ReviewTask.objects.filter(queue=queue).values("policy_id").distinct()
-    latest = ModelDecision.objects.filter(item_id=OuterRef("item_id"), policy_id=OuterRef("policy_id")).order_by(
-        "-received_at", "-pk"
+    latest = (
+        ModelDecision.objects.filter(item_id=OuterRef("item_id"), policy_id=OuterRef("policy_id"))
+        .exclude(routing_outcome=RoutingOutcome.SHADOW)
+        .order_by("-received_at", "-pk")
     )
     pool = list(
         GoldLabel.objects.filter(policy_id__in=policies, superseded_by__isnull=True)

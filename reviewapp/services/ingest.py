@@ -10,6 +10,9 @@ Semantics (also in the API docs): per row. Valid rows are stored even when other
 are not; invalid rows are reported by index and nothing of them is stored. A decision is
 identified by (source, external_id, policy, model_name, model_version): sending it again creates
 nothing and returns the outcome recorded the first time.
+
+Content items this call creates are announced after commit with `reviewapp.signals.content_ingested`,
+so the apps built on reviewapp (in-app model scoring) can take them up without reviewapp importing them.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from .. import metrics
 from ..audit import Actor
 from ..context import current_request_id
 from ..db import copy_rows, stage_table
-from ..models import Queue, RoutingRule, TaskReason
+from ..models import ContentItem, Queue, RoutingOutcome, RoutingRule, TaskReason
+from ..signals import content_ingested
 from .routing import Route, route_score, task_priority
 from .tasks import TaskSpec, review_task_open
 from .validation import DecisionRow, ItemRow, RowError, check_decision_row
@@ -57,15 +61,17 @@ class _Planned:
     route_queue: Queue | None
 
 
-def decisions_ingest(*, rows: Sequence[Any], actor: Actor) -> IngestResult:
+def decisions_ingest(*, rows: Sequence[Any], actor: Actor, shadow: bool = False) -> IngestResult:
     """Validate, store and route a batch of decisions. Idempotent per decision key.
 
-    Opens its own transaction; call it outside any other. Locks: row locks on conflicting
-    content items, decisions and open tasks, taken in key order.
+    Opens its own transaction (a savepoint when called inside one). Locks: row locks on conflicting
+    content items, decisions and open tasks, taken in key order. With `shadow`, the decisions come
+    from a model in shadow: stored with the thresholds of their rule but routed nowhere
+    (`RoutingOutcome.SHADOW`: no task, no automatic action, no audit sample).
     """
     result = IngestResult()
     checked = _check_rows(rows, result)
-    planned = _plan_routes(checked, result)
+    planned = _plan_routes(checked, result, shadow=shadow)
     if planned:
         with transaction.atomic():
             _store_isolating(planned, actor, result)
@@ -94,7 +100,11 @@ def _check_rows(rows: Sequence[Any], result: IngestResult) -> list[tuple[int, De
     return checked
 
 
-def _plan_routes(checked: list[tuple[int, DecisionRow]], result: IngestResult) -> list[_Planned]:
+# Nobody is sent a shadow decision, so its propensity of reaching a person is 0.
+SHADOW_ROUTE = Route(RoutingOutcome.SHADOW, False, 0.0, None, None)
+
+
+def _plan_routes(checked: list[tuple[int, DecisionRow]], result: IngestResult, *, shadow: bool) -> list[_Planned]:
     keys = {row.policy_key for _, row in checked}
     policies = {p.key: p for p in Policy.objects.filter(key__in=keys, is_active=True)}
     versions = _current_version_ids(policies.values())
@@ -116,7 +126,7 @@ def _plan_routes(checked: list[tuple[int, DecisionRow]], result: IngestResult) -
             result.errors.append({"index": index, "field": "model_name", "message": message})
             continue
         sample_key = "\x1f".join(row.key)
-        route = route_score(score=row.score, rule=rule, sample_key=sample_key)
+        route = SHADOW_ROUTE if shadow else route_score(score=row.score, rule=rule, sample_key=sample_key)
         queue = queues[route.queue_id] if route.queue_id is not None else None
         planned.append(_Planned(index, row, policy, versions.get(policy.pk), rule, route, queue))
     return planned
@@ -161,7 +171,11 @@ def _store_isolating(planned: list[_Planned], actor: Actor, result: IngestResult
 
 
 def _store(planned: list[_Planned], actor: Actor, result: IngestResult) -> None:
-    item_ids = content_items_upsert(items=[p.row.item for p in planned])
+    created: set[int] = set()
+    item_ids = content_items_upsert(items=[p.row.item for p in planned], created=created)
+    if created:
+        new_items = sorted(created)
+        transaction.on_commit(lambda: content_ingested.send(sender=ContentItem, item_ids=new_items))
     keyed = {p.index: _decision_key(p, item_ids) for p in planned}
     new = _insert_decisions(planned, keyed, actor)
     outcomes = Counter(decision["routing_outcome"] for decision in new.values())
@@ -236,11 +250,12 @@ ITEM_COLUMNS = (
 )
 
 
-def content_items_upsert(*, items: Sequence[ItemRow]) -> dict[tuple[str, str], int]:
+def content_items_upsert(*, items: Sequence[ItemRow], created: set[int] | None = None) -> dict[tuple[str, str], int]:
     """Insert items that are new and return ids for all. Existing items are left unchanged.
 
     Call inside a transaction. The first version of an item that arrives is the one kept:
-    content is evidence and is never rewritten by a later message.
+    content is evidence and is never rewritten by a later message. `created`, when given,
+    receives the ids of the items this call inserted.
     """
     stage_table("stage_items", ITEM_STAGE)
     copy_rows(
@@ -271,8 +286,11 @@ def content_items_upsert(*, items: Sequence[ItemRow]) -> dict[tuple[str, str], i
             SELECT DISTINCT ON (source, external_id) {columns} FROM stage_items
             ORDER BY source, external_id, ord
             ON CONFLICT (source, external_id) DO NOTHING
+            RETURNING id
             """,  # noqa: S608 (only constant column names are interpolated)
         )
+        if created is not None:
+            created.update(item_id for (item_id,) in cursor.fetchall())
         cursor.execute(
             """
             SELECT DISTINCT c.id, c.source, c.external_id FROM stage_items s
