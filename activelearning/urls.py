@@ -9,6 +9,6 @@ urlpatterns = [
     path("rounds/<int:run_id>/cancel", views.run_cancel, name="al-run-cancel"),
     path("proposals/<int:proposal_id>/approve", views.proposal_approve, name="al-proposal-approve"),
     path("proposals/<int:proposal_id>/reject", views.proposal_reject, name="al-proposal-reject"),
-    path("versions/<int:version_id>/deploy", views.version_deploy, name="al-version-deploy"),
+    path("versions/<int:model_id>/deploy", views.version_deploy, name="al-version-deploy"),
     path("policies/<slug:policy_key>/rollback", views.policy_rollback, name="al-policy-rollback"),
 ]

@@ -130,9 +130,9 @@ def _proposal_decide(request: HttpRequest, proposal_id: int, decide: Callable[..
 
 @require_POST
 @lead_required
-def version_deploy(request: HttpRequest, version_id: int) -> HttpResponse:
+def version_deploy(request: HttpRequest, model_id: int) -> HttpResponse:
     """Switch a version to shadow (for the chosen number of days) or live, once the lead confirmed."""
-    version = get_object_or_404(ModelVersion.objects.select_related("policy"), pk=version_id)
+    version = get_object_or_404(ModelVersion.objects.select_related("policy"), pk=model_id)
     mode = request.POST.get("mode", "")
     return _switch(
         request,

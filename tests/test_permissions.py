@@ -97,6 +97,8 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "al-run-cancel": ("post", LEAD_PAGE),
     "al-proposal-approve": ("post", LEAD_PAGE),
     "al-proposal-reject": ("post", LEAD_PAGE),
+    "al-version-deploy": ("post", LEAD_PAGE),
+    "al-policy-rollback": ("post", LEAD_PAGE),
     "api-models": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-model-detail": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-rounds": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
@@ -105,6 +107,8 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-label-error-run-detail": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-threshold-approve": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-threshold-reject": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    "api-model-deploy": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    "api-model-rollback": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-schema": ("get", PUBLIC),
     "api-docs": ("get", PUBLIC),
     "healthz": ("get", PUBLIC),
@@ -206,6 +210,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "ingest_job_id": ingest_job.pk,
             **export_world(),  # slug, version, build_id, job_id
             **al_world(policy),  # run_id, model_id, proposal_id, label_error_run_id
+            "policy_key": policy.key,
         },
         "post": {"reason": "other", "policy": policy.key, "note": "n"},
     }
