@@ -218,7 +218,7 @@ def deployed_items_score(*, item_ids: list[int]) -> int:
 def _score_rows(version: ModelVersion, item_ids: list[int], after: int) -> list[dict[str, Any]]:
     """Ingest rows for the items `version` has not decided yet and can read (text, or an embedding)."""
     sql = _UNSCORED_SQL.format(embedding="i.embedding" if version.encoder == Encoder.UPSTREAM else "NULL")
-    params = {
+    params: dict[str, Any] = {
         "ids": list(item_ids),
         "after": after,
         "policy": version.policy_id,

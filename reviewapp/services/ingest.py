@@ -171,10 +171,10 @@ def _store_isolating(planned: list[_Planned], actor: Actor, result: IngestResult
 
 
 def _store(planned: list[_Planned], actor: Actor, result: IngestResult) -> None:
-    created: set[int] = set()
-    item_ids = content_items_upsert(items=[p.row.item for p in planned], created=created)
-    if created:
-        new_items = sorted(created)
+    inserted: set[int] = set()
+    item_ids = content_items_upsert(items=[p.row.item for p in planned], created=inserted)
+    if inserted:
+        new_items = sorted(inserted)
         transaction.on_commit(lambda: content_ingested.send(sender=ContentItem, item_ids=new_items))
     keyed = {p.index: _decision_key(p, item_ids) for p in planned}
     new = _insert_decisions(planned, keyed, actor)
