@@ -209,11 +209,12 @@ def simulate_audit(design: AuditDesign, rng: np.random.Generator) -> tuple[np.nd
 
 
 def coverage(design: AuditDesign, *, draws: int, seed: int = 0) -> dict[str, float]:
-    """Share of `draws` simulated audits whose interval holds the true share: for the Hájek interval
-    and for the naive one (unweighted share, Wilson on the audited count), with mean errors."""
+    """Share of `draws` simulated audits whose interval holds the true share: for the Hájek interval,
+    for Wilson on Kish's n_eff around the same estimate, and for the naive one (unweighted share,
+    Wilson on the audited count); with mean errors."""
     rng = np.random.default_rng(seed)
     truth = design.true_share
-    hits = naive_hits = 0
+    hits = naive_hits = kish_hits = 0
     errors, naive_errors, widths = [], [], []
     for _ in range(draws):
         positive, propensity = simulate_audit(design, rng)
@@ -223,6 +224,8 @@ def coverage(design: AuditDesign, *, draws: int, seed: int = 0) -> dict[str, flo
         hits += share.low <= truth <= share.high  # type: ignore[operator]
         naive_low, naive_high = wilson_interval(float(positive.sum()), len(positive))
         naive_hits += naive_low <= truth <= naive_high
+        kish_low, kish_high = wilson_interval(share.estimate * share.n_eff, share.n_eff)  # type: ignore[arg-type]
+        kish_hits += kish_low <= truth <= kish_high
         errors.append(share.estimate - truth)
         naive_errors.append(share.unweighted - truth)
         widths.append(share.high - share.low)  # type: ignore[operator]
@@ -231,6 +234,7 @@ def coverage(design: AuditDesign, *, draws: int, seed: int = 0) -> dict[str, flo
         "draws": len(errors),
         "coverage": hits / measured,
         "naive_coverage": naive_hits / measured,
+        "kish_coverage": kish_hits / measured,
         "bias": float(np.mean(errors)) if errors else math.nan,
         "naive_bias": float(np.mean(naive_errors)) if naive_errors else math.nan,
         "mean_width": float(np.mean(widths)) if widths else math.nan,
