@@ -7,6 +7,7 @@ from . import views
 urlpatterns = [
     path("models", views.ModelsView.as_view(), name="api-models"),
     path("models/<int:model_id>", views.ModelDetailView.as_view(), name="api-model-detail"),
+    path("online-metrics", views.OnlineMetricsView.as_view(), name="api-online-metrics"),
     path("rounds", views.RoundsView.as_view(), name="api-rounds"),
     path("rounds/<int:run_id>", views.RunDetailView.as_view(), name="api-round-detail"),
     path("thresholds", views.ProposalsView.as_view(), name="api-thresholds"),

@@ -33,6 +33,7 @@ from ..models import (
     ThresholdProposal,
     TrainingRun,
 )
+from ..services.online_metrics import DEFAULT_WEEKS, MAX_WEEKS, online_metrics_compute
 from ..services.rounds import InvalidRound, RoundAlreadyActive, training_run_start
 from ..services.thresholds import threshold_proposal_approve, threshold_proposal_reject, threshold_sources
 from ..strata import ALL, figure_label
@@ -48,6 +49,17 @@ class LeadOrModelsToken(permissions.BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if isinstance(request.auth, ServiceToken):
             return SCOPE in request.auth.scopes
+        return is_lead(request.user)
+
+
+class LeadOrModelsReadToken(permissions.BasePermission):
+    """A signed-in policy lead, or a token with `models:read` (or `models:write`, which reads the registry)."""
+
+    message = "Policy leads, or a token with the 'models:read' scope."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.auth, ServiceToken):
+            return bool({"models:read", SCOPE} & set(request.auth.scopes))
         return is_lead(request.user)
 
 
@@ -414,3 +426,32 @@ class ProposalRejectView(APIView):
     )
     def post(self, request: Request, proposal_id: int) -> Response:
         return _decide(request, proposal_id, "reject")
+
+
+class OnlineMetricsQuery(serializers.Serializer):
+    policy = serializers.SlugField(help_text="Policy key.")
+    weeks = serializers.IntegerField(required=False, min_value=1, max_value=MAX_WEEKS, default=DEFAULT_WEEKS)
+    versions = serializers.IntegerField(required=False, min_value=1, max_value=50, default=6)
+
+
+class OnlineMetricsView(APIView):
+    """Online figures of a policy's models per ISO week (see activelearning.services.online_metrics)."""
+
+    permission_classes = [LeadOrModelsReadToken]
+
+    @extend_schema(
+        operation_id="online_metrics_retrieve",
+        summary="Precision of automatic actions, clear misses, appeal overturns and calibration, per model and week",
+        parameters=[OnlineMetricsQuery],
+        responses={200: serializers.DictField(), 400: ErrorSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        query = OnlineMetricsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        policy = Policy.objects.filter(key=query.validated_data["policy"]).first()
+        if policy is None:
+            raise serializers.ValidationError({"policy": f"unknown policy {query.validated_data['policy']!r}"})
+        metrics = online_metrics_compute(
+            policy=policy, weeks=query.validated_data["weeks"], versions=query.validated_data["versions"]
+        )
+        return Response(metrics.as_dict())
