@@ -428,6 +428,78 @@ class ProposalRejectView(APIView):
         return _decide(request, proposal_id, "reject")
 
 
+class WeightedShareOut(serializers.Serializer):
+    n = serializers.IntegerField(help_text="Audited items with gold.")
+    positives = serializers.IntegerField(help_text="Of them, violations.")
+    n_eff = serializers.FloatField(help_text="Kish effective sample size (Σw)² / Σw².")
+    total_weight = serializers.FloatField(help_text="Σ 1/propensity: the decisions the audited items stand for.")
+    estimate = serializers.FloatField(allow_null=True, help_text="Hájek estimate; null without audited items.")
+    low = serializers.FloatField(allow_null=True)
+    high = serializers.FloatField(allow_null=True)
+    unweighted = serializers.FloatField(allow_null=True, help_text="Plain share, ignoring propensities (biased).")
+    interval_n = serializers.FloatField(help_text="The n the Wilson interval was taken on.")
+    reason = serializers.CharField(help_text="Why there is no estimate, when there is none.")
+
+
+class AppealsOut(serializers.Serializer):
+    decided = serializers.IntegerField()
+    overturned = serializers.IntegerField()
+    rate = serializers.FloatField(allow_null=True)
+    low = serializers.FloatField(allow_null=True)
+    high = serializers.FloatField(allow_null=True)
+
+
+class OnlineWeekOut(serializers.Serializer):
+    week = serializers.CharField(help_text='ISO week of the decisions, "2026-W14".')
+    week_start = serializers.DateField()
+    decisions = serializers.IntegerField()
+    auto_enforced = serializers.IntegerField()
+    auto_cleared = serializers.IntegerField()
+    sampled_enforced = serializers.IntegerField(help_text="Auto-enforced, sampled into audit, labelled or not.")
+    sampled_cleared = serializers.IntegerField()
+    precision = WeightedShareOut(help_text="Violations among auto-enforced items.")
+    clear_miss_rate = WeightedShareOut(help_text="Violations among auto-cleared items.")
+    appeals = AppealsOut(help_text="Decided appeals of this week's automatic actions; 95 % Wilson interval.")
+    alert = serializers.BooleanField(help_text="The precision interval's upper bound is below the target.")
+
+
+class CalibrationBinOut(serializers.Serializer):
+    low = serializers.FloatField()
+    high = serializers.FloatField()
+    n = serializers.IntegerField()
+    weight = serializers.FloatField()
+    mean_score = serializers.FloatField()
+    observed = serializers.FloatField()
+
+
+class CalibrationOut(serializers.Serializer):
+    measured_on = serializers.CharField()
+    ece = serializers.FloatField(allow_null=True)
+    n = serializers.IntegerField()
+    n_eff = serializers.FloatField()
+    bins = CalibrationBinOut(many=True)
+
+
+class OnlineModelOut(serializers.Serializer):
+    model_name = serializers.CharField()
+    model_version = serializers.CharField()
+    target_precision = serializers.FloatField()
+    target_source = serializers.CharField()
+    alert = serializers.BooleanField()
+    weeks = OnlineWeekOut(many=True)
+    calibration = CalibrationOut()
+
+
+class OnlineMetricsOut(serializers.Serializer):
+    policy = serializers.CharField()
+    since = serializers.DateField()
+    violating_label = serializers.CharField()
+    estimator = serializers.CharField()
+    interval = serializers.CharField()
+    measured_on = serializers.CharField()
+    models = OnlineModelOut(many=True)
+
+
 class OnlineMetricsQuery(serializers.Serializer):
     policy = serializers.SlugField(help_text="Policy key.")
     weeks = serializers.IntegerField(required=False, min_value=1, max_value=MAX_WEEKS, default=DEFAULT_WEEKS)
@@ -443,7 +515,7 @@ class OnlineMetricsView(APIView):
         operation_id="online_metrics_retrieve",
         summary="Precision of automatic actions, clear misses, appeal overturns and calibration, per model and week",
         parameters=[OnlineMetricsQuery],
-        responses={200: serializers.DictField(), 400: ErrorSerializer},
+        responses={200: OnlineMetricsOut, 400: ErrorSerializer},
     )
     def get(self, request: Request) -> Response:
         query = OnlineMetricsQuery(data=request.query_params)
@@ -454,4 +526,4 @@ class OnlineMetricsView(APIView):
         metrics = online_metrics_compute(
             policy=policy, weeks=query.validated_data["weeks"], versions=query.validated_data["versions"]
         )
-        return Response(metrics.as_dict())
+        return Response(OnlineMetricsOut(metrics.as_dict()).data)
