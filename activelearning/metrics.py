@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from labeling.models import Policy
@@ -62,7 +62,7 @@ class OnlineCollector(Collector):
     seen model versions (`activelearning.services.online_metrics`). A figure without data (no
     audited item, no decided appeal) is left out rather than written as 0 or NaN."""
 
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         labels = ["policy", "model_name", "model_version"]
 
         def gauge(name: str, text: str) -> GaugeMetricFamily:
@@ -86,7 +86,7 @@ class OnlineCollector(Collector):
                     continue
                 week, values = model.weeks[-1], [policy.key, model.model_name, model.model_version]
                 for prefix, share in (("precision", week.precision), ("clear_miss_rate", week.miss_rate)):
-                    if share.estimate is not None:
+                    if share.estimate is not None and share.low is not None and share.high is not None:
                         families[prefix].add_metric(values, share.estimate)
                         families[f"{prefix}_lower"].add_metric(values, share.low)
                         families[f"{prefix}_upper"].add_metric(values, share.high)
