@@ -12,4 +12,5 @@ class ActivelearningConfig(AppConfig):
         from .metrics import ModelCollector, OnlineCollector
 
         collector_register(name="activelearning", collector=ModelCollector())
-        collector_register(name="activelearning-online", collector=OnlineCollector())
+        # Scrape only: the dashboard does not show these, and their queries grow with the policies.
+        collector_register(name="activelearning-online", collector=OnlineCollector(), on_ops=False)
