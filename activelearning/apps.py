@@ -9,7 +9,7 @@ class ActivelearningConfig(AppConfig):
         # Imported here, not at module top: models can be imported only once the app registry is ready.
         from reviewapp.metrics import collector_register
 
-        from .metrics import ModelCollector
+        from .metrics import ModelCollector, OnlineCollector
 
         collector_register(name="activelearning", collector=ModelCollector())
 
@@ -19,3 +19,5 @@ class ActivelearningConfig(AppConfig):
         from .services.deployment import content_ingested_receiver
 
         content_ingested.connect(content_ingested_receiver, dispatch_uid="activelearning.deployment.score_new")
+        # Scrape only: the dashboard does not show these, and their queries grow with the policies.
+        collector_register(name="activelearning-online", collector=OnlineCollector(), on_ops=False)

@@ -4,6 +4,7 @@ from . import views
 
 urlpatterns = [
     path("", views.models_page, name="al-models"),
+    path("<slug:policy_key>/online", views.online_page, name="al-online"),
     path("rounds/start", views.round_start, name="al-round-start"),
     path("rounds/<int:run_id>/", views.run_page, name="al-run"),
     path("rounds/<int:run_id>/cancel", views.run_cancel, name="al-run-cancel"),

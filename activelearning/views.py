@@ -13,7 +13,7 @@ from typing import cast
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -27,9 +27,11 @@ from reviewapp.errors import Refused
 from reviewapp.models import Queue
 
 from .models import Encoder, ModelVersion, RunTrigger, ThresholdProposal, TrainingRun
+from .online_report import online_context
 from .report import models_context, run_context
 from .services.deployment import model_deploy, model_rollback
 from .services.deployment_comparison import deployment_context
+from .services.online_metrics import DEFAULT_WEEKS, MAX_WEEKS, online_metrics_compute
 from .services.rounds import RoundAlreadyActive, default_encoder, training_run_fail, training_run_start
 from .services.thresholds import ProposalClosed, threshold_proposal_approve, threshold_proposal_reject
 
@@ -57,6 +59,20 @@ def models_page(request: HttpRequest) -> HttpResponse:
         **deployment_context(policy),
     }
     return render(request, "activelearning/models.html", context)
+
+
+@require_GET
+@lead_required
+def online_page(request: HttpRequest, policy_key: str) -> HttpResponse:
+    """Online figures of a policy's models per ISO week: audit-sample precision and clear misses,
+    appeal overturns, calibration of live scores."""
+    policy = get_object_or_404(Policy, key=policy_key)
+    weeks = request.GET.get("weeks", str(DEFAULT_WEEKS))
+    if not weeks.isdigit() or not 1 <= int(weeks) <= MAX_WEEKS:
+        return HttpResponseBadRequest(f"weeks must be a whole number from 1 to {MAX_WEEKS}", content_type="text/plain")
+    metrics = online_metrics_compute(policy=policy, weeks=int(weeks))
+    context = {"policy": policy, "weeks": int(weeks), **online_context(metrics)}
+    return render(request, "activelearning/online.html", context)
 
 
 @require_GET

@@ -177,16 +177,26 @@ class ReviewappCollector(Collector):
 # The other apps' collectors, added from their AppConfig.ready() (activelearning: the model in use and
 # round timings), so /metrics and /ops/ show every app while this module imports none of them.
 _app_collectors: dict[str, Collector] = {}
+_scrape_only: set[str] = set()
 
 
-def collector_register(*, name: str, collector: Collector) -> None:
-    """Add an app's collector to /metrics and /ops/, after reviewapp's. Idempotent per `name`."""
+def collector_register(*, name: str, collector: Collector, on_ops: bool = True) -> None:
+    """Add an app's collector to /metrics and, unless `on_ops` is False (figures the dashboard does
+    not show, whose queries grow with the data), to /ops/, after reviewapp's. Idempotent per `name`."""
     _app_collectors[name] = collector
+    if on_ops:
+        _scrape_only.discard(name)
+    else:
+        _scrape_only.add(name)
 
 
-def collectors() -> list[Collector]:
-    """What a scrape reads, in output order: reviewapp's figures, then each app's in registration order."""
-    return [ReviewappCollector(), *_app_collectors.values()]
+def collectors(*, for_ops: bool = False) -> list[Collector]:
+    """What a scrape (or, with `for_ops`, the /ops/ page) reads, in output order: reviewapp's figures,
+    then each app's in registration order."""
+    return [
+        ReviewappCollector(),
+        *(c for name, c in _app_collectors.items() if not (for_ops and name in _scrape_only)),
+    ]
 
 
 def metrics_view(request):  # type: ignore[no-untyped-def]

@@ -413,6 +413,7 @@ class ServiceToken(models.Model):
         "tasks:write",
         "appeals:write",
         "models:write",
+        "models:read",
         "metrics:read",
     )
 

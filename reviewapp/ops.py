@@ -75,7 +75,7 @@ class PolicyFigures:
 
 
 def ops_context() -> dict[str, Any]:
-    families = {family.name: family for collector in collectors() for family in collector.collect()}  # type: ignore[attr-defined]
+    families = {family.name: family for collector in collectors(for_ops=True) for family in collector.collect()}  # type: ignore[attr-defined]
     queues = _queues(families)
     activity = activity_per_minute(minutes=ACTIVITY_MINUTES)
     handle_times = _handle_times(families["reviewapp_handle_time_seconds"])

@@ -92,6 +92,7 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-task-escalate": ("post", REVIEWER_API),
     # Active learning: lead pages; the API also takes tokens with models:write (none of the test roles has it).
     "al-models": ("get", LEAD_PAGE),
+    "al-online": ("get", LEAD_PAGE),
     "al-round-start": ("post", LEAD_PAGE),
     "al-run": ("get", LEAD_PAGE),
     "al-run-cancel": ("post", LEAD_PAGE),
@@ -100,6 +101,7 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "al-version-deploy": ("post", LEAD_PAGE),
     "al-policy-rollback": ("post", LEAD_PAGE),
     "api-models": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    "api-online-metrics": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-model-detail": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-rounds": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-round-detail": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
@@ -206,6 +208,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "annotation_id": disputed.annotations.first().pk,
             "item_id": gold.item_id,
             "policy_id": policy.pk,
+            "policy_key": policy.key,
             "connection_id": ls_connection.pk,
             "ingest_job_id": ingest_job.pk,
             **export_world(),  # slug, version, build_id, job_id

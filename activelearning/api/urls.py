@@ -9,6 +9,7 @@ urlpatterns = [
     path("models/<int:model_id>", views.ModelDetailView.as_view(), name="api-model-detail"),
     path("models/<int:model_id>/deploy", views.ModelDeployView.as_view(), name="api-model-deploy"),
     path("models/<slug:policy_key>/rollback", views.ModelRollbackView.as_view(), name="api-model-rollback"),
+    path("online-metrics", views.OnlineMetricsView.as_view(), name="api-online-metrics"),
     path("rounds", views.RoundsView.as_view(), name="api-rounds"),
     path("rounds/<int:run_id>", views.RunDetailView.as_view(), name="api-round-detail"),
     path("thresholds", views.ProposalsView.as_view(), name="api-thresholds"),

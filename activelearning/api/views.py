@@ -37,6 +37,7 @@ from ..models import (
     TrainingRun,
 )
 from ..services.deployment import MAX_SHADOW_DAYS, model_deploy, model_rollback
+from ..services.online_metrics import DEFAULT_WEEKS, MAX_WEEKS, online_metrics_compute
 from ..services.rounds import InvalidRound, RoundAlreadyActive, training_run_start
 from ..services.thresholds import threshold_proposal_approve, threshold_proposal_reject, threshold_sources
 from ..strata import ALL, figure_label
@@ -52,6 +53,17 @@ class LeadOrModelsToken(permissions.BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if isinstance(request.auth, ServiceToken):
             return SCOPE in request.auth.scopes
+        return is_lead(request.user)
+
+
+class LeadOrModelsReadToken(permissions.BasePermission):
+    """A signed-in policy lead, or a token with `models:read` (or `models:write`, which reads the registry)."""
+
+    message = "Policy leads, or a token with the 'models:read' scope."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.auth, ServiceToken):
+            return bool({"models:read", SCOPE} & set(request.auth.scopes))
         return is_lead(request.user)
 
 
@@ -492,3 +504,104 @@ class ModelRollbackView(APIView):
         policy = get_object_or_404(Policy, key=policy_key)
         deployment = model_rollback(policy_id=policy.pk, actor=token_actor(request))
         return Response(DeploymentOut(ModelDeployment.objects.select_related("policy").get(pk=deployment.pk)).data)
+
+
+class WeightedShareOut(serializers.Serializer):
+    n = serializers.IntegerField(help_text="Audited items with gold.")
+    positives = serializers.IntegerField(help_text="Of them, violations.")
+    n_eff = serializers.FloatField(help_text="Kish effective sample size (Σw)² / Σw².")
+    total_weight = serializers.FloatField(help_text="Σ 1/propensity: the decisions the audited items stand for.")
+    estimate = serializers.FloatField(allow_null=True, help_text="Hájek estimate; null without audited items.")
+    low = serializers.FloatField(allow_null=True)
+    high = serializers.FloatField(allow_null=True)
+    unweighted = serializers.FloatField(allow_null=True, help_text="Plain share, ignoring propensities (biased).")
+    interval_n = serializers.FloatField(help_text="The n the Wilson interval was taken on.")
+    reason = serializers.CharField(help_text="Why there is no estimate, when there is none.")
+
+
+class AppealsOut(serializers.Serializer):
+    decided = serializers.IntegerField()
+    overturned = serializers.IntegerField()
+    rate = serializers.FloatField(allow_null=True)
+    low = serializers.FloatField(allow_null=True)
+    high = serializers.FloatField(allow_null=True)
+
+
+class OnlineWeekOut(serializers.Serializer):
+    week = serializers.CharField(help_text='ISO week of the decisions, "2026-W14".')
+    week_start = serializers.DateField()
+    decisions = serializers.IntegerField()
+    auto_enforced = serializers.IntegerField()
+    auto_cleared = serializers.IntegerField()
+    sampled_enforced = serializers.IntegerField(help_text="Auto-enforced, sampled into audit, labelled or not.")
+    sampled_cleared = serializers.IntegerField()
+    precision = WeightedShareOut(help_text="Violations among auto-enforced items.")
+    clear_miss_rate = WeightedShareOut(help_text="Violations among auto-cleared items.")
+    appeals = AppealsOut(help_text="Decided appeals of this week's automatic actions; 95 % Wilson interval.")
+    alert = serializers.BooleanField(help_text="The precision interval's upper bound is below the target.")
+
+
+class CalibrationBinOut(serializers.Serializer):
+    low = serializers.FloatField()
+    high = serializers.FloatField()
+    n = serializers.IntegerField()
+    weight = serializers.FloatField()
+    mean_score = serializers.FloatField()
+    observed = serializers.FloatField()
+
+
+class CalibrationOut(serializers.Serializer):
+    measured_on = serializers.CharField()
+    ece = serializers.FloatField(allow_null=True)
+    n = serializers.IntegerField()
+    n_eff = serializers.FloatField()
+    bins = CalibrationBinOut(many=True)
+
+
+class OnlineModelOut(serializers.Serializer):
+    model_name = serializers.CharField()
+    model_version = serializers.CharField()
+    target_precision = serializers.FloatField()
+    target_source = serializers.CharField()
+    alert = serializers.BooleanField()
+    weeks = OnlineWeekOut(many=True)
+    calibration = CalibrationOut()
+
+
+class OnlineMetricsOut(serializers.Serializer):
+    policy = serializers.CharField()
+    since = serializers.DateField()
+    violating_label = serializers.CharField()
+    estimator = serializers.CharField()
+    interval = serializers.CharField()
+    measured_on = serializers.CharField()
+    models = OnlineModelOut(many=True)
+
+
+class OnlineMetricsQuery(serializers.Serializer):
+    policy = serializers.SlugField(help_text="Policy key.")
+    weeks = serializers.IntegerField(required=False, min_value=1, max_value=MAX_WEEKS, default=DEFAULT_WEEKS)
+    versions = serializers.IntegerField(required=False, min_value=1, max_value=50, default=6)
+
+
+class OnlineMetricsView(APIView):
+    """Online figures of a policy's models per ISO week (see activelearning.services.online_metrics)."""
+
+    permission_classes = [LeadOrModelsReadToken]
+
+    @extend_schema(
+        operation_id="online_metrics_retrieve",
+        summary="Precision of automatic actions, clear misses, appeal overturns and calibration, per model and week",
+        parameters=[OnlineMetricsQuery],
+        responses={200: OnlineMetricsOut, 400: ErrorSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        query = OnlineMetricsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        policy = Policy.objects.filter(key=query.validated_data["policy"]).first()
+        if policy is None:
+            raise serializers.ValidationError({"policy": f"unknown policy {query.validated_data['policy']!r}"})
+        metrics = online_metrics_compute(
+            policy=policy, weeks=query.validated_data["weeks"], versions=query.validated_data["versions"]
+        )
+        return Response(OnlineMetricsOut(metrics.as_dict()).data)

@@ -15,8 +15,8 @@ import math
 Z_95 = 1.959963984540054  # two-sided 95 %
 
 
-def wilson_interval(successes: float, n: int, *, z: float = Z_95) -> tuple[float, float]:
-    """(low, high) of the Wilson score interval; (0, 1) when n is 0."""
+def wilson_interval(successes: float, n: float, *, z: float = Z_95) -> tuple[float, float]:
+    """(low, high) of the Wilson score interval; (0, 1) when n is 0. n may be an effective sample size."""
     if n < 0 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
