@@ -411,6 +411,7 @@ class ServiceToken(models.Model):
         "appeals:write",
         "models:write",
         "metrics:read",
+        "items:read",
     )
 
     name = models.CharField(max_length=100, unique=True)
