@@ -69,6 +69,17 @@ def deliver_webhook(self, delivery_id: int) -> None:  # type: ignore[no-untyped-
         raise self.retry(countdown=countdown, max_retries=None)
 
 
+@shared_task(name="exports.deliver_webhooks_fan_out", time_limit=120, soft_time_limit=100, **LATE_ACK)
+def deliver_webhooks_fan_out(delivery_ids: list[int]) -> int:
+    """Enqueue one delivery task per id (a large batch of events, see `webhooks.events_emit`).
+
+    Safe to repeat: a redelivered fan-out may enqueue a delivery twice; an attempt that finds it
+    already sent does nothing, and receivers deduplicate by the event id, as with any retry."""
+    for delivery_id in delivery_ids:
+        deliver_webhook.delay(delivery_id)
+    return len(delivery_ids)
+
+
 @shared_task(name="exports.sweep", time_limit=120, soft_time_limit=100, **LATE_ACK)
 def sweep() -> dict[str, int]:
     """Beat: re-send lost work (queued builds and exports, overdue deliveries); prune old files."""
