@@ -179,6 +179,7 @@ def test_the_upstream_hears_of_enforcement_gold_and_appeal_by_its_own_ids(
     )
     assert (decided_appeal["original_labels"], decided_appeal["labels"]) == (["violating"], ["not_violating"])
     assert decided_appeal["gold_label_id"] == events["gold_label.created"]["gold_label_id"]
+    assert decided_appeal["decided_at"] and decided_appeal["original_source"] == "model"
     assert decided_appeal["decision"] == {
         "decision_id": decision.pk,
         "model_name": "tox-bert",
