@@ -6,7 +6,7 @@ The apps' routes do not overlap, so the order below only fixes the order of the 
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("reviewapp.api.urls")),  # decisions, ingest-jobs, appeals, queues/, tasks/
+    path("", include("reviewapp.api.urls")),  # decisions, ingest-jobs, appeals, items, queues/, tasks/
     path("", include("activelearning.api.urls")),  # models, rounds, label-error-runs, thresholds/
     path("", include("labeling.exports.api.urls")),  # datasets/, exports/
 ]

@@ -415,6 +415,7 @@ class ServiceToken(models.Model):
         "models:write",
         "models:read",
         "metrics:read",
+        "items:read",
     )
 
     name = models.CharField(max_length=100, unique=True)

@@ -85,6 +85,7 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-ingest-jobs": ("post", UPSTREAM_API),
     "api-ingest-job": ("get", UPSTREAM_API),  # only the token that created the job
     "api-appeals": ("post", {**dict.fromkeys(ROLES, DENIED), "upstream_token": OK}),
+    "api-items": ("get", UPSTREAM_API),  # a service token with items:read; people use the lead pages
     "api-queue-claim": ("post", {**REVIEWER_API, "outsider": DENIED}),
     "api-task-annotations": ("post", REVIEWER_API),
     "api-task-lease": ("post", REVIEWER_API),
@@ -195,7 +196,9 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
     ls_connection = connection_create(
         name="ls", base_url="http://127.0.0.1:9", token="t" * 40, policy=policy, queue=queue, actor=SYSTEM
     )
-    upstream_token, upstream = token_create(name="upstream", scopes=["decisions:write", "appeals:write"], actor=SYSTEM)
+    upstream_token, upstream = token_create(
+        name="upstream", scopes=["decisions:write", "appeals:write", "items:read"], actor=SYSTEM
+    )
     ingest_job = ingest_job_create(rows=[{**INGEST_ROW, "score": 0.5}], actor=SYSTEM, token=upstream_token)
     _, personal = token_create(name="personal", scopes=["tasks:write"], user=users["reviewer"], actor=SYSTEM)
     return {

@@ -56,6 +56,7 @@ EXPECTED: dict[str, tuple[dict[str, Any], int, int]] = {
     "exports.build_snapshot": (LATE_ACK, EXPORT, EXPORT - 60),
     "exports.export_file": (LATE_ACK, EXPORT, EXPORT - 60),
     "exports.deliver_webhook": (LATE_ACK, 60, 50),
+    "exports.deliver_webhooks_fan_out": (IDEMPOTENT, 120, 100),
     "exports.sweep": (LATE_ACK, 120, 100),
     "labelstudio.pull": (REMOTE, 900, 840),
     "labelstudio.push": (REMOTE, 900, 840),

@@ -253,6 +253,8 @@ class ExportJob(models.Model):
 class WebhookEvent(models.TextChoices):
     SNAPSHOT_READY = "snapshot.ready", "Dataset snapshot ready"
     GOLD_CREATED = "gold_label.created", "Gold label created"
+    DECISION_ENFORCED = "decision.enforced", "Model decision enforced automatically"
+    APPEAL_DECIDED = "appeal.decided", "Appeal decided"
 
 
 def _default_events() -> list[str]:

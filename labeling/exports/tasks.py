@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from reviewapp.audit import Actor
-from reviewapp.retry import LATE_ACK
+from reviewapp.retry import IDEMPOTENT, LATE_ACK
 
 from .jobs import export_files_prune, export_run
 from .models import DeliveryStatus, ExportJob, JobStatus, SnapshotBuild, WebhookDelivery
@@ -67,6 +67,18 @@ def deliver_webhook(self, delivery_id: int) -> None:  # type: ignore[no-untyped-
     countdown = delivery_attempt(delivery_id=delivery_id)
     if countdown is not None:
         raise self.retry(countdown=countdown, max_retries=None)
+
+
+# IDEMPOTENT (retried on a broker error): enqueuing a delivery again is harmless, see below.
+@shared_task(name="exports.deliver_webhooks_fan_out", time_limit=120, soft_time_limit=100, **IDEMPOTENT)
+def deliver_webhooks_fan_out(delivery_ids: list[int]) -> int:
+    """Enqueue one delivery task per id (a large batch of events, see `webhooks.events_emit`).
+
+    Safe to repeat: a redelivered fan-out may enqueue a delivery twice; an attempt that finds it
+    already sent does nothing, and receivers deduplicate by the event id, as with any retry."""
+    for delivery_id in delivery_ids:
+        deliver_webhook.delay(delivery_id)
+    return len(delivery_ids)
 
 
 @shared_task(name="exports.sweep", time_limit=120, soft_time_limit=100, **LATE_ACK)

@@ -1,4 +1,4 @@
-"""Webhooks: signed notifications of "snapshot ready" and "gold label created".
+"""Webhooks: signed notifications of the events in `WebhookEvent` (payloads: `events.py`).
 
 `event_emit` writes one `WebhookDelivery` per subscribed endpoint in the caller's transaction
 and enqueues the Celery task after commit, so an event exists exactly when the change that
@@ -43,6 +43,8 @@ from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEve
 MAX_BACKOFF_SECONDS = 6 * 3600
 RESPONSE_READ_LIMIT = 64 * 1024
 USER_AGENT = "reviewapp-webhooks/1"
+# From this many deliveries at once, one task enqueues them from a worker (see events_emit).
+FAN_OUT_AT = 10
 
 
 def check_webhook_url(url: str, *, allow_private: bool | None = None) -> str:
@@ -75,37 +77,43 @@ def endpoint_create(*, url: str, events: list[str], description: str = "") -> We
     return WebhookEndpoint.objects.create(url=url, events=sorted(set(events)), description=description)
 
 
+def endpoints_subscribed(event: str) -> list[WebhookEndpoint]:
+    """The active endpoints that want `event`; receivers check it before building a payload."""
+    return list(WebhookEndpoint.objects.filter(is_active=True, events__contains=[event]))
+
+
 def event_emit(event: str, payload: dict[str, Any]) -> list[int]:
     """Record one delivery per active endpoint subscribed to `event`; send them after commit."""
-    endpoints = WebhookEndpoint.objects.filter(is_active=True, events__contains=[event])
-    event_id = uuid.uuid4()
+    return events_emit(event, [payload])
+
+
+def events_emit(
+    event: str, payloads: list[dict[str, Any]], *, endpoints: list[WebhookEndpoint] | None = None
+) -> list[int]:
+    """Record one event per payload (its own event id), delivered to every subscribed endpoint.
+
+    Call inside the transaction of the change the events describe: the deliveries commit with it,
+    and are enqueued after commit, one task each, or through one fan-out task for a large batch
+    (an ingest batch enforcing hundreds of decisions), so the committing request never waits on
+    the broker for each delivery.
+    """
+    endpoints = endpoints_subscribed(event) if endpoints is None else endpoints
     deliveries = WebhookDelivery.objects.bulk_create(
-        [WebhookDelivery(endpoint=endpoint, event=event, event_id=event_id, payload=payload) for endpoint in endpoints]
+        [
+            WebhookDelivery(endpoint=endpoint, event=event, event_id=event_id, payload=payload)
+            for event_id, payload in ((uuid.uuid4(), payload) for payload in payloads)
+            for endpoint in endpoints
+        ]
     )
     ids = [delivery.pk for delivery in deliveries]
     if ids:
-        from .tasks import deliver_webhook
+        from .tasks import deliver_webhook, deliver_webhooks_fan_out
 
-        transaction.on_commit(lambda: [deliver_webhook.delay(pk) for pk in ids])
+        if len(ids) < FAN_OUT_AT:
+            transaction.on_commit(lambda: [deliver_webhook.delay(pk) for pk in ids])
+        else:
+            transaction.on_commit(lambda: deliver_webhooks_fan_out.delay(ids))
     return ids
-
-
-def gold_created(sender: Any, *, gold: Any, **kwargs: Any) -> None:
-    """Receiver of `labeling.signals.gold_label_created` (connected in ExportsConfig.ready()): runs
-    inside the gold label's transaction, so its deliveries commit with it and are sent after commit."""
-    event_emit(
-        WebhookEvent.GOLD_CREATED,
-        {
-            "gold_label_id": gold.pk,
-            "item_id": gold.item_id,
-            "policy_id": gold.policy_id,
-            "policy_version_id": gold.policy_version_id,
-            "version": gold.version,
-            "supersedes_id": gold.supersedes_id,
-            "labels": list(gold.labels),
-            "label_source": gold.source,
-        },
-    )
 
 
 def snapshot_payload(snapshot: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from reviewapp.models import ContentItem, ModelDecision, Queue, QueueKind, Revie
 from reviewapp.services.tasks import TaskSpec, review_task_open
 
 from ..models import Appeal, AppealStatus, GoldLabel, Policy
+from ..signals import appeal_decided
 from .gold import gold_current
 
 APPEAL_PRIORITY = 10.0  # appeals are time-sensitive for the user: served before ordinary review
@@ -100,7 +101,9 @@ def _open_task_id(item: ContentItem, policy: Policy, queue: Queue) -> int:
 
 
 def appeal_conclude(*, task: ReviewTask, gold: GoldLabel) -> None:
-    """Record the outcome of the appeals attached to a task that just produced a gold label."""
+    """Record the outcome of the appeals attached to a task that just produced a gold label.
+
+    Call inside the gold label's transaction; each decided appeal sends `appeal_decided` there."""
     for appeal in Appeal.objects.select_for_update().filter(task=task, status=AppealStatus.OPEN):
         overturned = sorted(gold.labels) != sorted(appeal.original_labels)
         appeal.status = AppealStatus.OVERTURNED if overturned else AppealStatus.UPHELD
@@ -115,6 +118,8 @@ def appeal_conclude(*, task: ReviewTask, gold: GoldLabel) -> None:
             item_id=task.item_id,
             after={"status": appeal.status},
         )
+        # Receivers write in this transaction (webhook deliveries) and send after commit.
+        appeal_decided.send(sender=Appeal, appeal=appeal)
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from .. import metrics
 from ..audit import Actor
 from ..context import current_request_id
 from ..db import copy_rows, stage_table
-from ..models import ContentItem, Queue, RoutingOutcome, RoutingRule, TaskReason
-from ..signals import content_ingested
+from ..models import ContentItem, ModelDecision, Queue, RoutingOutcome, RoutingRule, TaskReason
+from ..signals import content_ingested, decisions_enforced
 from .routing import Route, route_score, task_priority
 from .tasks import TaskSpec, review_task_open
 from .validation import DecisionRow, ItemRow, RowError, check_decision_row
@@ -178,6 +178,9 @@ def _store(planned: list[_Planned], actor: Actor, result: IngestResult) -> None:
         transaction.on_commit(lambda: content_ingested.send(sender=ContentItem, item_ids=new_items))
     keyed = {p.index: _decision_key(p, item_ids) for p in planned}
     new = _insert_decisions(planned, keyed, actor)
+    enforced = sorted(d["id"] for d in new.values() if d["routing_outcome"] == RoutingOutcome.AUTO_ACTION)
+    if enforced:  # receivers write in this savepoint (webhook deliveries) and send after commit
+        decisions_enforced.send(sender=ModelDecision, decision_ids=enforced)
     outcomes = Counter(decision["routing_outcome"] for decision in new.values())
     transaction.on_commit(lambda: [metrics.count("decisions_ingested", o, amount=n) for o, n in outcomes.items()])
     stored = {**_earlier_decisions(sorted(set(keyed.values()) - set(new))), **new}

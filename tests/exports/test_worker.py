@@ -8,7 +8,7 @@ import json
 import pytest
 
 from labeling.exports.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from labeling.exports.webhooks import endpoint_create, sign
+from labeling.exports.webhooks import FAN_OUT_AT, endpoint_create, sign
 from tests.exports.conftest import body
 from tests.exports.receiver import webhook_receiver
 from tests.worker import wait_for
@@ -63,3 +63,30 @@ def test_webhooks_are_delivered_signed_and_retried(
     assert attempts == [1, 2] and len(receiver.requests) == 3  # the first answer (503) was retried
     retried = WebhookDelivery.objects.get(attempts=2)
     assert retried.last_status_code == 200 and retried.delivered_at is not None
+
+
+def test_a_batch_of_enforced_decisions_reaches_the_upstream_through_the_worker(
+    transactional_db, celery_worker_process, routing_rule, ingest_client, settings
+) -> None:
+    """More events than FAN_OUT_AT in one ingest: one fan-out task enqueues them, each is delivered."""
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    count = FAN_OUT_AT + 2
+    rows = [
+        {"source": "comments", "external_id": f"ü-{n}", "text": "t", "policy": "harassment", "model_name": "tox",
+         "model_version": "1", "score": 0.99}
+        for n in range(count)
+    ]  # fmt: skip
+    with webhook_receiver(200) as receiver:
+        endpoint = endpoint_create(url=receiver.url, events=["decision.enforced"])
+        assert ingest_client.post("/api/v1/decisions", {"decisions": rows}, format="json").status_code == 200
+        delivered = wait_for(
+            lambda: WebhookDelivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() == count, timeout=60
+        )
+        assert delivered
+    secret = WebhookEndpoint.objects.get(pk=endpoint.pk).secret
+    assert all(request.headers["X-Reviewapp-Signature"] == sign(secret, request.body) for request in receiver.requests)
+    data = [json.loads(request.body)["data"] for request in receiver.requests]
+    assert sorted(d["external_id"] for d in data) == sorted(row["external_id"] for row in rows)
+    assert {(d["source"], d["policy"], d["routing_outcome"]) for d in data} == {
+        ("comments", "harassment", "auto_action")
+    }
