@@ -67,6 +67,8 @@ EXPECTED: dict[str, tuple[dict[str, Any], int, int]] = {
     "activelearning.promote": (HEAVY, 1800, 1740),
     "activelearning.score_pool": (HEAVY, 600, 570),
     "activelearning.score_chunk": (HEAVY, 1800, 1740),
+    "activelearning.score_deployed": (HEAVY, 600, 570),
+    "activelearning.score_deployed_sweep": (HEAVY, 900, 870),
     "activelearning.select_batch": (HEAVY, 1800, 1740),
     "activelearning.propose_thresholds": (HEAVY, 900, 840),
     "activelearning.find_label_errors": (HEAVY, TRAIN, TRAIN - 60),
