@@ -410,6 +410,8 @@ class ServiceToken(models.Model):
         "tasks:write",
         "appeals:write",
         "models:write",
+        "models:read",
+        "models:predict",
         "metrics:read",
     )
 

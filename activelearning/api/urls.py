@@ -7,6 +7,8 @@ from . import views
 urlpatterns = [
     path("models", views.ModelsView.as_view(), name="api-models"),
     path("models/<int:model_id>", views.ModelDetailView.as_view(), name="api-model-detail"),
+    path("models/<int:model_id>/artifact", views.ModelArtifactView.as_view(), name="api-model-artifact"),
+    path("models/<slug:policy_key>/predict", views.PredictView.as_view(), name="api-model-predict"),
     path("rounds", views.RoundsView.as_view(), name="api-rounds"),
     path("rounds/<int:run_id>", views.RunDetailView.as_view(), name="api-round-detail"),
     path("thresholds", views.ProposalsView.as_view(), name="api-thresholds"),
