@@ -3,8 +3,8 @@
 Loading them costs seconds and hundreds of MB in every gunicorn worker, and almost no web request
 computes with them: training, scoring and evaluation run in Celery workers, and the pages draw
 charts from metrics stored on the model version. The two serving endpoints (a model's bundle,
-predict) load torch on their first request, in the processes that serve them. Each check runs in a fresh interpreter, since
-this test process has usually imported torch already for other tests.
+predict) load torch on their first request, in the processes that serve them. Each check runs in
+a fresh interpreter, since this test process has usually imported torch already for other tests.
 """
 
 from __future__ import annotations
