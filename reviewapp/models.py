@@ -414,6 +414,7 @@ class ServiceToken(models.Model):
         "appeals:write",
         "models:write",
         "models:read",
+        "models:predict",
         "metrics:read",
         "items:read",
     )

@@ -1,9 +1,10 @@
 """Web processes and management commands start without torch or scikit-learn.
 
-Loading them costs seconds and hundreds of MB in every gunicorn worker, and a web request never
+Loading them costs seconds and hundreds of MB in every gunicorn worker, and almost no web request
 computes with them: training, scoring and evaluation run in Celery workers, and the pages draw
-charts from metrics stored on the model version. Each check runs in a fresh interpreter, since
-this test process has usually imported torch already for other tests.
+charts from metrics stored on the model version. The two serving endpoints (a model's bundle,
+predict) load torch on their first request, in the processes that serve them. Each check runs in
+a fresh interpreter, since this test process has usually imported torch already for other tests.
 """
 
 from __future__ import annotations

@@ -104,6 +104,9 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-models": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-online-metrics": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-model-detail": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    # Also tokens with models:read (bundle) and models:predict (predict); none of the test roles has them.
+    "api-model-artifact": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    "api-model-predict": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-rounds": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-round-detail": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-thresholds": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
@@ -215,8 +218,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "connection_id": ls_connection.pk,
             "ingest_job_id": ingest_job.pk,
             **export_world(),  # slug, version, build_id, job_id
-            **al_world(policy),  # run_id, model_id, proposal_id, label_error_run_id
-            "policy_key": policy.key,
+            **al_world(policy),  # run_id, model_id, proposal_id, label_error_run_id, policy_key
         },
         "post": {"reason": "other", "policy": policy.key, "note": "n"},
     }

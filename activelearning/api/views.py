@@ -4,6 +4,8 @@ approval and deployment (shadow / live / rollback).
 Who: a signed-in policy lead, or a service token with the `models:write` scope (reading the
 registry and starting rounds). Approving thresholds and switching deployments change routing, so
 they need a person who is a lead: a session, or a personal token of a lead with `models:write`.
+Downloading a model's bundle takes `models:read` (or `models:write`); scoring items with a served
+model takes `models:predict`, a scope that reads no registry data and downloads no weights.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.contrib.auth.models import User
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
-from rest_framework import permissions, serializers, status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from activelearning.predict_items import MAX_BATCH, MAX_ID_CHARS, MAX_TEXT_CHARS
+from labeling.exports.api.views import IgnoreFormatParameter
 from labeling.models import Policy
 from reviewapp.access import is_lead
 from reviewapp.api.auth import token_actor
@@ -29,6 +35,7 @@ from ..models import (
     DeploymentMode,
     LabelErrorRun,
     ModelDeployment,
+    ModelStatus,
     ModelVersion,
     OutOfFoldScore,
     PromotionDecision,
@@ -39,10 +46,13 @@ from ..models import (
 from ..services.deployment import MAX_SHADOW_DAYS, model_deploy, model_rollback
 from ..services.online_metrics import DEFAULT_WEEKS, MAX_WEEKS, online_metrics_compute
 from ..services.rounds import InvalidRound, RoundAlreadyActive, training_run_start
+from ..services.serving import model_bundle, model_predict
 from ..services.thresholds import threshold_proposal_approve, threshold_proposal_reject, threshold_sources
 from ..strata import ALL, figure_label
 
 SCOPE = "models:write"
+READ_SCOPES = ("models:read", SCOPE)
+PREDICT_SCOPES = ("models:predict",)
 
 
 class LeadOrModelsToken(permissions.BasePermission):
@@ -75,6 +85,21 @@ class LeadPerson(permissions.BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if isinstance(request.auth, ServiceToken):
             return SCOPE in request.auth.scopes and request.auth.user_id is not None and is_lead(request.user)
+        return is_lead(request.user)
+
+
+class LeadOrScopedToken(permissions.BasePermission):
+    """A signed-in policy lead, or a token carrying one of the view's `token_scopes`."""
+
+    message = "Policy leads, or a token with the scope this endpoint names."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        scopes = view.token_scopes
+        if isinstance(request.auth, ServiceToken):
+            if any(scope in request.auth.scopes for scope in scopes):
+                return True
+            self.message = f"This token lacks the {' or '.join(repr(s) for s in scopes)} scope."
+            return False
         return is_lead(request.user)
 
 
@@ -258,6 +283,143 @@ class ModelsView(APIView):
         if request.query_params.get("policy"):
             versions = versions.filter(policy__key=request.query_params["policy"])
         return Response(ModelVersionOut(versions[:100], many=True).data)
+
+
+class ModelArtifactView(APIView):
+    permission_classes = [LeadOrScopedToken]
+    token_scopes = READ_SCOPES
+    content_negotiation_class = IgnoreFormatParameter  # the body is a zip whatever the client accepts
+
+    @extend_schema(
+        operation_id="models_artifact",
+        summary="Download a model version as one self-describing bundle (zip; needs models:read)",
+        description=(
+            "A deterministic zip: `model.safetensors` (head weights), `config.json` (encoder, labels, classes, "
+            "positive label, per-label temperature, routing thresholds in force, input schema), `model_card.json` "
+            "and `MODEL_CARD.md` (training set, split, held-out metrics with intervals and where they were measured, "
+            "limitations, intended use) and `SHA256SUMS`. The same model and card give the same bytes; their "
+            "sha256 is the `ETag` and `X-Reviewapp-Artifact-Sha256`. `activelearning.bundle.load_bundle` loads it "
+            "and reproduces the predict endpoint's scores. 409 when the stored artifact is missing or does not "
+            "match its registered sha256 (nothing is sent then)."
+        ),
+        responses={
+            (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="The bundle"),
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+    )
+    def get(self, request: Request, model_id: int) -> HttpResponse:
+        version = get_object_or_404(ModelVersion.objects.select_related("policy"), pk=model_id)
+        bundle = model_bundle(version=version)
+        response = HttpResponse(bundle.data, content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{bundle.filename}"'
+        response["ETag"] = f'"{bundle.sha256}"'
+        response["X-Reviewapp-Artifact-Sha256"] = bundle.sha256
+        response["Cache-Control"] = "private, no-cache"
+        return response
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "One item: `text`, or `embedding` (a vector the model reads), and an optional `id` echoed back.",
+        "properties": {
+            "text": {"type": "string", "maxLength": MAX_TEXT_CHARS},
+            "embedding": {"type": "array", "items": {"type": "number"}},
+            "id": {"type": "string", "maxLength": MAX_ID_CHARS},
+        },
+        "additionalProperties": False,
+    }
+)
+class PredictItemField(serializers.DictField):
+    """An item passed on unvalidated: `activelearning.predict_items.check_items` validates it for the model."""
+
+
+class PredictIn(serializers.Serializer):
+    items = serializers.ListField(
+        child=PredictItemField(),
+        min_length=1,
+        max_length=MAX_BATCH,
+        error_messages={
+            "max_length": f"At most {MAX_BATCH} items per call; split the batch.",
+            "min_length": "Give at least one item.",
+        },
+    )
+    version = serializers.IntegerField(
+        required=False, min_value=1, help_text="Version number of the policy's model; the champion when absent."
+    )
+
+
+class PredictionOut(serializers.Serializer):
+    id = serializers.CharField(required=False, help_text="The item's `id`, when it had one.")
+    scores = serializers.DictField(child=serializers.FloatField(), help_text="Calibrated probability per head label.")
+    score = serializers.FloatField(help_text="The positive label's probability: the routing score.")
+    predicted_label = serializers.CharField(allow_null=True)
+    predicted_labels = serializers.ListField(child=serializers.CharField())
+
+
+class ServedModelOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.CharField(help_text="al-<policy>@v<number>, as upstream decisions name it.")
+    number = serializers.IntegerField()
+    status = serializers.CharField()
+    artifact_sha256 = serializers.CharField()
+    encoder_id = serializers.CharField()
+    positive_label = serializers.CharField()
+
+
+class PredictOut(serializers.Serializer):
+    model = ServedModelOut()
+    items = PredictionOut(many=True)
+
+
+class PredictView(APIView):
+    permission_classes = [LeadOrScopedToken]
+    token_scopes = PREDICT_SCOPES
+
+    @extend_schema(
+        operation_id="models_predict",
+        summary="Score items with a policy's model (champion unless a version is named; needs models:predict)",
+        description=(
+            f"Up to {MAX_BATCH} items per call, each `{{'text': …}}` (at most {MAX_TEXT_CHARS:,} characters, "
+            "not blank, valid Unicode, no NUL) or `{'embedding': […]}` of the width the model reads (finite "
+            "numbers). MiniLM models reuse the cached vector of a text any item already had. Scores equal those "
+            "of the version's bundle loaded with `activelearning.bundle.load_bundle` for the same batch. 404 when "
+            "the policy has no champion (or no such version)."
+        ),
+        request=PredictIn,
+        responses={200: PredictOut, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+    )
+    def post(self, request: Request, policy_key: str) -> Response:
+        data = PredictIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = _served_version(policy_key, data.validated_data.get("version"))
+        rows = model_predict(version=version, items=data.validated_data["items"])
+        model = {
+            "id": version.pk,
+            "model": f"{version.model_name}@{version.version_label}",
+            "number": version.number,
+            "status": version.status,
+            "artifact_sha256": version.artifact_sha256,
+            "encoder_id": version.encoder_id,
+            "positive_label": version.positive_label,
+        }
+        return Response({"model": model, "items": rows})
+
+
+def _served_version(policy_key: str, number: int | None) -> ModelVersion:
+    versions = ModelVersion.objects.select_related("policy").filter(policy__key=policy_key)
+    if number is not None:
+        version = versions.filter(number=number).first()
+        if version is None:
+            raise exceptions.NotFound(f"Policy {policy_key!r} has no model version {number}.")
+        return version
+    version = versions.filter(status=ModelStatus.CHAMPION).first()
+    if version is None:
+        raise exceptions.NotFound(
+            f"Policy {policy_key!r} has no champion model to serve; name a version, or promote one first."
+        )
+    return version
 
 
 class ModelDetailView(APIView):

@@ -198,3 +198,23 @@ def _store(encoder_id: str, rows: list[tuple[int, str, np.ndarray]]) -> None:
                 """,
                 [encoder_id],
             )
+
+
+def text_embeddings(encoder: MiniLMEncoder, texts: Sequence[str]) -> np.ndarray:
+    """(n, dim) float32 vectors for texts that belong to no item (the predict endpoint).
+
+    A text some item already has a cached vector for reuses that vector (the one training and pool
+    scoring used); the others are encoded now and not stored, since a cache row belongs to an item.
+    """
+    keys = [content_key(t) for t in texts]
+    found = _cached_by_text(encoder.encoder_id, sorted(set(keys)))
+    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    missing = []
+    for row, key in enumerate(keys):
+        if key in found:
+            out[row] = found[key]
+        else:
+            missing.append(row)
+    if missing:
+        out[missing] = encoder.encode([texts[i] for i in missing])
+    return out

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from activelearning.models import LabelErrorRun, ModelVersion, ThresholdProposal, TrainingRun
@@ -97,18 +98,40 @@ def model_files(settings) -> Iterator[Path]:  # type: ignore[no-untyped-def]
     shutil.rmtree(root, ignore_errors=True)
 
 
-def permission_objects(policy: Policy) -> dict[str, int]:
-    """A round, a model version, a pending threshold proposal and a label-error run, for the role matrix."""
+def tiny_artifact(policy: Policy) -> dict[str, Any]:
+    """A real (tiny, barely trained) hashed n-gram head on disk, as `ModelVersion` fields: enough for
+    the artifact download and predict endpoints to answer 200 in the role matrix and the API fuzz."""
+    from activelearning.artifacts import save_model
+    from activelearning.encoders import HashedNgramConfig, HashedNgramEncoder
+    from activelearning.head_inputs import Bags, HeadConfig
+    from activelearning.heads import train_head
+
+    encoder = HashedNgramEncoder(HashedNgramConfig(num_buckets=64))
+    texts = ["you are kind", "you are an idiot", "thanks a lot", "shut up idiot"]
+    y = np.asarray([[0.0], [1.0], [0.0], [1.0]], dtype=np.float32)
+    config = HeadConfig(hidden=0, max_epochs=2, embedding_dim=4)
+    head = train_head(Bags.from_list(encoder.bags(texts), 64), y, None, None, labels=["violating"], config=config)
+    relative = f"{policy.key}/tiny-{policy.pk}.pt"
+    info = save_model(model_root() / relative, head, encoder=encoder.config())
+    return {
+        "artifact_path": relative,
+        "artifact_sha256": info.sha256,
+        "artifact_bytes": info.size,
+        "encoder_id": encoder.encoder_id,
+        "encoder_config": encoder.config(),
+    }
+
+
+def permission_objects(policy: Policy) -> dict[str, Any]:
+    """A round, a model version (with a real tiny artifact), a pending threshold proposal and a
+    label-error run, for the role matrix."""
     run = TrainingRun.objects.create(policy=policy, status="succeeded", stage="done", params={"encoder": "hashed"})
     version = ModelVersion.objects.create(
         policy=policy,
         training_run=run,
         number=1,
-        artifact_path="x.pt",
-        artifact_sha256="0" * 64,
-        artifact_bytes=1,
+        **tiny_artifact(policy),
         encoder="hashed",
-        encoder_id="hashed",
         task="binary",
         head_labels=["violating"],
         classes=["not_violating", "violating"],
@@ -134,4 +157,5 @@ def permission_objects(policy: Policy) -> dict[str, int]:
         "model_id": version.pk,
         "proposal_id": proposal.pk,
         "label_error_run_id": label_error_run.pk,
+        "policy_key": policy.key,
     }

@@ -71,6 +71,7 @@ def test_models_page_shows_each_versions_split_definition_and_marks_the_legacy_r
     assert "<code>content-group-sha256</code>, salt <code>reviewapp-al-split-v1</code>" in html
     assert f"content key <code>{CONTENT_KEY_VERSION}</code>, dev 0.15 · test 0.2 of gold" in html
     assert f"Held-out test items: {champion.metrics['n']}" in html and "Legacy split" not in html
+    assert f'<a href="/api/v1/models/{champion.pk}/artifact" download>Download bundle</a>' in html
 
     ModelVersion.objects.filter(pk=champion.pk).update(split_rule="item-id-sha256", split_content_key_version="")
     html = lead_client.get(f"/models/?policy={champion.policy.key}").content.decode()

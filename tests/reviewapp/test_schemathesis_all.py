@@ -147,6 +147,13 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
             # Nothing was live before, so there is nothing to roll back to: refused, saying why.
             "POST /api/v1/models/{policy_key}/rollback": ({"policy_key": "harassment"}, None, None, 409),
             "GET /api/v1/online-metrics": ({}, {"policy": "harassment"}, None, 200),
+            "GET /api/v1/models/{model_id}/artifact": ({}, None, None, 200),
+            "POST /api/v1/models/{policy_key}/predict": (
+                {},
+                None,
+                {"items": [{"text": "you are kind", "id": "a"}, {"text": "shut up"}], "version": 1},
+                200,
+            ),
             "POST /api/v1/queues/{queue_id}/claim": ({}, None, None, 200),
             "POST /api/v1/rounds": ({}, None, {"policy": "harassment", "encoder": "hashed", "budget": 5}, 202),
             "GET /api/v1/rounds/{run_id}": ({}, None, None, 200),
