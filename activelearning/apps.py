@@ -9,6 +9,7 @@ class ActivelearningConfig(AppConfig):
         # Imported here, not at module top: models can be imported only once the app registry is ready.
         from reviewapp.metrics import collector_register
 
-        from .metrics import ModelCollector
+        from .metrics import DriftCollector, ModelCollector
 
         collector_register(name="activelearning", collector=ModelCollector())
+        collector_register(name="activelearning-drift", collector=DriftCollector())

@@ -30,6 +30,7 @@ and is noisy on small samples, so below `MIN_COUNT` items on either side no leve
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -94,7 +95,7 @@ def numeric_labels(edges: Sequence[float]) -> list[str]:
     if not edges:
         return ["all"]
     bounds = [f"{e:.4g}" for e in edges]
-    return [f"< {bounds[0]}", *(f"{lo} – {hi}" for lo, hi in zip(bounds, bounds[1:], strict=False)), f"≥ {bounds[-1]}"]
+    return [f"< {bounds[0]}", *(f"{lo} – {hi}" for lo, hi in itertools.pairwise(bounds)), f"≥ {bounds[-1]}"]
 
 
 def categories(reference: Sequence[str | None], max_categories: int = MAX_CATEGORIES) -> list[str]:

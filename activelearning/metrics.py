@@ -12,6 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .models import ModelStatus, ModelVersion, RunStatus, TrainingRun
+from .services.drift import drift_all_policies
 
 
 class ModelCollector(Collector):
@@ -48,3 +49,24 @@ class ModelCollector(Collector):
             for stage, seconds in sorted(run.timings.items()):
                 stages.add_metric([key, stage], float(seconds))
         yield from (duration, finished, stages)
+
+
+class DriftCollector(Collector):
+    """PSI per feature per policy of live decisions against the champion's training items (`services/drift.py`)."""
+
+    def collect(self) -> Iterator[object]:
+        psi = GaugeMetricFamily(
+            "reviewapp_al_drift_psi",
+            "Population stability index of a feature: live window vs the champion's training items",
+            labels=["policy", "feature", "live_source"],
+        )
+        alert = GaugeMetricFamily(
+            "reviewapp_al_drift_alert", "1 when a feature's PSI reached the alert threshold (0.25)", labels=["policy"]
+        )
+        for measured in drift_all_policies():
+            for feature in measured.features:
+                if feature.psi is not None:
+                    psi.add_metric([measured.policy, feature.feature, measured.live_source], feature.psi)
+            if measured.features:
+                alert.add_metric([measured.policy], 1.0 if measured.alert else 0.0)
+        yield from (psi, alert)

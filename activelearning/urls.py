@@ -7,6 +7,9 @@ urlpatterns = [
     path("rounds/start", views.round_start, name="al-round-start"),
     path("rounds/<int:run_id>/", views.run_page, name="al-run"),
     path("rounds/<int:run_id>/cancel", views.run_cancel, name="al-run-cancel"),
+    path("label-errors/", views.label_error_runs_page, name="al-label-error-runs"),
+    path("label-errors/<int:label_error_run_id>/", views.label_error_run_page, name="al-label-error-run"),
+    path("label-errors/<int:label_error_run_id>/send", views.label_error_send, name="al-label-error-send"),
     path("proposals/<int:proposal_id>/approve", views.proposal_approve, name="al-proposal-approve"),
     path("proposals/<int:proposal_id>/reject", views.proposal_reject, name="al-proposal-reject"),
 ]

@@ -13,7 +13,7 @@ from typing import cast
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -25,12 +25,17 @@ from reviewapp.access import lead_required
 from reviewapp.audit import Actor
 from reviewapp.models import Queue
 
-from .models import Encoder, RunTrigger, ThresholdProposal, TrainingRun
+from .drift_report import drift_context
+from .label_error_report import label_error_run_context, label_error_runs
+from .models import Encoder, LabelErrorRun, RunTrigger, ThresholdProposal, TrainingRun
 from .report import models_context, run_context
+from .services.label_error_loop import label_error_suspects_send
 from .services.rounds import RoundAlreadyActive, default_encoder, training_run_fail, training_run_start
 from .services.thresholds import ProposalClosed, threshold_proposal_approve, threshold_proposal_reject
 
 ROUND_FIELDS = ("encoder", "strategy", "budget", "balanced", "queue_id")
+# Triggers a lead may name on the round form: a drift alert proposes a round, a person starts it.
+FORM_TRIGGERS = (RunTrigger.MANUAL, RunTrigger.DRIFT)
 
 
 def _models_url(policy_key: str) -> str:
@@ -51,6 +56,8 @@ def models_page(request: HttpRequest) -> HttpResponse:
         "strategies": list(STRATEGIES),
         "queues": Queue.objects.filter(is_active=True),
         **models_context(policy, request.GET.get("version")),
+        **drift_context(policy),
+        "label_error_runs": label_error_runs(policy)[:5] if policy else [],
     }
     return render(request, "activelearning/models.html", context)
 
@@ -68,13 +75,16 @@ def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
 def round_start(request: HttpRequest) -> HttpResponse:
     policy = get_object_or_404(Policy, key=request.POST.get("policy", ""), is_active=True)
     params = {name: request.POST[name] for name in ROUND_FIELDS if request.POST.get(name)}
+    trigger = request.POST.get("trigger") or RunTrigger.MANUAL
+    if trigger not in FORM_TRIGGERS:
+        return HttpResponseBadRequest(f"trigger must be one of {', '.join(FORM_TRIGGERS)}")
     try:
         run = training_run_start(
             policy=policy,
             actor=Actor.of(request.user),
             user=cast(User, request.user),
             params=params,
-            trigger=RunTrigger.MANUAL,
+            trigger=trigger,
         )
     except RoundAlreadyActive as active:
         messages.warning(request, f"{policy.name} already has a round in progress; here it is.")
@@ -122,3 +132,52 @@ def _proposal_decide(request: HttpRequest, proposal_id: int, decide: Callable[..
     else:
         messages.success(request, done)
     return redirect(_models_url(proposal.policy.key))
+
+
+@require_GET
+@lead_required
+def label_error_runs_page(request: HttpRequest) -> HttpResponse:
+    """A policy's out-of-fold label-error checks, newest first (the first active policy unless one is named)."""
+    policies = Policy.objects.filter(is_active=True)
+    key = request.GET.get("policy")
+    policy = get_object_or_404(policies, key=key) if key else policies.first()
+    runs = label_error_runs(policy)[:50] if policy else []
+    return render(request, "activelearning/label_error_runs.html", {"policy": policy, "runs": runs})
+
+
+@require_GET
+@lead_required
+def label_error_run_page(request: HttpRequest, label_error_run_id: int) -> HttpResponse:
+    """One check's suspects, ranked, with the evidence for each and a form to send them to re-review."""
+    run = get_object_or_404(LabelErrorRun.objects.select_related("policy", "training_run"), pk=label_error_run_id)
+    return render(request, "activelearning/label_error_run.html", label_error_run_context(run))
+
+
+@require_POST
+@lead_required
+def label_error_send(request: HttpRequest, label_error_run_id: int) -> HttpResponse:
+    """Send the chosen suspects to re-review in the chosen queue; repeats open nothing twice."""
+    run = get_object_or_404(LabelErrorRun, pk=label_error_run_id)
+    queue = Queue.objects.filter(pk=_int_or_none(request.POST.get("queue_id"))).first()
+    gold_ids = [_int_or_none(v) for v in request.POST.getlist("gold")]
+    if queue is None or None in gold_ids:
+        return HttpResponseBadRequest("Choose a queue (queue_id) and suspects by gold id (gold).")
+    try:
+        sent = label_error_suspects_send(
+            run_id=run.pk, gold_ids=cast(list[int], gold_ids), queue=queue, actor=Actor.of(request.user)
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("al-label-error-run", label_error_run_id=run.pk)
+    skipped = [f"{len(sent.already_queued)} already sent"] if sent.already_queued else []
+    skipped += [f"{len(sent.superseded)} corrected since"] if sent.superseded else []
+    note = f" ({'; '.join(skipped)})" if skipped else ""
+    messages.success(request, f"{len(sent.task_ids)} sent to re-review in {queue.name}{note}.")
+    return redirect("al-label-error-run", label_error_run_id=run.pk)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value or "")
+    except ValueError:
+        return None

@@ -410,6 +410,7 @@ class ServiceToken(models.Model):
         "tasks:write",
         "appeals:write",
         "models:write",
+        "models:read",
         "metrics:read",
     )
 
