@@ -71,7 +71,7 @@ def test_categorical_drift_folds_unseen_and_missing_values_against_the_reference
     reference = ["en"] * 80 + ["de"] * 20
     live = ["en"] * 40 + ["fr"] * 40 + [None] * 20
 
-    result = drift.categorical_drift("language", reference, live)
+    result = drift.categorical_drift("language", reference, live, min_count=50)
 
     assert result.bins == ["en", "de", drift.OTHER]
     assert result.live == pytest.approx([0.4, 0.0, 0.6])  # "fr" and missing (UNKNOWN) are no reference category: OTHER
@@ -91,3 +91,13 @@ def test_too_few_items_give_no_level_and_the_worst_level_wins() -> None:
 def test_histograms_over_different_bins_are_refused() -> None:
     with pytest.raises(ValueError, match="different bins"):
         drift.psi([1, 2], [1, 2, 3])
+
+
+def test_with_no_change_psi_stays_near_its_sampling_noise_at_the_minimum_count() -> None:
+    rng = np.random.default_rng(4)
+    n = drift.MIN_COUNT
+    values = [drift.numeric_drift("score", rng.random(n), rng.random(n)).psi for _ in range(200)]
+
+    # expected (B − 1)(1/n + 1/n) = 0.09 for ten bins and 200 a side; noise alone must not alert
+    assert np.mean(values) == pytest.approx(9 * 2 / n, rel=0.2)
+    assert np.mean(np.asarray(values) >= drift.ALERT) <= 0.02  # P(χ²(9) ≥ 25) ≈ 0.003
