@@ -31,7 +31,7 @@ LIVE = 250
 @pytest.fixture
 def champion(db):  # type: ignore[no-untyped-def]
     policy, _ = al_policy("abuse")
-    gold_ids, pool = load_items(policy, "convabuse", items=700, gold=400)
+    _, pool = load_items(policy, "convabuse", items=700, gold=400)
     run = TrainingRun.objects.create(policy=policy, status="succeeded", stage="done", params={"encoder": "hashed"})
     version = ModelVersion.objects.create(
         policy=policy,
@@ -160,7 +160,8 @@ def test_drifted_decisions_show_psi_and_an_alert_on_the_page_rest_and_metrics(
     assert re.search(r'name="trigger" value="drift"', page)
 
     metrics = Client(HTTP_AUTHORIZATION=f"Bearer {make_token(['metrics:read'])}").get("/metrics").content.decode()
-    line = next(m for m in metrics.splitlines() if m.startswith("reviewapp_al_drift_psi{") and 'feature="language"' in m)
+    psi_lines = [m for m in metrics.splitlines() if m.startswith("reviewapp_al_drift_psi{")]
+    line = next(m for m in psi_lines if 'feature="language"' in m)
     assert 'policy="abuse"' in line and 'live_source="al-abuse"' in line
     assert float(line.rsplit(" ", 1)[1]) == pytest.approx(features["language"]["psi"], rel=1e-6)
     assert 'reviewapp_al_drift_alert{policy="abuse"} 1.0' in metrics
