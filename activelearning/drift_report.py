@@ -26,7 +26,7 @@ def drift_context(policy: Policy | None) -> dict[str, Any]:
     if policy is None:
         return {}
     measured = policy_drift(policy=policy)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": FEATURE_NAMES.get(feature.feature, feature.feature),
             "feature": feature,
@@ -38,7 +38,9 @@ def drift_context(policy: Policy | None) -> dict[str, Any]:
         "drift": measured,
         "drift_policy": policy,
         "drift_rows": rows,
-        "drift_alerting": [row["name"].lower() for row in rows if row["feature"].level == drift.ALERTING],
+        "drift_alerting": [
+            FEATURE_NAMES.get(f.feature, f.feature).lower() for f in measured.features if f.level == drift.ALERTING
+        ],
         "drift_watch": drift.WATCH,
         "drift_alert": drift.ALERT,
         "drift_min_count": drift.MIN_COUNT,

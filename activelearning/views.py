@@ -158,7 +158,8 @@ def label_error_run_page(request: HttpRequest, label_error_run_id: int) -> HttpR
 def label_error_send(request: HttpRequest, label_error_run_id: int) -> HttpResponse:
     """Send the chosen suspects to re-review in the chosen queue; repeats open nothing twice."""
     run = get_object_or_404(LabelErrorRun, pk=label_error_run_id)
-    queue = Queue.objects.filter(pk=_int_or_none(request.POST.get("queue_id"))).first()
+    queue_id = _int_or_none(request.POST.get("queue_id"))
+    queue = Queue.objects.filter(pk=queue_id).first() if queue_id is not None else None
     gold_ids = [_int_or_none(v) for v in request.POST.getlist("gold")]
     if queue is None or None in gold_ids:
         return HttpResponseBadRequest("Choose a queue (queue_id) and suspects by gold id (gold).")

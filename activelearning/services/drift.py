@@ -24,6 +24,7 @@ changes only with a new champion or a new pool scoring), so pages and /metrics s
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +41,8 @@ from reviewapp.models import ModelDecision
 from ..models import ModelStatus, ModelVersion, PoolScore
 from .datasets import TRAIN, TrainingDataError, gold_set, label_space
 from .splits import SplitDefinition, SplitUnavailable
+
+logger = logging.getLogger(__name__)
 
 ALL_MODELS = "all models"
 REFERENCE_CACHE_SECONDS = 3600
@@ -179,6 +182,15 @@ def _reference_scores(
 
 
 def drift_all_policies() -> list[PolicyDrift]:
-    """Drift of every active policy that has a champion (for /metrics)."""
-    policies = Policy.objects.filter(is_active=True, model_versions__status=ModelStatus.CHAMPION).distinct()
-    return [policy_drift(policy=policy) for policy in policies]
+    """Drift of every active policy that has a champion (for /metrics).
+
+    A policy whose measurement fails is logged and left out, so it cannot take every other
+    series of the scrape down with it.
+    """
+    measured = []
+    for policy in Policy.objects.filter(is_active=True, model_versions__status=ModelStatus.CHAMPION).distinct():
+        try:
+            measured.append(policy_drift(policy=policy))
+        except Exception:
+            logger.exception("drift of %s not measured", policy.key)
+    return measured
