@@ -15,9 +15,10 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 
-from reviewapp.retry import HEAVY
+from reviewapp.retry import HEAVY, LATE_ACK
 
 from .models import ModelStatus, ModelVersion, RunStage, RunTrigger, ScoringRun, TrainingRun
+from .services.drift import drift_all_policies
 from .services.evaluation import model_version_evaluate
 from .services.label_error_loop import label_error_run_after_round, label_error_runs_start_due
 from .services.out_of_fold import label_error_run_execute, label_error_run_fail
@@ -182,6 +183,12 @@ def resume_stalled_rounds() -> int:
 @shared_task(name="activelearning.find_label_errors_scheduled", time_limit=300, soft_time_limit=280, **HEAVY)
 def find_label_errors_scheduled() -> int:
     return len(label_error_runs_start_due())
+
+
+@shared_task(name="activelearning.measure_drift", time_limit=900, soft_time_limit=870, **LATE_ACK)
+def measure_drift() -> int:
+    """Measure drift of every policy with a champion; /metrics reports the latest measurements."""
+    return sum(1 for measured in drift_all_policies() if measured.alert)
 
 
 @shared_task(name="activelearning.prune_pool_scores", time_limit=1800, soft_time_limit=1740, **HEAVY)

@@ -382,6 +382,7 @@ CELERY_TASK_ROUTES = {
     "activelearning.score_pool": {"queue": AL_SCORING_QUEUE},
     "activelearning.score_chunk": {"queue": AL_SCORING_QUEUE},
     "activelearning.select_batch": {"queue": AL_SCORING_QUEUE},
+    "activelearning.measure_drift": {"queue": AL_SCORING_QUEUE},
     "activelearning.prune_pool_scores": {"queue": AL_SCORING_QUEUE},
 }
 CELERY_BEAT_SCHEDULE.update(
@@ -391,6 +392,7 @@ CELERY_BEAT_SCHEDULE.update(
         "al-resume-stalled-rounds": {"task": "activelearning.resume_stalled_rounds", "schedule": 600.0},
         "al-prune-pool-scores": {"task": "activelearning.prune_pool_scores", "schedule": 86400.0},
         "al-label-errors-scheduled": {"task": "activelearning.find_label_errors_scheduled", "schedule": 3600.0},
+        "al-measure-drift": {"task": "activelearning.measure_drift", "schedule": 900.0},
     }
 )
 # Out-of-fold label-error checks (activelearning/services/label_error_loop.py): one after every

@@ -19,7 +19,9 @@ Features (bins fixed by the reference, `activelearning.drift`):
 
 An `alert` on any feature proposes a retraining round to a lead (the models page shows the round
 form with trigger "drift"); nothing trains by itself. The reference is cached per champion (it
-changes only with a new champion or a new pool scoring), so pages and /metrics scrapes stay cheap.
+changes only with a new champion or a new pool scoring). Every measurement (page, REST, and the
+`measure_drift` beat every 15 minutes) is also kept in the shared cache as the policy's latest
+(`drift_latest`), which is what /metrics reports: a scrape reads no database.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 ALL_MODELS = "all models"
 REFERENCE_CACHE_SECONDS = 3600
+LATEST_CACHE_KEY = "al-drift-latest:v1"
+LATEST_CACHE_SECONDS = 6 * 3600  # a series older than this disappears from /metrics
 MAX_REFERENCE_SCORES = 50_000
 
 
@@ -125,7 +129,25 @@ def policy_drift(*, policy: Policy, now: datetime | None = None) -> PolicyDrift:
         drift.categorical_drift("source", reference.sources, [_text(v[2]) for v in items.values()]),
     ]
     result.level = drift.worst_level([f.level for f in result.features])
+    _keep_latest(result)
     return result
+
+
+def _keep_latest(measured: PolicyDrift) -> None:
+    """Store the measurement's figures as the policy's latest (last writer wins: they are gauges)."""
+    latest = cache.get(LATEST_CACHE_KEY) or {}
+    latest[measured.policy] = {
+        "live_source": measured.live_source,
+        "alert": measured.alert,
+        "psi": {f.feature: f.psi for f in measured.features if f.psi is not None},
+        "measured_at": timezone.now().timestamp(),
+    }
+    cache.set(LATEST_CACHE_KEY, latest, LATEST_CACHE_SECONDS)
+
+
+def drift_latest() -> dict[str, dict[str, Any]]:
+    """policy key → its latest measurement's figures (live_source, alert, psi per feature, measured_at)."""
+    return dict(cache.get(LATEST_CACHE_KEY) or {})
 
 
 def _text(value: Any) -> str | None:
@@ -182,10 +204,9 @@ def _reference_scores(
 
 
 def drift_all_policies() -> list[PolicyDrift]:
-    """Drift of every active policy that has a champion (for /metrics).
+    """Measure every active policy that has a champion (the `measure_drift` beat, for /metrics).
 
-    A policy whose measurement fails is logged and left out, so it cannot take every other
-    series of the scrape down with it.
+    A policy whose measurement fails is logged and left out, so it cannot stop the others.
     """
     measured = []
     for policy in Policy.objects.filter(is_active=True, model_versions__status=ModelStatus.CHAMPION).distinct():

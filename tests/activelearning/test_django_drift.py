@@ -14,11 +14,14 @@ import re
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.cache import cache
 from django.test import Client
 from rest_framework.test import APIClient
 
+from activelearning.metrics import DriftCollector
 from activelearning.models import ModelStatus, ModelVersion, PoolScore, RunTrigger, TrainingRun
 from activelearning.services.datasets import gold_watermark
+from activelearning.services.drift import LATEST_CACHE_KEY, drift_all_policies
 from activelearning.services.splits import SplitDefinition
 from labeling.models import GoldLabel
 from reviewapp.models import AuditEvent
@@ -214,3 +217,28 @@ def test_without_a_champion_drift_says_why_it_is_not_measured(db, lead_client) -
     page = lead_client.get("/models/?policy=abuse").content.decode()
 
     assert "Not measured: no champion" in page and "Drift alert" not in page
+
+
+def test_metrics_report_what_the_beat_measured_without_reading_the_database(
+    champion, ingest_client, make_token, django_assert_num_queries
+) -> None:
+    _ingest(ingest_client, _drifted(LIVE))
+    cache.delete(LATEST_CACHE_KEY)
+    scraper = Client(HTTP_AUTHORIZATION=f"Bearer {make_token(['metrics:read'])}")
+    assert "reviewapp_al_drift_psi{" not in scraper.get("/metrics").content.decode()
+
+    (measured,) = drift_all_policies()  # what the `measure_drift` beat runs
+
+    metrics = scraper.get("/metrics").content.decode()
+    language = next(f for f in measured.features if f.feature == "language")
+    assert (
+        f'reviewapp_al_drift_psi{{feature="language",live_source="al-abuse",policy="abuse"}} {language.psi}' in metrics
+    )
+    assert 'reviewapp_al_drift_alert{policy="abuse"} 1.0' in metrics
+    with django_assert_num_queries(0):
+        families = {family.name for family in DriftCollector().collect()}
+    assert families == {
+        "reviewapp_al_drift_psi",
+        "reviewapp_al_drift_alert",
+        "reviewapp_al_drift_measured_timestamp_seconds",
+    }
