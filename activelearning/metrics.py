@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 from labeling.models import Policy
 
 from .models import ModelStatus, ModelVersion, RunStatus, TrainingRun
+from .services.drift import drift_latest
 from .services.online_metrics import online_metrics_compute
 
 
@@ -96,3 +97,28 @@ class OnlineCollector(Collector):
                 if week.overturns.rate is not None:
                     families["appeal_overturn_rate"].add_metric(values, week.overturns.rate)
         yield from families.values()
+
+
+class DriftCollector(Collector):
+    """PSI per feature per policy of live decisions against the champion's training items, as last
+    measured (`services/drift.py`: the beat every 15 minutes, or a page or REST read); no database read."""
+
+    def collect(self) -> Iterator[object]:
+        labels = ["policy", "feature", "live_source"]
+        psi = GaugeMetricFamily(
+            "reviewapp_al_drift_psi",
+            "Population stability index of a feature: live window vs the champion's training items",
+            labels=labels,
+        )
+        alert = GaugeMetricFamily(
+            "reviewapp_al_drift_alert", "1 when a feature's PSI reached the alert threshold (0.25)", labels=["policy"]
+        )
+        measured_at = GaugeMetricFamily(
+            "reviewapp_al_drift_measured_timestamp_seconds", "When drift was last measured", labels=["policy"]
+        )
+        for policy, latest in sorted(drift_latest().items()):
+            for feature, value in sorted(latest["psi"].items()):
+                psi.add_metric([policy, feature, latest["live_source"]], value)
+            alert.add_metric([policy], 1.0 if latest["alert"] else 0.0)
+            measured_at.add_metric([policy], latest["measured_at"])
+        yield from (psi, alert, measured_at)

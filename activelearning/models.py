@@ -58,6 +58,7 @@ class RunTrigger(models.TextChoices):
     API = "api", "Started over REST"
     NEW_GOLD = "new_gold", "New gold labels"
     SCHEDULE = "schedule", "Schedule"
+    DRIFT = "drift", "Drift alert, started by a lead"
 
 
 class RunStage(models.TextChoices):
@@ -353,6 +354,12 @@ class ThresholdProposal(models.Model):
         return f"thresholds for {self.model_name}: clear ≤ {self.auto_clear}, action ≥ {self.auto_action}"
 
 
+class LabelErrorTrigger(models.TextChoices):
+    MANUAL = "manual", "Started by a person (command or API)"
+    ROUND = "round", "After a round"
+    SCHEDULE = "schedule", "Schedule"
+
+
 class LabelErrorRun(models.Model):
     """One out-of-fold label-error check of a policy's gold: k heads, their probabilities, the suspects.
 
@@ -365,6 +372,11 @@ class LabelErrorRun(models.Model):
 
     policy = models.ForeignKey("labeling.Policy", on_delete=models.PROTECT, related_name="label_error_runs")
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    trigger = models.CharField(max_length=10, choices=LabelErrorTrigger.choices, default=LabelErrorTrigger.MANUAL)
+    # The round this check followed (at most one check per round: a redelivered end of round finds it).
+    training_run = models.OneToOneField(
+        TrainingRun, null=True, blank=True, on_delete=models.PROTECT, related_name="label_error_run"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

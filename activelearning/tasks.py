@@ -15,11 +15,13 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 
-from reviewapp.retry import HEAVY
+from reviewapp.retry import HEAVY, LATE_ACK
 
 from .models import ModelStatus, ModelVersion, RunStage, RunTrigger, ScoringRun, TrainingRun
 from .services.deployment import deployed_items_score, deployed_items_sweep
+from .services.drift import drift_all_policies
 from .services.evaluation import model_version_evaluate
+from .services.label_error_loop import label_error_run_after_round, label_error_runs_start_due
 from .services.out_of_fold import label_error_run_execute, label_error_run_fail
 from .services.promotion import model_version_promote
 from .services.rounds import round_continue, training_run_fail, training_run_finish
@@ -82,7 +84,7 @@ def retrain(run_id: int) -> int | None:
         return None
     run = TrainingRun.objects.get(pk=run_id)
     if run.params.get("pipeline") == "train":
-        training_run_finish(run_id=run_id, message=f"registered {version}; training-only round finished")
+        _round_finished(run_id, f"registered {version}; training-only round finished")
     else:
         round_continue(run_id=run_id, stage=RunStage.EVALUATING, message="evaluating on held-out gold")
     return version.pk
@@ -166,8 +168,14 @@ def propose_thresholds(run_id: int) -> int | None:
     champion = ModelVersion.objects.filter(policy_id=policy_id, status=ModelStatus.CHAMPION).first()
     proposal = thresholds_propose(version_id=champion.pk) if champion else None
     done = f"threshold proposal {proposal.pk} waits for a lead" if proposal else "no champion: no thresholds"
-    training_run_finish(run_id=run_id, message=done)
+    _round_finished(run_id, done)
     return proposal.pk if proposal else None
+
+
+def _round_finished(run_id: int, message: str) -> None:
+    """End the round, then start its label-error check (once: a redelivery finds the one it started)."""
+    training_run_finish(run_id=run_id, message=message)
+    label_error_run_after_round(training_run_id=run_id)
 
 
 @shared_task(name="activelearning.retrain_on_new_gold", time_limit=300, soft_time_limit=280, **HEAVY)
@@ -183,6 +191,17 @@ def retrain_scheduled() -> int:
 @shared_task(name="activelearning.resume_stalled_rounds", time_limit=300, soft_time_limit=280, **HEAVY)
 def resume_stalled_rounds() -> int:
     return rounds_resume_stalled()
+
+
+@shared_task(name="activelearning.find_label_errors_scheduled", time_limit=300, soft_time_limit=280, **HEAVY)
+def find_label_errors_scheduled() -> int:
+    return len(label_error_runs_start_due())
+
+
+@shared_task(name="activelearning.measure_drift", time_limit=900, soft_time_limit=870, **LATE_ACK)
+def measure_drift() -> int:
+    """Measure drift of every policy with a champion; /metrics reports the latest measurements."""
+    return sum(1 for measured in drift_all_policies() if measured.alert)
 
 
 @shared_task(name="activelearning.prune_pool_scores", time_limit=1800, soft_time_limit=1740, **HEAVY)

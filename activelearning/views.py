@@ -26,16 +26,21 @@ from reviewapp.audit import Actor
 from reviewapp.errors import Refused
 from reviewapp.models import Queue
 
-from .models import Encoder, ModelVersion, RunTrigger, ThresholdProposal, TrainingRun
+from .drift_report import drift_context
+from .label_error_report import label_error_run_context, label_error_runs
+from .models import Encoder, LabelErrorRun, ModelVersion, RunTrigger, ThresholdProposal, TrainingRun
 from .online_report import online_context
 from .report import models_context, run_context
 from .services.deployment import model_deploy, model_rollback
 from .services.deployment_comparison import deployment_context
+from .services.label_error_loop import label_error_suspects_send
 from .services.online_metrics import DEFAULT_WEEKS, MAX_WEEKS, online_metrics_compute
 from .services.rounds import RoundAlreadyActive, default_encoder, training_run_fail, training_run_start
 from .services.thresholds import ProposalClosed, threshold_proposal_approve, threshold_proposal_reject
 
 ROUND_FIELDS = ("encoder", "strategy", "budget", "balanced", "queue_id")
+# Triggers a lead may name on the round form: a drift alert proposes a round, a person starts it.
+FORM_TRIGGERS = (RunTrigger.MANUAL, RunTrigger.DRIFT)
 
 
 def _models_url(policy_key: str) -> str:
@@ -57,6 +62,8 @@ def models_page(request: HttpRequest) -> HttpResponse:
         "queues": Queue.objects.filter(is_active=True),
         **models_context(policy, request.GET.get("version")),
         **deployment_context(policy),
+        **drift_context(policy),
+        "label_error_runs": label_error_runs(policy)[:5] if policy else [],
     }
     return render(request, "activelearning/models.html", context)
 
@@ -65,13 +72,14 @@ def models_page(request: HttpRequest) -> HttpResponse:
 @lead_required
 def online_page(request: HttpRequest, policy_key: str) -> HttpResponse:
     """Online figures of a policy's models per ISO week: audit-sample precision and clear misses,
-    appeal overturns, calibration of live scores."""
+    appeal overturns, calibration of live scores; and drift of live decisions from the champion's
+    training items."""
     policy = get_object_or_404(Policy, key=policy_key)
     weeks = request.GET.get("weeks", str(DEFAULT_WEEKS))
     if not weeks.isdigit() or not 1 <= int(weeks) <= MAX_WEEKS:
         return HttpResponseBadRequest(f"weeks must be a whole number from 1 to {MAX_WEEKS}", content_type="text/plain")
     metrics = online_metrics_compute(policy=policy, weeks=int(weeks))
-    context = {"policy": policy, "weeks": int(weeks), **online_context(metrics)}
+    context = {"policy": policy, "weeks": int(weeks), **online_context(metrics), **drift_context(policy)}
     return render(request, "activelearning/online.html", context)
 
 
@@ -88,13 +96,16 @@ def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
 def round_start(request: HttpRequest) -> HttpResponse:
     policy = get_object_or_404(Policy, key=request.POST.get("policy", ""), is_active=True)
     params = {name: request.POST[name] for name in ROUND_FIELDS if request.POST.get(name)}
+    trigger = request.POST.get("trigger") or RunTrigger.MANUAL
+    if trigger not in FORM_TRIGGERS:
+        return HttpResponseBadRequest(f"trigger must be one of {', '.join(FORM_TRIGGERS)}")
     try:
         run = training_run_start(
             policy=policy,
             actor=Actor.of(request.user),
             user=cast(User, request.user),
             params=params,
-            trigger=RunTrigger.MANUAL,
+            trigger=trigger,
         )
     except RoundAlreadyActive as active:
         messages.warning(request, f"{policy.name} already has a round in progress; here it is.")
@@ -185,3 +196,53 @@ def _switch(request: HttpRequest, policy_key: str, switch: Callable[[], object],
         else:
             messages.success(request, done)
     return redirect(_models_url(policy_key))
+
+
+@require_GET
+@lead_required
+def label_error_runs_page(request: HttpRequest) -> HttpResponse:
+    """A policy's out-of-fold label-error checks, newest first (the first active policy unless one is named)."""
+    policies = Policy.objects.filter(is_active=True)
+    key = request.GET.get("policy")
+    policy = get_object_or_404(policies, key=key) if key else policies.first()
+    runs = label_error_runs(policy)[:50] if policy else []
+    return render(request, "activelearning/label_error_runs.html", {"policy": policy, "runs": runs})
+
+
+@require_GET
+@lead_required
+def label_error_run_page(request: HttpRequest, label_error_run_id: int) -> HttpResponse:
+    """One check's suspects, ranked, with the evidence for each and a form to send them to re-review."""
+    run = get_object_or_404(LabelErrorRun.objects.select_related("policy", "training_run"), pk=label_error_run_id)
+    return render(request, "activelearning/label_error_run.html", label_error_run_context(run))
+
+
+@require_POST
+@lead_required
+def label_error_send(request: HttpRequest, label_error_run_id: int) -> HttpResponse:
+    """Send the chosen suspects to re-review in the chosen queue; repeats open nothing twice."""
+    run = get_object_or_404(LabelErrorRun, pk=label_error_run_id)
+    queue_id = _int_or_none(request.POST.get("queue_id"))
+    queue = Queue.objects.filter(pk=queue_id).first() if queue_id is not None else None
+    gold_ids = [_int_or_none(v) for v in request.POST.getlist("gold")]
+    if queue is None or None in gold_ids:
+        return HttpResponseBadRequest("Choose a queue (queue_id) and suspects by gold id (gold).")
+    try:
+        sent = label_error_suspects_send(
+            run_id=run.pk, gold_ids=cast(list[int], gold_ids), queue=queue, actor=Actor.of(request.user)
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("al-label-error-run", label_error_run_id=run.pk)
+    skipped = [f"{len(sent.already_queued)} already sent"] if sent.already_queued else []
+    skipped += [f"{len(sent.superseded)} corrected since"] if sent.superseded else []
+    note = f" ({'; '.join(skipped)})" if skipped else ""
+    messages.success(request, f"{len(sent.task_ids)} sent to re-review in {queue.name}{note}.")
+    return redirect("al-label-error-run", label_error_run_id=run.pk)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value or "")
+    except ValueError:
+        return None

@@ -388,6 +388,7 @@ CELERY_TASK_ROUTES = {
     "activelearning.score_pool": {"queue": AL_SCORING_QUEUE},
     "activelearning.score_chunk": {"queue": AL_SCORING_QUEUE},
     "activelearning.select_batch": {"queue": AL_SCORING_QUEUE},
+    "activelearning.measure_drift": {"queue": AL_SCORING_QUEUE},
     "activelearning.prune_pool_scores": {"queue": AL_SCORING_QUEUE},
     "activelearning.score_deployed": {"queue": AL_SCORING_QUEUE},
     "activelearning.score_deployed_sweep": {"queue": AL_SCORING_QUEUE},
@@ -399,8 +400,20 @@ CELERY_BEAT_SCHEDULE.update(
         "al-resume-stalled-rounds": {"task": "activelearning.resume_stalled_rounds", "schedule": 600.0},
         "al-prune-pool-scores": {"task": "activelearning.prune_pool_scores", "schedule": 86400.0},
         "al-score-deployed-sweep": {"task": "activelearning.score_deployed_sweep", "schedule": 60.0},
+        "al-label-errors-scheduled": {"task": "activelearning.find_label_errors_scheduled", "schedule": 3600.0},
+        "al-measure-drift": {"task": "activelearning.measure_drift", "schedule": 900.0},
     }
 )
+# Out-of-fold label-error checks (activelearning/services/label_error_loop.py): one after every
+# finished round, and on the beat for a policy whose gold grew since its last check this long ago.
+AL_LABEL_ERRORS_AFTER_ROUND = envbool("REVIEWAPP_AL_LABEL_ERRORS_AFTER_ROUND", "1")
+AL_LABEL_ERRORS_EVERY_HOURS = envint("REVIEWAPP_AL_LABEL_ERRORS_EVERY_HOURS", "168", minimum=1)
+AL_LABEL_ERRORS_FOLDS = envint("REVIEWAPP_AL_LABEL_ERRORS_FOLDS", "5", minimum=2)
+AL_LABEL_ERRORS_TOP_K = envint("REVIEWAPP_AL_LABEL_ERRORS_TOP_K", "50", minimum=1)
+# Drift (activelearning/services/drift.py): live decisions of this many days against the champion's
+# training items; at most this many of the newest decisions are read.
+AL_DRIFT_WINDOW_DAYS = envint("REVIEWAPP_AL_DRIFT_WINDOW_DAYS", "7", minimum=1)
+AL_DRIFT_MAX_DECISIONS = envint("REVIEWAPP_AL_DRIFT_MAX_DECISIONS", "50000", minimum=100)
 
 # Bulk ingest jobs (POST /api/v1/ingest-jobs): rows are stored on receipt and applied in chunks by
 # workers on the `ingest` queue; a sweep re-sends chunks whose task was sent this long ago and

@@ -76,6 +76,8 @@ EXPECTED: dict[str, tuple[dict[str, Any], int, int]] = {
     "activelearning.retrain_scheduled": (HEAVY, 300, 280),
     "activelearning.resume_stalled_rounds": (HEAVY, 300, 280),
     "activelearning.prune_pool_scores": (HEAVY, 1800, 1740),
+    "activelearning.find_label_errors_scheduled": (HEAVY, 300, 280),
+    "activelearning.measure_drift": (LATE_ACK, 900, 870),
 }
 
 

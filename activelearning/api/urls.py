@@ -15,6 +15,7 @@ urlpatterns = [
     path("rounds", views.RoundsView.as_view(), name="api-rounds"),
     path("rounds/<int:run_id>", views.RunDetailView.as_view(), name="api-round-detail"),
     path("thresholds", views.ProposalsView.as_view(), name="api-thresholds"),
+    path("drift", views.DriftView.as_view(), name="api-drift"),
     path(
         "label-error-runs/<int:label_error_run_id>",
         views.LabelErrorRunDetailView.as_view(),

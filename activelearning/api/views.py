@@ -18,6 +18,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, permissions, serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -44,6 +45,7 @@ from ..models import (
     TrainingRun,
 )
 from ..services.deployment import MAX_SHADOW_DAYS, model_deploy, model_rollback
+from ..services.drift import policy_drift
 from ..services.online_metrics import DEFAULT_WEEKS, MAX_WEEKS, online_metrics_compute
 from ..services.rounds import InvalidRound, RoundAlreadyActive, training_run_start
 from ..services.serving import model_bundle, model_predict
@@ -767,3 +769,47 @@ class OnlineMetricsView(APIView):
             policy=policy, weeks=query.validated_data["weeks"], versions=query.validated_data["versions"]
         )
         return Response(OnlineMetricsOut(metrics.as_dict()).data)
+
+
+class FeatureDriftOut(serializers.Serializer):
+    feature = serializers.CharField(help_text="score, text_length, language or source.")
+    psi = serializers.FloatField(allow_null=True, help_text="Population stability index over the bins.")
+    level = serializers.CharField(help_text="ok (< 0.1), watch (0.1–0.25), alert (≥ 0.25), or too_few items.")
+    bins = serializers.ListField(child=serializers.CharField(), help_text="Fixed by the reference.")
+    reference = serializers.ListField(child=serializers.FloatField(), help_text="Share of reference items per bin.")
+    live = serializers.ListField(child=serializers.FloatField(), help_text="Share of live items per bin.")
+    n_reference = serializers.IntegerField()
+    n_live = serializers.IntegerField()
+
+
+class DriftOut(serializers.Serializer):
+    policy = serializers.CharField()
+    level = serializers.CharField(help_text="The worst feature level; none when not measured (see reason).")
+    alert = serializers.BooleanField(help_text="A feature's PSI reached the alert threshold: a round is proposed.")
+    champion = serializers.CharField(allow_null=True)
+    live_source = serializers.CharField(help_text="The champion's model name, or 'all models' before it runs live.")
+    window_days = serializers.IntegerField()
+    window_start = serializers.DateTimeField(allow_null=True)
+    n_decisions = serializers.IntegerField()
+    reference = serializers.CharField(help_text="The champion's training items, in words.")
+    score_reference = serializers.CharField(help_text="Where the reference score distribution comes from.")
+    features = FeatureDriftOut(many=True)
+    reason = serializers.CharField(help_text="Why nothing was measured, if so.")
+    thresholds = serializers.DictField(child=serializers.FloatField())
+
+
+class DriftView(APIView):
+    permission_classes = [LeadOrModelsReadToken]
+
+    @extend_schema(
+        operation_id="drift_retrieve",
+        summary="Drift of a policy's live decisions from its champion's training items (PSI per feature)",
+        parameters=[OpenApiParameter("policy", str, required=True, description="The policy key.")],
+        responses={200: DriftOut, 400: ErrorSerializer, 404: ErrorSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        key = request.query_params.get("policy")
+        if not key:
+            raise ValidationError({"policy": ["Name the policy: ?policy=<key>."]})
+        policy = get_object_or_404(Policy, key=key)
+        return Response(DriftOut(policy_drift(policy=policy).as_dict()).data)

@@ -43,7 +43,15 @@ from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.content_keys import content_groups
 from reviewapp.models import Queue
 
-from ..models import ACTIVE_RUN_STATUSES, Encoder, LabelErrorRun, OutOfFoldScore, RunStatus
+from ..models import (
+    ACTIVE_RUN_STATUSES,
+    Encoder,
+    LabelErrorRun,
+    LabelErrorTrigger,
+    OutOfFoldScore,
+    RunStatus,
+    TrainingRun,
+)
 from .datasets import GoldSet, LabelSpace, TrainingDataError, gold_set, gold_watermark, label_space
 from .features import AnyEncoder, FeatureError, encoder_for_run, item_features
 from .pipeline import enqueue_after_commit, label_error_run_task
@@ -100,11 +108,20 @@ def _whole(value: Any, low: int, high: int, name: str, errors: dict[str, str]) -
 
 
 def label_error_run_start(
-    *, policy: Policy, actor: Actor, params: Mapping[str, Any], user: User | None = None, enqueue: bool = True
+    *,
+    policy: Policy,
+    actor: Actor,
+    params: Mapping[str, Any],
+    user: User | None = None,
+    enqueue: bool = True,
+    trigger: str = LabelErrorTrigger.MANUAL,
+    training_run: TrainingRun | None = None,
 ) -> LabelErrorRun:
     """Create a queued run; with `enqueue`, send the `find_label_errors` task once this commits.
 
     Without `enqueue` the caller runs `label_error_run_execute` itself (the management command).
+    `training_run`: the round this check follows; IntegrityError if that round has one already
+    (`label_error_run_after_round` relies on it).
     """
     checked = check_label_error_params(policy=policy, raw=params)
     with transaction.atomic():
@@ -114,6 +131,8 @@ def label_error_run_start(
             encoder=checked["encoder"],
             k=checked["k"],
             seed=checked["seed"],
+            trigger=trigger,
+            training_run=training_run,
             created_by=user,
             created_by_label=actor.label,
         )
@@ -122,7 +141,13 @@ def label_error_run_start(
             action="label_error_run.requested",
             object_type="label_error_run",
             object_id=run.pk,
-            after={"policy": policy.key, "params": checked, "in": "worker" if enqueue else "process"},
+            after={
+                "policy": policy.key,
+                "params": checked,
+                "in": "worker" if enqueue else "process",
+                "trigger": trigger,
+                "training_run": training_run.pk if training_run else None,
+            },
         )
         if enqueue:
             enqueue_after_commit(label_error_run_task(), run.pk)
@@ -149,8 +174,8 @@ def label_error_run_execute(*, run_id: int) -> LabelErrorRun | None:
 
 def _begin(run_id: int) -> LabelErrorRun | None:
     with transaction.atomic():
-        run = LabelErrorRun.objects.select_for_update().select_related("policy").get(pk=run_id)
-        if run.status not in ACTIVE_RUN_STATUSES:
+        run = LabelErrorRun.objects.select_for_update().select_related("policy").filter(pk=run_id).first()
+        if run is None or run.status not in ACTIVE_RUN_STATUSES:
             return None
         run.status = RunStatus.RUNNING
         run.attempts += 1

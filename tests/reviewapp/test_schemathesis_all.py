@@ -138,6 +138,7 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
             "POST /api/v1/ingest-jobs": ({}, None, EXAMPLE_BATCH, 202),
             "GET /api/v1/ingest-jobs/{ingest_job_id}": ({}, None, None, 200),
             "GET /api/v1/items": ({}, {"source": item.source, "external_id": item.external_id}, None, 200),
+            "GET /api/v1/drift": ({}, {"policy": "harassment"}, None, 200),
             "GET /api/v1/exports/{job_id}": ({}, None, None, 200),
             "GET /api/v1/exports/{job_id}/download": ({}, None, None, 200),
             "GET /api/v1/label-error-runs/{label_error_run_id}": ({}, {"scores": "true"}, None, 200),
