@@ -106,3 +106,70 @@ def test_dataset_pages_show_hostile_ids_as_text(page: Page, watch, log_in, scree
     expect(page.locator("main")).to_contain_text(PAYLOADS["script"])  # an added item's id, in the diff
     expect(page.locator("main")).to_contain_text(PAYLOADS["img-onerror"])  # its source
     assert watch.csp_violations == []
+
+
+@pytest.fixture
+def hostile_online(transactional_db, settings):  # type: ignore[no-untyped-def]
+    """Decisions whose model name, version, source and language are payloads, sent over the HTTP
+    ingest API with audit sampling on, and an audit sample labelled: the online page and the drift
+    section name all of them."""
+    import uuid
+
+    from django.test import Client
+
+    from labeling.services.annotations import annotation_submit
+    from reviewapp.audit import SYSTEM
+    from reviewapp.models import RoutingRule
+    from reviewapp.services.claims import task_claim_next
+    from reviewapp.services.tokens import token_create
+
+    settings.UNDO_WINDOW_SECONDS = 0
+    policy, queue = al_policy("hostile")
+    RoutingRule.objects.filter(policy=policy).update(audit_rate_action=0.5, audit_rate_clear=0.5)
+    _, secret = token_create(name="hostile-upstream", scopes=["decisions:write"], actor=SYSTEM)
+    rows = [
+        {
+            "source": PAYLOADS[("svg-onload", "bidi-and-zero-width")[i % 2]][:100],
+            "external_id": f"h-{i}",
+            "text": f"{PAYLOADS['polyglot-decoded']} {i}",
+            "policy": policy.key,
+            "model_name": PAYLOADS["script"][:100],
+            "model_version": PAYLOADS["img-onerror"][:100],
+            "score": (0.02, 0.5, 0.97)[i % 3],
+            "metadata": {"language": PAYLOADS["long-token"][:200]},
+        }
+        for i in range(60)
+    ]
+    response = Client(HTTP_AUTHORIZATION=f"Bearer {secret}").post(
+        "/api/v1/decisions", {"decisions": rows}, content_type="application/json"
+    )
+    assert response.status_code == 200, response.content[:500]
+    reviewer = User.objects.create_user(username="hostile-auditor", password=PASSWORD)
+    answered = 0
+    while (claim := task_claim_next(reviewer=reviewer, queue=queue)) is not None:
+        labels = ["violating"] if answered % 3 else ["not_violating"]
+        annotation_submit(task_id=claim.task.pk, reviewer=reviewer, submission_id=uuid.uuid4(), labels=labels)
+        answered += 1
+    assert answered
+    lead = User.objects.create_user(username="hostile-online-lead", password=PASSWORD)
+    lead.groups.add(Group.objects.get_or_create(name="policy_lead")[0])
+    return lead, policy
+
+
+def test_online_page_shows_hostile_model_names_as_text(page: Page, watch, log_in, screenshot, hostile_online) -> None:
+    lead, policy = hostile_online
+    log_in(lead)
+    for path in (f"/models/{policy.key}/online", f"/models/?policy={policy.key}"):
+        response = page.goto(path)
+        assert response is not None and response.status == 200, path
+        assert "unsafe-inline" not in response.headers["content-security-policy"]
+        page.locator("details").evaluate_all("details => details.forEach(d => { d.open = true; })")
+        assert_nothing_ran(page, watch)
+        assert horizontal_overflow(page) <= 0, f"{path} is wider than the window"
+        screenshot(path.strip("/").replace("/", "-").split("?")[0])
+    page.goto(f"/models/{policy.key}/online")
+    main = page.locator("main")
+    expect(main.get_by_role("heading", level=2).first).to_contain_text(PAYLOADS["script"][:100])
+    expect(main).to_contain_text(PAYLOADS["img-onerror"][:100])
+    expect(main.locator("td.precision").first).to_contain_text("audit-sample gold")
+    assert watch.csp_violations == []
