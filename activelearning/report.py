@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.conf import settings
 from django.utils.safestring import SafeString, mark_safe
 
 from activelearning.evaluation import ReliabilityBin
 from activelearning.plots import line_chart_svg, reliability_svg
 from activelearning.strata import ALL, STRATA, figure_label
-from labeling.models import GoldLabel, Policy
+from labeling.models import Policy
+from reviewapp.models import ContentItem
 
 from .models import (
     ModelStatus,
@@ -30,6 +30,7 @@ from .models import (
     TrainingRun,
 )
 from .services.pipeline import round_stages
+from .services.rounds import round_gold_shortfall
 from .services.thresholds import threshold_sources
 
 POOLED = "test · all strata pooled"
@@ -129,8 +130,7 @@ def models_context(policy: Policy | None, version_id: str | None) -> dict[str, A
         .order_by("-created_at")[:10],
         "runs": TrainingRun.objects.filter(policy=policy).select_related("model_version").order_by("-created_at")[:10],
         "learning_curve": learning_curve(versions),
-        "gold_items": GoldLabel.objects.filter(policy=policy).values("item_id").distinct().count(),
-        "min_gold": settings.AL_MIN_GOLD,
+        "round_blocked": round_gold_shortfall(policy=policy),
     }
     context["proposal_rows"] = [
         {"proposal": p, "sources": threshold_sources(p.estimates)} for p in context["proposals"]
@@ -227,6 +227,7 @@ def run_context(run: TrainingRun) -> dict[str, Any]:
         for i, stage in enumerate(order)
         if stage not in (RunStage.QUEUED, RunStage.DONE)
     ]
+    selection = SelectionRound.objects.filter(training_run=run).select_related("queue").first()
     return {
         "run": run,
         "stages": stages,
@@ -236,6 +237,20 @@ def run_context(run: TrainingRun) -> dict[str, Any]:
         "decision": PromotionDecision.objects.filter(challenger=version).first() if version else None,
         "scoring": scoring,
         "chunks_done": ScoreChunk.objects.filter(scoring_run=scoring).count() if scoring else 0,
-        "selection": SelectionRound.objects.filter(training_run=run).select_related("queue").first(),
+        "selection": selection,
+        "chosen_rows": chosen_rows(selection),
+        "chosen_shown": CHOSEN_SHOWN,
         "proposal": ThresholdProposal.objects.filter(policy=run.policy, status=ProposalStatus.PENDING).first(),
     }
+
+
+CHOSEN_SHOWN = 50
+
+
+def chosen_rows(selection: SelectionRound | None) -> list[dict[str, Any]]:
+    """The first `CHOSEN_SHOWN` picks of a selection with their item's text, for the round page."""
+    if selection is None:
+        return []
+    chosen = list(selection.chosen[:CHOSEN_SHOWN])
+    items = ContentItem.objects.in_bulk([c["item_id"] for c in chosen])
+    return [{**c, "item": items.get(c["item_id"])} for c in chosen]

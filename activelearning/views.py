@@ -35,7 +35,13 @@ from .services.deployment import model_deploy, model_rollback
 from .services.deployment_comparison import deployment_context
 from .services.label_error_loop import label_error_suspects_send
 from .services.online_metrics import DEFAULT_WEEKS, MAX_WEEKS, online_metrics_compute
-from .services.rounds import RoundAlreadyActive, default_encoder, training_run_fail, training_run_start
+from .services.rounds import (
+    RoundAlreadyActive,
+    default_encoder,
+    round_gold_shortfall,
+    training_run_fail,
+    training_run_start,
+)
 from .services.thresholds import ProposalClosed, threshold_proposal_approve, threshold_proposal_reject
 
 ROUND_FIELDS = ("encoder", "strategy", "budget", "balanced", "queue_id")
@@ -99,6 +105,10 @@ def round_start(request: HttpRequest) -> HttpResponse:
     trigger = request.POST.get("trigger") or RunTrigger.MANUAL
     if trigger not in FORM_TRIGGERS:
         return HttpResponseBadRequest(f"trigger must be one of {', '.join(FORM_TRIGGERS)}")
+    shortfall = round_gold_shortfall(policy=policy)
+    if shortfall is not None:
+        messages.error(request, f"Round not started: {shortfall}.")
+        return redirect(_models_url(policy.key))
     try:
         run = training_run_start(
             policy=policy,

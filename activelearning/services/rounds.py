@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from activelearning.encoders import MiniLMEncoder
@@ -24,7 +25,7 @@ from activelearning.strategies import STRATEGIES
 from labeling.models import Policy
 from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.errors import Conflict
-from reviewapp.models import Queue, RoutingRule
+from reviewapp.models import Queue, QueueKind, RoutingRule
 
 from ..models import ACTIVE_RUN_STATUSES, Encoder, ModelVersion, RunStage, RunStatus, RunTrigger, TrainingRun
 from .pipeline import enqueue_after_commit, round_stage, round_stages
@@ -46,11 +47,49 @@ class InvalidRound(ValidationError):
 
 
 def review_queue_for(policy: Policy, queue_id: int | None = None) -> Queue | None:
-    """The queue active-learning tasks go to: the one asked for, else the policy's default review queue."""
+    """The queue active-learning tasks go to: the one asked for, else the policy's default review queue.
+
+    The default is the queue of the policy's `*` routing rule; without one (a policy whose items
+    came from a dataset import, say), the active review queue holding most of the policy's tasks.
+    """
     if queue_id is not None:
         return Queue.objects.filter(pk=queue_id, is_active=True).first()
     rule = RoutingRule.objects.filter(policy=policy, model_name=RoutingRule.ANY_MODEL).select_related("queue").first()
-    return rule.queue if rule else None
+    if rule is not None:
+        return rule.queue
+    return (
+        Queue.objects.filter(is_active=True, kind=QueueKind.REVIEW, tasks__policy=policy)
+        .annotate(n_tasks=Count("tasks"))
+        .order_by("-n_tasks", "pk")
+        .first()
+    )
+
+
+def round_gold_shortfall(*, policy: Policy) -> str | None:
+    """Why the policy's current gold is too little for a round to train and be evaluated, else None.
+
+    The same minimum training enforces (`AL_MIN_GOLD` usable items, `datasets.check_trainable`),
+    and gold of at least two classes; the split-level checks (two classes in train, held-out gold)
+    are left to training, which reports them on the round.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT count(*), count(DISTINCT labels::text) FROM (
+                SELECT DISTINCT ON (item_id) item_id, labels FROM labeling_goldlabel
+                WHERE policy_id = %s ORDER BY item_id, version DESC) g
+            """,
+            [policy.pk],
+        )
+        items, classes = cursor.fetchone()
+    if items < settings.AL_MIN_GOLD:
+        return (
+            f"{policy.name} has gold labels on {items} item{'' if items == 1 else 's'}; "
+            f"a round needs at least {settings.AL_MIN_GOLD}"
+        )
+    if classes < 2:
+        return f"every gold label of {policy.name} says the same; a round needs gold of at least two classes"
+    return None
 
 
 def check_round_params(*, policy: Policy, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,7 +129,10 @@ def check_round_params(*, policy: Policy, raw: Mapping[str, Any]) -> dict[str, A
     else:
         params["head"] = dict(head)
     if not errors and params["pipeline"] == "round" and review_queue_for(policy, params.get("queue_id")) is None:
-        errors["queue_id"] = "no review queue: choose an active queue or add a '*' routing rule for the policy"
+        errors["queue_id"] = (
+            f"{policy.name} has no default review queue (no '*' routing rule, and no active review queue "
+            "holds its tasks): choose a queue or add a '*' routing rule for the policy"
+        )
     if errors:
         raise InvalidRound(errors)
     return params

@@ -8,8 +8,11 @@ whose marker exists is skipped (resumable: redelivered or re-enqueued chunks cos
 half-done chunk leaves nothing behind. The chunk that completes the set flips the run to done
 with a compare-and-set UPDATE, so exactly one of them starts what comes next.
 
-The pool is every content item without a current gold label under the policy, whatever policy
-it arrived for; items already queued are scored too and left out at selection time.
+The pool of a policy is its own traffic without a gold label under it: items with a decision of
+the policy that routed something (not a shadow model's, which routes nothing) or a review task of
+the policy (any status), plus content no policy has seen yet (no decision, task or gold label
+under any policy). Items that only ever appeared for other policies are never in it. Items already
+queued are scored too and left out at selection time.
 """
 
 from __future__ import annotations
@@ -83,11 +86,23 @@ def scoring_run_enqueue_missing(*, scoring_run_id: int) -> int:
     return len(missing)
 
 
+# Whether item `{item}` belongs to policy %(policy)s's traffic (see the module docstring); shared
+# with selection so that scores left from an older scoring of the same version cannot leak in.
+POOL_MEMBER_SQL = """(
+    EXISTS (SELECT 1 FROM reviewapp_modeldecision d
+            WHERE d.item_id = {item} AND d.policy_id = %(policy)s AND d.routing_outcome <> 'shadow')
+    OR EXISTS (SELECT 1 FROM reviewapp_reviewtask t WHERE t.item_id = {item} AND t.policy_id = %(policy)s)
+    OR (NOT EXISTS (SELECT 1 FROM reviewapp_modeldecision d WHERE d.item_id = {item})
+        AND NOT EXISTS (SELECT 1 FROM reviewapp_reviewtask t WHERE t.item_id = {item})
+        AND NOT EXISTS (SELECT 1 FROM labeling_goldlabel g WHERE g.item_id = {item}))
+)"""
+
 _POOL_SQL = """
 SELECT i.id, i.text, {embedding}
 FROM reviewapp_contentitem i
 WHERE i.id >= %(low)s AND i.id < %(high)s
   AND NOT EXISTS (SELECT 1 FROM labeling_goldlabel g WHERE g.item_id = i.id AND g.policy_id = %(policy)s)
+  AND {member}
 ORDER BY i.id
 """
 
@@ -100,7 +115,10 @@ def pool_chunk_score(*, scoring_run_id: int, index: int) -> int:
         return 0
     started = time.perf_counter()
     version = scoring.model_version
-    sql = _POOL_SQL.format(embedding="i.embedding" if version.encoder == Encoder.UPSTREAM else "NULL")
+    sql = _POOL_SQL.format(
+        embedding="i.embedding" if version.encoder == Encoder.UPSTREAM else "NULL",
+        member=POOL_MEMBER_SQL.format(item="i.id"),
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, {"low": low, "high": high, "policy": version.policy_id})
         rows = cursor.fetchall()

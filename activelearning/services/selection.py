@@ -1,7 +1,8 @@
 """Selecting the next items for reviewers from a scored pool, with the numeric core's strategies.
 
-The candidates are scored items of the model that have no gold label and no live task under the
-policy (any queue; cancelled tasks do not count). For pools of millions, the strategy looks at a
+The candidates are scored items of the model in the policy's pool (its own traffic, see
+`scoring.POOL_MEMBER_SQL`) that have no gold label and no live task under the policy (any queue;
+cancelled tasks do not count). For pools of millions, the strategy looks at a
 bounded candidate set: the `budget × 20` (at most `AL_MAX_CANDIDATES`) most uncertain items for
 uncertainty strategies and BADGE, a seeded uniform sample for random and core-set. The picks
 become `ReviewTask(reason=active_learning)` through `review_task_open`, ordered by the usual task
@@ -27,6 +28,7 @@ from ..models import Encoder, ModelVersion, SelectionRound
 from .features import encoder_from_stored, item_features
 from .registry import loaded_model
 from .rounds import review_queue_for
+from .scoring import POOL_MEMBER_SQL
 
 CANDIDATE_FACTOR = 20
 MC_SAMPLES = 20
@@ -44,6 +46,7 @@ WHERE ps.model_version_id = %(version)s
   AND NOT EXISTS (SELECT 1 FROM labeling_goldlabel g WHERE g.item_id = ps.item_id AND g.policy_id = %(policy)s)
   AND NOT EXISTS (SELECT 1 FROM reviewapp_reviewtask t
                   WHERE t.item_id = ps.item_id AND t.policy_id = %(policy)s AND t.status <> 'cancelled')
+  AND {member}
 ORDER BY {order}
 LIMIT %(limit)s
 """
@@ -140,7 +143,9 @@ def _candidates(version: ModelVersion, strategy: Strategy, budget: int) -> list[
         else "ps.uncertainty DESC, ps.item_id"
     )
     sql = _CANDIDATES_SQL.format(
-        order=order, embedding="i.embedding" if version.encoder == Encoder.UPSTREAM else "NULL"
+        order=order,
+        embedding="i.embedding" if version.encoder == Encoder.UPSTREAM else "NULL",
+        member=POOL_MEMBER_SQL.format(item="ps.item_id"),
     )
     with connection.cursor() as cursor:
         cursor.execute(

@@ -121,6 +121,7 @@ def _train_and_register(run: TrainingRun) -> ModelVersion | None:
 
 
 def _min_gold() -> int:
+    # The one minimum: `rounds.round_gold_shortfall` refuses to start a round below it.
     return settings.AL_MIN_GOLD
 
 

@@ -10,14 +10,15 @@ from rest_framework.test import APIClient
 from activelearning.models import ModelVersion, ProposalStatus, RunStatus, TrainingRun
 from activelearning.services.evaluation import model_version_evaluate
 from activelearning.services.promotion import model_version_promote
-from activelearning.services.rounds import training_run_finish, training_run_start
+from activelearning.services.rounds import review_queue_for, training_run_finish, training_run_start
 from activelearning.services.thresholds import thresholds_propose
 from activelearning.services.training import training_run_execute
+from labeling.models import GoldLabel
 from reviewapp.audit import SYSTEM
 from reviewapp.content_keys import CONTENT_KEY_VERSION
 from reviewapp.models import RoutingRule
 from tests.activelearning.test_django_helpers import FAST_ROUND, al_policy, load_items, model_files  # noqa: F401 (fixture)
-from tests.factories import UserFactory
+from tests.factories import ContentItemFactory, PolicyFactory, QueueFactory, ReviewTaskFactory, UserFactory
 
 pytestmark = pytest.mark.usefixtures("model_files")
 
@@ -85,8 +86,9 @@ def test_reviewers_cannot_see_the_models_page(db) -> None:
     assert client.get("/models/").status_code == 403
 
 
-def test_starting_a_round_queues_training_once(lead_client, django_capture_on_commit_callbacks) -> None:
-    al_policy("abuse")
+def test_starting_a_round_queues_training_once(lead_client, django_capture_on_commit_callbacks, settings) -> None:
+    settings.AL_MIN_GOLD = 20
+    load_items(al_policy("abuse")[0], "convabuse", items=30, gold=20)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         first = lead_client.post("/models/rounds/start", {"policy": "abuse", "encoder": "hashed", "budget": "20"})
         second = lead_client.post("/models/rounds/start", {"policy": "abuse", "encoder": "hashed"})
@@ -99,8 +101,9 @@ def test_starting_a_round_queues_training_once(lead_client, django_capture_on_co
     assert b'hx-trigger="every 2s"' in page.content and b"<html" not in page.content
 
 
-def test_invalid_round_parameters_are_explained(lead_client) -> None:
-    al_policy("abuse")
+def test_invalid_round_parameters_are_explained(lead_client, settings) -> None:
+    settings.AL_MIN_GOLD = 20
+    load_items(al_policy("abuse")[0], "convabuse", items=30, gold=20)
     response = lead_client.post("/models/rounds/start", {"policy": "abuse", "strategy": "psychic"}, follow=True)
 
     assert b"Round not started: strategy: choose one of random" in response.content
@@ -172,3 +175,77 @@ def test_models_page_says_how_much_gold_a_round_needs(lead_client, settings) -> 
 
     settings.AL_MIN_GOLD = 12
     assert "a round needs at least" not in lead_client.get(f"/models/?policy={policy.key}").content.decode()
+
+
+def test_the_default_round_form_uses_the_queue_the_policys_tasks_go_to(
+    lead_client, settings, django_capture_on_commit_callbacks
+) -> None:
+    """A policy imported from a dataset has no '*' routing rule: its tasks' review queue is the default."""
+    settings.AL_MIN_GOLD = 20
+    policy = PolicyFactory(key="imported")
+    other, imported = QueueFactory(slug="other-review"), QueueFactory(slug="imported-review")
+    _, pool = load_items(policy, "convabuse", items=30, gold=20)
+    for item_id in pool[:4]:
+        ReviewTaskFactory(item_id=item_id, policy=policy, queue=imported)
+    ReviewTaskFactory(item_id=pool[5], policy=PolicyFactory(key="elsewhere"), queue=other)
+    ReviewTaskFactory(item_id=pool[6], policy=policy, queue=other)
+    form = {"policy": policy.key, "encoder": "hashed", "strategy": "entropy", "budget": "50", "queue_id": ""}
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = lead_client.post("/models/rounds/start", form)
+
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/models/rounds/{run.pk}/"
+    assert "queue_id" not in run.params and review_queue_for(policy) == imported
+
+
+def test_a_round_that_cannot_start_says_why_as_an_error(lead_client, settings) -> None:
+    settings.AL_MIN_GOLD = 20
+    policy = PolicyFactory(key="unrouted", name="Unrouted")
+    load_items(policy, "convabuse", items=30, gold=20)
+
+    page = lead_client.post("/models/rounds/start", {"policy": policy.key, "encoder": "hashed"}, follow=True)
+
+    html = page.content.decode()
+    assert not TrainingRun.objects.exists()
+    assert '<li class="error" role="alert">Round not started: queue_id: Unrouted has no default review queue' in html
+    assert 'class="success"' not in html and "choose a queue or add a &#x27;*&#x27; routing rule" in html
+
+
+def test_too_little_gold_disables_start_and_the_server_refuses_it_too(lead_client, settings) -> None:
+    settings.AL_MIN_GOLD = 50
+    policy, _ = al_policy("sparse")
+    load_items(policy, "convabuse", items=30, gold=12)
+
+    page = lead_client.get(f"/models/?policy={policy.key}").content.decode()
+    assert 'class="primary" disabled aria-describedby="round-blocked">Start round</button>' in page
+    assert 'id="round-blocked">Sparse has gold labels on 12 items; a round needs at least 50.' in page
+
+    refused = lead_client.post("/models/rounds/start", {"policy": policy.key, "encoder": "hashed"}, follow=True)
+    assert not TrainingRun.objects.exists()
+    assert b'<li class="error" role="alert">Round not started: ' in refused.content
+    assert b"has gold labels on 12 items; a round needs at least 50." in refused.content
+
+    settings.AL_MIN_GOLD = 12
+    enough = lead_client.get(f"/models/?policy={policy.key}").content.decode()
+    assert 'class="primary">Start round</button>' in enough and "round-blocked" not in enough
+
+
+def test_gold_of_a_single_class_disables_start(lead_client, settings) -> None:
+    settings.AL_MIN_GOLD = 10
+    policy, _ = al_policy("oneclass")
+    GoldLabel.objects.bulk_create(
+        GoldLabel(
+            item=ContentItemFactory(),
+            policy=policy,
+            policy_version=policy.current_version(),
+            source="adjudication",
+            labels=["violating"],
+        )
+        for _ in range(12)
+    )
+
+    page = lead_client.get(f"/models/?policy={policy.key}").content.decode()
+    assert "disabled" in page and "says the same; a round needs gold of at least two classes" in page
+    refused = lead_client.post("/models/rounds/start", {"policy": policy.key}, follow=True)
+    assert not TrainingRun.objects.exists() and b"a round needs gold of at least two classes" in refused.content
