@@ -14,15 +14,17 @@ import signal
 
 import pytest
 from django.test import Client
+from django.utils.html import escape
+from django.utils.text import Truncator
 
 from activelearning.models import ModelVersion, PromotionDecision, RunStatus, ScoringRun, SelectionRound, TrainingRun
 from activelearning.services.registry import model_root
 from activelearning.services.rounds import training_run_start
 from activelearning.tasks import retrain
 from reviewapp.audit import SYSTEM
-from reviewapp.models import ReviewTask, TaskReason
+from reviewapp.models import ContentItem, ModelDecision, ReviewTask, RoutingOutcome, TaskReason
 from tests.activelearning.test_django_helpers import FAST_ROUND, al_policy, load_items, model_files  # noqa: F401 (fixture)
-from tests.factories import UserFactory
+from tests.factories import ContentItemFactory, UserFactory
 from tests.worker import celery_worker, unacked_deliveries_older_than, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("model_files")]
@@ -39,6 +41,15 @@ def _lead():  # type: ignore[no-untyped-def]
 def test_a_lead_starts_a_round_and_informative_items_reach_the_queue(transactional_db, celery_worker_process) -> None:
     policy, queue = al_policy()
     _, pool = load_items(policy, "convabuse", items=360, gold=280)
+    # Half the pool reached the policy as routed traffic; the rest is content no policy has seen.
+    _decide(pool[::2], policy, RoutingOutcome.REVIEW)
+    # Items of another policy's traffic (its gold and its routed decisions), and items only a shadow
+    # model of this policy has scored: none is in this policy's pool, however uncertain.
+    other, _ = al_policy("spam")
+    _, other_pool = load_items(other, "toxic-spans", items=240, gold=40)
+    _decide(other_pool, other, RoutingOutcome.AUTO_CLEAR)
+    _decide(other_pool[:30], policy, RoutingOutcome.SHADOW)
+    _decide([ContentItemFactory().pk for _ in range(10)], policy, RoutingOutcome.SHADOW)
     client = Client()
     client.force_login(_lead())
 
@@ -67,6 +78,28 @@ def test_a_lead_starts_a_round_and_informative_items_reach_the_queue(transaction
     assert set(tasks.values_list("item_id", flat=True)) <= set(pool)
     page = client.get(f"/models/rounds/{run.pk}/")
     assert b"12 items sent to" in page.content and b"hx-trigger" not in page.content
+    # The round page lists the chosen items by their (escaped, truncated) text and why they were chosen.
+    html = page.content.decode()
+    chosen = SelectionRound.objects.get(training_run=run).chosen
+    for pick in chosen:
+        text = ContentItem.objects.get(pk=pick["item_id"]).text
+        assert escape(Truncator(text).chars(200)) in html
+        assert f"entropy: rank {pick['rank']}, uncertainty {pick['uncertainty']:.3f}" in html
+
+
+def _decide(item_ids: list[int], policy, outcome: str) -> None:  # type: ignore[no-untyped-def]
+    ModelDecision.objects.bulk_create(
+        ModelDecision(
+            item_id=item_id,
+            policy=policy,
+            model_name="upstream" if outcome != RoutingOutcome.SHADOW else f"al-{policy.key}",
+            model_version="1",
+            score=0.5,
+            routing_outcome=outcome,
+            sampling_propensity=1.0,
+        )
+        for item_id in item_ids
+    )
 
 
 def _finished(run_id: int) -> TrainingRun | None:
