@@ -13,8 +13,8 @@ import pytest
 from django.contrib.auth.models import Group, User
 from playwright.sync_api import Page, expect
 
-from activelearning.models import PromotionDecision, TrainingRun
-from reviewapp.models import ReviewTask, TaskReason, TaskStatus
+from activelearning.models import PromotionDecision, SelectionRound, TrainingRun
+from reviewapp.models import ContentItem, ReviewTask, TaskReason, TaskStatus
 from tests.activelearning.test_django_helpers import FAST_ROUND, al_policy, load_items, model_files  # noqa: F401
 from tests.browser.conftest import PASSWORD
 
@@ -61,6 +61,12 @@ def test_a_lead_starts_a_round_watches_it_and_a_reviewer_gets_the_chosen_items(
     polled = [u for u in watch.requests if u.endswith(f"/models/rounds/{run.pk}/")]
     assert len(polled) >= 2, "progress was never polled"
     expect(progress).not_to_have_attribute("hx-trigger", re.compile("every"))  # polling stops when done
+    # The chosen items are listed by their text, most informative first, with why each was chosen.
+    first = SelectionRound.objects.get(training_run=run).chosen[0]
+    first_row = progress.locator("#chosen tbody tr").first
+    expect(first_row).to_contain_text(ContentItem.objects.get(pk=first["item_id"]).text[:40].strip())
+    expect(first_row).to_contain_text(f"entropy: rank 1, uncertainty {first['uncertainty']:.3f}")
+    expect(progress.locator("#chosen tbody tr")).to_have_count(BUDGET)
     screenshot("round-finished")
 
     # The models page shows the new version with its held-out metrics and the decision's reason.
