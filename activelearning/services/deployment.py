@@ -30,12 +30,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from activelearning.predict_items import predictions
 from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.errors import Conflict, Invalid
 from reviewapp.models import ContentItem
@@ -239,8 +239,14 @@ def _score_rows(version: ModelVersion, item_ids: list[int], after: int) -> list[
     kept = [item for item, keep in zip(items, features.kept, strict=True) if keep]
     if not kept:
         return []
-    probs = head_probs(version, features.features)
-    positive = version.head_labels.index(version.positive_label)
+    # The predict endpoint's rule for scores and labels, so a decision says what predict would.
+    answers = predictions(
+        head_probs(version, features.features),
+        task=version.task,
+        head_labels=version.head_labels,
+        classes=version.classes,
+        positive_label=version.positive_label,
+    )
     return [
         {
             "source": source,
@@ -248,20 +254,11 @@ def _score_rows(version: ModelVersion, item_ids: list[int], after: int) -> list[
             "policy": version.policy.key,
             "model_name": version.model_name,
             "model_version": version.version_label,
-            "score": min(max(float(row[positive]), 0.0), 1.0),
-            "predicted_label": predicted_label(version, row),
+            "score": min(max(answer["score"], 0.0), 1.0),
+            "predicted_label": answer["predicted_label"] or "",
         }
-        for (_, source, external_id, _, _), row in zip(kept, probs, strict=True)
+        for (_, source, external_id, _, _), answer in zip(kept, answers, strict=True)
     ]
-
-
-def predicted_label(version: ModelVersion, probs: np.ndarray) -> str:
-    """The label a version predicts from its head probabilities: for one sigmoid (binary), the
-    positive label at ≥ 0.5 and the other class below; otherwise the most probable head label."""
-    if len(version.head_labels) == 1:
-        others = [c for c in version.classes if c != version.positive_label]
-        return version.positive_label if probs[0] >= 0.5 else (others[0] if others else "")
-    return str(version.head_labels[int(np.argmax(probs))])
 
 
 def _write(deployment_id: int, mode: str, version: ModelVersion, rows: list[dict[str, Any]]) -> int:
