@@ -29,7 +29,7 @@ from typing import Any
 from labeling.models import PolicyVersion
 
 from .content import Media, Segment, hidden_characters, highlight_spans, media_for
-from .models import ModelDecision, ReviewTask, RoutingOutcome, TaskReason
+from .models import ContentItem, ModelDecision, ReviewTask, RoutingOutcome, TaskReason
 
 # A metadata key is a reference label when one of its words is one of these: the dataset's own
 # label, crowd answers, gold, a verdict. Removing a harmless key costs little; showing one of these
@@ -142,20 +142,7 @@ def task_projection(*, task: ReviewTask, version: PolicyVersion | None, blind: b
     `task_claim_next` returns them); one more for a honeypot, to find its item's latest decision.
     """
     item = task.item
-    metadata = reviewer_metadata(item.metadata if isinstance(item.metadata, dict) else {})
-    context = [_context_turn(turn) for turn in item.context or []]
-    shown_item = ReviewerItem(
-        source=item.source,
-        external_id=item.external_id,
-        modality=item.modality,
-        modality_display=item.get_modality_display(),
-        title=item.title,
-        text=item.text,
-        media_urls=list(item.media_urls or []),
-        context=context,
-        metadata=metadata,
-        reach=item.reach,
-    )
+    shown_item = _reviewer_item(item)
     blind = task.queue.blind_review if blind is None else blind
     model = None if blind else _model_line(task)
     return ReviewerTask(
@@ -170,6 +157,48 @@ def task_projection(*, task: ReviewTask, version: PolicyVersion | None, blind: b
         model=model,
         hidden_characters=_hidden_character_warnings(shown_item, model),
         segments=highlight_spans(item.text, model.evidence_spans if model else []),
+        media=media_for(shown_item.media_urls, item.modality),
+    )
+
+
+def _reviewer_item(item: ContentItem) -> ReviewerItem:
+    metadata = reviewer_metadata(item.metadata if isinstance(item.metadata, dict) else {})
+    return ReviewerItem(
+        source=item.source,
+        external_id=item.external_id,
+        modality=item.modality,
+        modality_display=item.get_modality_display(),
+        title=item.title,
+        text=item.text,
+        media_urls=list(item.media_urls or []),
+        context=[_context_turn(turn) for turn in item.context or []],
+        metadata=metadata,
+        reach=item.reach,
+    )
+
+
+@dataclass(frozen=True)
+class ItemContent:
+    """An item's content as the workspace shows it, without a task: what the item page renders
+    through the same partial (`policy_name` is its heading)."""
+
+    policy_name: str
+    item: ReviewerItem
+    hidden_characters: list[HiddenCharacterWarning]
+    segments: list[Segment]
+    media: list[Media]
+    model: None = None
+
+
+def item_projection(*, item: ContentItem, heading: str = "Content") -> ItemContent:
+    """The reviewer-visible content of `item` (reference-label metadata removed, hidden
+    characters named), with no model line: the item page lists every decision beside it."""
+    shown_item = _reviewer_item(item)
+    return ItemContent(
+        policy_name=heading,
+        item=shown_item,
+        hidden_characters=_hidden_character_warnings(shown_item, None),
+        segments=highlight_spans(item.text, []),
         media=media_for(shown_item.media_urls, item.modality),
     )
 
