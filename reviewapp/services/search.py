@@ -28,18 +28,18 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from labeling.models import Adjudication, AdjudicationStatus, GoldLabel, Policy, PolicyVersion
+from labeling.models import Adjudication, AdjudicationStatus, GoldLabel, Policy
 
 from ..audit import Actor, audit_record
 from ..errors import Conflict, Invalid
-from ..models import ContentItem, ModelDecision, ReviewTask, RoutingOutcome, SavedSearch, TaskStatus
+from ..models import ContentItem, ModelDecision, ReviewTask, RoutingOutcome, SavedSearch, TaskReason, TaskStatus
 
 PAGE_SIZE = 50
 SAVED_SEARCHES_PER_USER = 50
 
 # status value → (label people read, what it means)
 STATUSES: dict[str, tuple[str, str]] = {
-    "open_task": ("Open task", "a review task is waiting for a reviewer"),
+    "open_task": ("Open task", "a review task (not a honeypot check) is waiting for a reviewer"),
     "awaiting_adjudication": ("Awaiting adjudication", "an adjudication is open for a policy lead"),
     "gold": ("Gold", "a gold label has been decided"),
     "auto_actioned": ("Auto-enforced", "a model decision enforced it automatically"),
@@ -73,9 +73,13 @@ class ItemFilters:
 @dataclass
 class ItemRow:
     item: ContentItem
-    policies: list[str] = field(default_factory=list)
-    gold: list[tuple[str, str]] = field(default_factory=list)  # (policy name, label display names)
-    statuses: list[str] = field(default_factory=list)
+    policies: list[Policy] = field(default_factory=list)
+    gold: list[GoldLabel] = field(default_factory=list)  # current versions, policy and policy_version loaded
+    status_keys: list[str] = field(default_factory=list)  # in STATUSES order
+
+    @property
+    def statuses(self) -> list[str]:
+        return [STATUSES[key][0] for key in self.status_keys]
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ def item_search_queryset(*, filters: ItemFilters) -> QuerySet[ContentItem]:
 def _status_condition(status: str, policy: Policy | None) -> Q | Exists:
     under = {} if policy is None else {"policy": policy}
     if status == "open_task":
-        return Exists(ReviewTask.objects.filter(item=OuterRef("pk"), status=TaskStatus.OPEN, **under))
+        return Exists(_open_tasks().filter(item=OuterRef("pk"), **under))
     if status == "awaiting_adjudication":
         task_under = {} if policy is None else {"task__policy": policy}
         return Exists(
@@ -206,12 +210,12 @@ def item_search(*, filters: ItemFilters, cursor: Cursor | None = None, page_size
 
 
 def _annotate_rows(items: list[ContentItem]) -> list[ItemRow]:
-    """Each item's policies, current gold labels (display names) and statuses: five queries."""
+    """Each item's policies, current gold labels and statuses: five queries."""
     rows = {item.pk: ItemRow(item=item) for item in items}
     if not rows:
         return []
     ids = list(rows)
-    policy_names = dict(Policy.objects.values_list("pk", "name"))
+    all_policies = Policy.objects.in_bulk()
     statuses: dict[int, set[str]] = {pk: set() for pk in ids}
     policies: dict[int, set[int]] = {pk: set() for pk in ids}
     for item_id, policy_id, outcome in ModelDecision.objects.filter(item_id__in=ids).values_list(
@@ -222,9 +226,7 @@ def _annotate_rows(items: list[ContentItem]) -> list[ItemRow]:
             statuses[item_id].add("auto_actioned")
         elif outcome == RoutingOutcome.AUTO_CLEAR:
             statuses[item_id].add("auto_cleared")
-    for item_id, policy_id in ReviewTask.objects.filter(item_id__in=ids, status=TaskStatus.OPEN).values_list(
-        "item_id", "policy_id"
-    ):
+    for item_id, policy_id in _open_tasks().filter(item_id__in=ids).values_list("item_id", "policy_id"):
         policies[item_id].add(policy_id)
         statuses[item_id].add("open_task")
     open_adjudications = Adjudication.objects.filter(task__item_id__in=ids, status=AdjudicationStatus.OPEN)
@@ -232,19 +234,20 @@ def _annotate_rows(items: list[ContentItem]) -> list[ItemRow]:
         statuses[item_id].add("awaiting_adjudication")
     gold = GoldLabel.objects.filter(item_id__in=ids, superseded_by__isnull=True).select_related("policy_version")
     for label in gold.order_by("policy_id"):
+        label.policy = all_policies[label.policy_id]
         policies[label.item_id].add(label.policy_id)
         statuses[label.item_id].add("gold")
-        rows[label.item_id].gold.append((policy_names.get(label.policy_id, ""), _label_titles(label)))
+        rows[label.item_id].gold.append(label)
     for pk, row in rows.items():
-        row.policies = sorted(policy_names.get(policy_id, "") for policy_id in policies[pk])
-        row.statuses = [STATUSES[key][0] for key in STATUSES if key in statuses[pk]]
+        row.policies = sorted((all_policies[policy_id] for policy_id in policies[pk]), key=lambda p: p.name)
+        row.status_keys = [key for key in STATUSES if key in statuses[pk]]
     return list(rows.values())
 
 
-def _label_titles(label: GoldLabel) -> str:
-    version: PolicyVersion = label.policy_version
-    values = label.labels if isinstance(label.labels, list) else []
-    return ", ".join(version.label_title(str(value)) for value in values)
+def _open_tasks() -> QuerySet[ReviewTask]:
+    """Open tasks waiting for a judgement of their item; a honeypot measures a reviewer, not the item
+    (and an item's use as one must not show outside the task's own record)."""
+    return ReviewTask.objects.filter(status=TaskStatus.OPEN).exclude(reason=TaskReason.HONEYPOT)
 
 
 def saved_search_create(*, user: User, name: str, query: str) -> SavedSearch:
