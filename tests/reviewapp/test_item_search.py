@@ -335,3 +335,17 @@ def test_the_search_page_runs_a_fixed_number_of_queries(lead_client, world, djan
 def test_an_empty_result_needs_no_row_queries(lead_client, world, django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
     with django_assert_num_queries(7):
         assert found(lead_client.get(f"{URL}?external_id=nothing-like-this")) == []
+
+
+def test_lead_pages_link_items_to_their_record(lead_client, world) -> None:  # type: ignore[no-untyped-def]
+    labelled = ContentItem.objects.get(external_id="labelled")
+    disputed = ContentItem.objects.get(external_id="disputed")
+    gold_page = lead_client.get(f"/lead/gold/{labelled.pk}/{world['policy'].pk}/").content.decode()
+    assert f'href="/items/{labelled.pk}/"' in gold_page
+    adjudications = lead_client.get("/lead/adjudications/").content.decode()
+    assert f'href="/items/{disputed.pk}/"' in adjudications
+    adjudication = disputed.tasks.get().adjudications.get()
+    assert (
+        f'href="/items/{disputed.pk}/"' in lead_client.get(f"/lead/adjudications/{adjudication.pk}/").content.decode()
+    )
+    assert 'href="/items/"' in lead_client.get("/").content.decode()  # in the lead's navigation
