@@ -325,6 +325,10 @@ class ReviewTask(models.Model):
                 condition=Q(status="open"),
             ),
             models.Index(fields=["leased_by"], name="reviewtask_leased_by", condition=Q(status="open")),
+            # Item search: items awaiting a lead (few) and tasks no model decision created (imports),
+            # so that neither filter reads every task of a policy.
+            models.Index(fields=["policy", "item"], name="reviewtask_escalated", condition=Q(status="escalated")),
+            models.Index(fields=["policy", "item"], name="reviewtask_undecided", condition=Q(decision__isnull=True)),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -58,6 +58,18 @@ class Migration(migrations.Migration):
             model_name="contentitem",
             index=models.Index(fields=["external_id"], name="contentitem_external_id"),
         ),
+        AddIndexConcurrently(
+            model_name="reviewtask",
+            index=models.Index(
+                condition=models.Q(("status", "escalated")), fields=["policy", "item"], name="reviewtask_escalated"
+            ),
+        ),
+        AddIndexConcurrently(
+            model_name="reviewtask",
+            index=models.Index(
+                condition=models.Q(("decision__isnull", True)), fields=["policy", "item"], name="reviewtask_undecided"
+            ),
+        ),
         # Django writes this expression index as `((UPPER("text") gin_trgm_ops))`, which PostgreSQL
         # refuses; the SQL is given here and the state kept as the model declares it.
         migrations.SeparateDatabaseAndState(

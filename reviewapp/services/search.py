@@ -9,7 +9,7 @@ Filters (all optional, combined with AND):
 - `external_id`: exact; `source`: exact.
 - `text`: case-insensitive substring of the item's text, at least 3 characters (read through the
   trigram index `contentitem_text_trgm`).
-- `policy`: the item has a model decision, task or gold label under that policy; it also narrows
+- `policy`: the item has a model decision or a review task under that policy; it also narrows
   `status` to that policy.
 - `label`: the item's current gold label under the label's policy includes that label.
 - `status`: see `STATUSES`; under `policy` when one is given, under any policy otherwise.
@@ -28,7 +28,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from labeling.models import Adjudication, AdjudicationStatus, GoldLabel, Policy
+from labeling.models import GoldLabel, Policy
 
 from ..audit import Actor, audit_record
 from ..errors import Conflict, Invalid
@@ -40,11 +40,19 @@ SAVED_SEARCHES_PER_USER = 50
 # status value → (label people read, what it means)
 STATUSES: dict[str, tuple[str, str]] = {
     "open_task": ("Open task", "a review task (not a honeypot check) is waiting for a reviewer"),
-    "awaiting_adjudication": ("Awaiting adjudication", "an adjudication is open for a policy lead"),
+    "awaiting_adjudication": (
+        "Awaiting adjudication",
+        "a task is escalated to a policy lead, who has not decided it yet",
+    ),
     "gold": ("Gold", "a gold label has been decided"),
     "auto_actioned": ("Auto-enforced", "a model decision enforced it automatically"),
     "auto_cleared": ("Auto-cleared", "a model decision cleared it automatically"),
 }
+
+
+# An open task waits for a judgement of its item; a honeypot measures a reviewer, not the item (and an
+# item's use as one must not show outside the lead's item page).
+OPEN_TASK = Q(status=TaskStatus.OPEN) & ~Q(reason=TaskReason.HONEYPOT)
 
 
 @dataclass(frozen=True)
@@ -138,11 +146,10 @@ def item_search_queryset(*, filters: ItemFilters) -> QuerySet[ContentItem]:
     if filters.policy is not None and not filters.status:
         # With a status, the status condition is already under the policy.
         policy = filters.policy
-        items = items.filter(
-            Exists(decisions)
-            | Exists(ReviewTask.objects.filter(item=OuterRef("pk"), policy=policy))
-            | Exists(GoldLabel.objects.filter(item=OuterRef("pk"), policy=policy))
-        )
+        # A task either came from a decision under the same policy or has none (imports, active
+        # learning): the second probe reads the small `reviewtask_undecided` index only.
+        undecided = ReviewTask.objects.filter(item=OuterRef("pk"), policy=policy, decision__isnull=True)
+        items = items.filter(Exists(decisions) | Exists(undecided))
     if filters.label is not None:
         label_policy, value = filters.label
         current = GoldLabel.objects.filter(
@@ -157,12 +164,10 @@ def item_search_queryset(*, filters: ItemFilters) -> QuerySet[ContentItem]:
 def _status_condition(status: str, policy: Policy | None) -> Q | Exists:
     under = {} if policy is None else {"policy": policy}
     if status == "open_task":
-        return Exists(_open_tasks().filter(item=OuterRef("pk"), **under))
+        return Exists(ReviewTask.objects.filter(OPEN_TASK, item=OuterRef("pk"), **under))
     if status == "awaiting_adjudication":
-        task_under = {} if policy is None else {"task__policy": policy}
-        return Exists(
-            Adjudication.objects.filter(task__item=OuterRef("pk"), status=AdjudicationStatus.OPEN, **task_under)
-        )
+        # A task is escalated exactly while its adjudication is open (labeling.services.consensus).
+        return Exists(ReviewTask.objects.filter(item=OuterRef("pk"), status=TaskStatus.ESCALATED, **under))
     if status == "gold":
         return Exists(GoldLabel.objects.filter(item=OuterRef("pk"), **under))
     outcome = {"auto_actioned": RoutingOutcome.AUTO_ACTION, "auto_cleared": RoutingOutcome.AUTO_CLEAR}.get(status)
@@ -173,7 +178,7 @@ def _status_condition(status: str, policy: Policy | None) -> Q | Exists:
 
 def item_search(*, filters: ItemFilters, cursor: Cursor | None = None, page_size: int | None = None) -> ItemPage:
     """One page of matching items (PAGE_SIZE by default), newest first, with the cursors of the
-    pages before and after it; six queries.
+    pages before and after it; five queries.
 
     Reads one row more than the page to know whether another page follows.
     """
@@ -210,7 +215,7 @@ def item_search(*, filters: ItemFilters, cursor: Cursor | None = None, page_size
 
 
 def _annotate_rows(items: list[ContentItem]) -> list[ItemRow]:
-    """Each item's policies, current gold labels and statuses: five queries."""
+    """Each item's policies, current gold labels and statuses: four queries."""
     rows = {item.pk: ItemRow(item=item) for item in items}
     if not rows:
         return []
@@ -226,12 +231,10 @@ def _annotate_rows(items: list[ContentItem]) -> list[ItemRow]:
             statuses[item_id].add("auto_actioned")
         elif outcome == RoutingOutcome.AUTO_CLEAR:
             statuses[item_id].add("auto_cleared")
-    for item_id, policy_id in _open_tasks().filter(item_id__in=ids).values_list("item_id", "policy_id"):
+    waiting = ReviewTask.objects.filter(Q(item_id__in=ids) & (OPEN_TASK | Q(status=TaskStatus.ESCALATED)))
+    for item_id, policy_id, status in waiting.values_list("item_id", "policy_id", "status"):
         policies[item_id].add(policy_id)
-        statuses[item_id].add("open_task")
-    open_adjudications = Adjudication.objects.filter(task__item_id__in=ids, status=AdjudicationStatus.OPEN)
-    for item_id in open_adjudications.values_list("task__item_id", flat=True):
-        statuses[item_id].add("awaiting_adjudication")
+        statuses[item_id].add("open_task" if status == TaskStatus.OPEN else "awaiting_adjudication")
     gold = GoldLabel.objects.filter(item_id__in=ids, superseded_by__isnull=True).select_related("policy_version")
     for label in gold.order_by("policy_id"):
         label.policy = all_policies[label.policy_id]
@@ -242,12 +245,6 @@ def _annotate_rows(items: list[ContentItem]) -> list[ItemRow]:
         row.policies = sorted((all_policies[policy_id] for policy_id in policies[pk]), key=lambda p: p.name)
         row.status_keys = [key for key in STATUSES if key in statuses[pk]]
     return list(rows.values())
-
-
-def _open_tasks() -> QuerySet[ReviewTask]:
-    """Open tasks waiting for a judgement of their item; a honeypot measures a reviewer, not the item
-    (and an item's use as one must not show outside the task's own record)."""
-    return ReviewTask.objects.filter(status=TaskStatus.OPEN).exclude(reason=TaskReason.HONEYPOT)
 
 
 def saved_search_create(*, user: User, name: str, query: str) -> SavedSearch:
