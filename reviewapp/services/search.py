@@ -108,7 +108,7 @@ def cursor_decode(token: str) -> Cursor:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         direction, stamp, item_id = raw.split("|")
         created_at = datetime.fromisoformat(stamp)
-        if direction not in ("a", "b") or created_at.tzinfo is None:
+        if direction not in ("a", "b") or created_at.tzinfo is None or not 0 < int(item_id) < 2**63:
             raise ValueError(direction)
         return Cursor(created_at=created_at, item_id=int(item_id), before=direction == "b")
     except (ValueError, UnicodeDecodeError, binascii.Error):
@@ -117,6 +117,13 @@ def cursor_decode(token: str) -> Cursor:
 
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _through(day: date) -> Q:
+    """`created_at` on or before `day` (UTC), as a bound the received-time index can use."""
+    if day >= date.max:
+        return Q()
+    return Q(created_at__lt=_day_start(day + timedelta(days=1)))
 
 
 def item_search_queryset(*, filters: ItemFilters) -> QuerySet[ContentItem]:
@@ -132,7 +139,7 @@ def item_search_queryset(*, filters: ItemFilters) -> QuerySet[ContentItem]:
     if filters.received_from:
         items = items.filter(created_at__gte=_day_start(filters.received_from))
     if filters.received_to:
-        items = items.filter(created_at__lt=_day_start(filters.received_to + timedelta(days=1)))
+        items = items.filter(_through(filters.received_to))
     decisions = ModelDecision.objects.filter(item=OuterRef("pk"))
     if filters.policy is not None:
         decisions = decisions.filter(policy=filters.policy)
@@ -140,7 +147,7 @@ def item_search_queryset(*, filters: ItemFilters) -> QuerySet[ContentItem]:
         decided = decisions
         if filters.decided_from:
             decided = decided.filter(decided_at__gte=_day_start(filters.decided_from))
-        if filters.decided_to:
+        if filters.decided_to and filters.decided_to < date.max:
             decided = decided.filter(decided_at__lt=_day_start(filters.decided_to + timedelta(days=1)))
         items = items.filter(Exists(decided))
     if filters.policy is not None and not filters.status:
