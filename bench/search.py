@@ -15,7 +15,7 @@ and built after it (as they would be on an existing table: CREATE INDEX), then V
 
 Measured: GET /items/?… through the Django test client, in this process, with production
 settings (DEBUG off, the full middleware stack, session and lead check, form, search, the rows'
-five follow-up queries, template rendering), as a signed-in policy lead; --requests of each kind,
+four follow-up queries, template rendering), as a signed-in policy lead; --requests of each kind,
 after 5 untimed warm-up requests of each:
 - external_id: `?external_id=<a random existing id>`;
 - filtered: `?policy=<random>&status=<random of the five>&received_from=<random>&received_to=<+30 days>`,

@@ -67,8 +67,9 @@ AUDIT_EVENTS_SHOWN = 100
 
 def item_record(*, item_id: int) -> ItemRecord | None:
     """The item and its whole history, each list oldest first (gold newest version first per
-    policy); None when there is no such item. Ten queries, whatever the history; the audit list
-    holds the newest AUDIT_EVENTS_SHOWN events (the JSON-lines export has them all)."""
+    policy); None when there is no such item. Eight queries whatever the history (nine when the
+    trail is longer than the list); the audit list holds the newest AUDIT_EVENTS_SHOWN events
+    (the JSON-lines export has them all)."""
     item = ContentItem.objects.filter(pk=item_id).first()
     if item is None:
         return None
