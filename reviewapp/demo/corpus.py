@@ -18,6 +18,7 @@ from typing import Any
 
 AUDIT_QUEUE = "automation-audit"
 ESCALATION_QUEUE = "escalations"
+APPEALS_QUEUE = "appeals"
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,8 @@ def demo_policies() -> list[DemoPolicy]:
 
 
 def demo_queues() -> list[DemoQueue]:
-    """Review queues (grouped by policy area), the automation audit queue and the escalations queue."""
+    """Review queues (grouped by policy area), the automation audit queue, the escalations queue and the
+    appeals queue (`POST /api/v1/appeals` is refused until one exists)."""
     return [
         DemoQueue(
             "harassment-hate",
@@ -360,6 +362,15 @@ def demo_queues() -> list[DemoQueue]:
             lease_seconds=900,
             required_annotations=1,
             member_groups=("policy_lead",),
+        ),
+        DemoQueue(
+            APPEALS_QUEUE,
+            "Appeals",
+            "Users contest an automatic action or a label; one reviewer looks again and decides.",
+            kind="appeals",
+            sla_minutes=24 * 60,
+            lease_seconds=600,
+            required_annotations=1,
         ),
     ]
 

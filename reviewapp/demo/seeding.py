@@ -35,7 +35,7 @@ DEMO_USERS = {
     "admin": ("admin", True, True),
 }
 DEMO_TOKEN = "demo-upstream"  # noqa: S105 - the token's name, not its secret
-DEMO_TOKEN_SCOPES = ["decisions:write"]
+DEMO_TOKEN_SCOPES = ["appeals:write", "decisions:write"]  # ingest, and forward users' appeals
 
 
 @dataclass(frozen=True)

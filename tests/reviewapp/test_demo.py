@@ -83,7 +83,7 @@ class TestDemoSpecs:
 
     def test_queues_mix_kinds_required_annotations_and_blind_review(self) -> None:
         queues = demo_queues()
-        assert {q.kind for q in queues} == {"review", "audit", "adjudication"}
+        assert {q.kind for q in queues} == {"review", "audit", "adjudication", "appeals"}
         assert {q.required_annotations for q in queues} >= {1, 2, 3}
         assert any(q.blind_review for q in queues)
 
@@ -147,7 +147,8 @@ class TestSeedDemo:
         assert set(lead.groups.values_list("name", flat=True)) == {"policy_lead"}
         assert "escalations" not in set(reviewer.review_queues.values_list("slug", flat=True))
         assert {"escalations", "harassment-hate"} <= set(lead.review_queues.values_list("slug", flat=True))
-        assert ServiceToken.objects.get(name="demo-upstream").scopes == ["decisions:write"]
+        assert ServiceToken.objects.get(name="demo-upstream").scopes == ["appeals:write", "decisions:write"]
+        assert "appeals" in set(reviewer.review_queues.values_list("slug", flat=True))
         version = Policy.objects.get(key="hate").current_version()
         assert version is not None and version.number == 1
 
