@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from labeling.models import Policy, PolicyVersion, check_label_schema
+from reviewapp.audit import SYSTEM
 from reviewapp.demo.corpus import demo_decision_rows, demo_policies, demo_queues
 from reviewapp.models import (
     AuditEvent,
@@ -25,6 +26,7 @@ from reviewapp.models import (
     RoutingRule,
     ServiceToken,
 )
+from reviewapp.services.tokens import token_create
 from reviewapp.services.validation import check_decision_row
 
 
@@ -151,6 +153,20 @@ class TestSeedDemo:
         assert "appeals" in set(reviewer.review_queues.values_list("slug", flat=True))
         version = Policy.objects.get(key="hate").current_version()
         assert version is not None and version.number == 1
+
+    def test_a_demo_token_from_an_earlier_seed_gains_the_appeals_scope_and_keeps_its_secret(
+        self, logins_file: Path
+    ) -> None:
+        token, secret = token_create(name="demo-upstream", scopes=["decisions:write"], actor=SYSTEM)
+        output = seed(logins_file)
+        token.refresh_from_db()
+        assert token.scopes == ["appeals:write", "decisions:write"] and "token demo-upstream" not in output
+        assert token.key_hash == ServiceToken.hash_secret(secret)
+        event = AuditEvent.objects.get(action="token.scopes_added")
+        assert (event.before, event.after) == (
+            {"scopes": ["decisions:write"]},
+            {"scopes": ["appeals:write", "decisions:write"]},
+        )
 
     def test_logins_are_printed_once_and_saved_privately(self, logins_file: Path) -> None:
         output = seed(logins_file)
