@@ -221,13 +221,13 @@ class OverturnRate:
 
 
 def appeal_overturn_rates(*, policy_id: int | None = None) -> dict[str, list[OverturnRate]]:
-    """Overturn rate of decided appeals, per policy and per model (for appeals of model actions);
-    with `policy_id`, of that policy's appeals only."""
+    """Overturn rate of decided appeals, per policy (keyed by its name) and per model (for appeals of
+    model actions); with `policy_id`, of that policy's appeals only."""
     decided = Appeal.objects.exclude(status=AppealStatus.OPEN)
     if policy_id is not None:
         decided = decided.filter(policy_id=policy_id)
     overturned = Count("pk", filter=Q(status=AppealStatus.OVERTURNED))
-    by_policy = decided.values("policy__key").annotate(n=Count("pk"), o=overturned).order_by("policy__key")
+    by_policy = decided.values("policy__name").annotate(n=Count("pk"), o=overturned).order_by("policy__name")
     by_model = (
         decided.filter(decision__isnull=False, original_source="model")
         .values("decision__model_name", "decision__model_version")
@@ -235,7 +235,7 @@ def appeal_overturn_rates(*, policy_id: int | None = None) -> dict[str, list[Ove
         .order_by("decision__model_name", "decision__model_version")
     )
     return {
-        "policy": [OverturnRate(r["policy__key"], r["n"], r["o"]) for r in by_policy],
+        "policy": [OverturnRate(r["policy__name"], r["n"], r["o"]) for r in by_policy],
         "model": [
             OverturnRate(f"{r['decision__model_name']}@{r['decision__model_version']}", r["n"], r["o"])
             for r in by_model

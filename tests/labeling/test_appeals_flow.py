@@ -12,6 +12,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from rest_framework.test import APIClient
 
+import labeling.views
 from labeling.models import Appeal, AppealStatus, GoldSource
 from labeling.services.annotations import annotation_submit
 from labeling.services.appeals import appeal_open
@@ -289,7 +290,7 @@ def decided_appeal(policy, reviewer: User, queue: Queue, external_id: str, label
 
 
 def test_leads_see_appeals_per_policy_and_the_quality_page_counts_only_the_selected_policy(
-    policy, appeals_queue
+    policy, appeals_queue, monkeypatch
 ) -> None:
     other = PolicyFactory(key="spam", name="Spam")
     reviewer = UserFactory(username="rev-a")
@@ -298,14 +299,17 @@ def test_leads_see_appeals_per_policy_and_the_quality_page_counts_only_the_selec
     decided_appeal(other, reviewer, appeals_queue, "s-2", "violating")  # upheld
     lead = logged_in(member_of("policy_lead", "lead"))
 
-    quality = lead.get("/lead/quality/?policy=spam").content.decode()
-    overturns = re.search(r'<section aria-labelledby="appeals-h">.*?</section>', quality, re.S).group(0)
-    assert '<td>spam</td><td class="num">2</td><td class="num">0</td>' in overturns
-    assert "harassment" not in overturns
-    quality = lead.get("/lead/quality/?policy=harassment").content.decode()
-    overturns = re.search(r'<section aria-labelledby="appeals-h">.*?</section>', quality, re.S).group(0)
-    assert '<td>harassment</td><td class="num">1</td><td class="num">1</td>' in overturns
-    assert "spam" not in overturns.replace("?policy=harassment", "")
+    for key, shown, hidden in (("spam", "Spam", "Harassment"), ("harassment", "Harassment", "Spam")):
+        quality = lead.get(f"/lead/quality/?policy={key}").content.decode()
+        overturns = re.search(r'<section aria-labelledby="appeals-h">.*?</section>', quality, re.S).group(0)
+        rows = re.findall(
+            r"<tr><td>(policy|model)</td><td>(?:<bdi>)?([^<]*)(?:</bdi>)?</td>"
+            r'<td class="num">(\d+)</td><td class="num">(\d+)</td>',
+            overturns,
+        )
+        decided, overturned = {"spam": ("2", "0"), "harassment": ("1", "1")}[key]
+        assert rows == [("policy", shown, decided, overturned), ("model", "tox-bert@2026.11", decided, overturned)]
+        assert hidden not in overturns
 
     listing = lead.get("/lead/appeals/?status=upheld").content.decode()
     rows = re.search(r'<table class="data" id="appeals">.*?</table>', listing, re.S).group(0)
@@ -315,4 +319,12 @@ def test_leads_see_appeals_per_policy_and_the_quality_page_counts_only_the_selec
     assert "Original decision upheld" in rows
     assert "Appeals are reviewed in" in listing
     assert lead.get("/lead/appeals/?before=x").status_code == 400
+
+    monkeypatch.setattr(labeling.views, "APPEALS_PAGE", 2)
+    first_page = lead.get("/lead/appeals/").content.decode()
+    older = re.search(r'<a href="\?before=(\d+)">Older appeals</a>', first_page).group(1)
+    assert re.findall(r"<bdi>comments</bdi> / <bdi>(\S+?)</bdi>", first_page) == ["s-2", "s-1"]
+    second_page = lead.get(f"/lead/appeals/?before={older}").content.decode()
+    assert re.findall(r"<bdi>comments</bdi> / <bdi>(\S+?)</bdi>", second_page) == ["h-1"]
+    assert "Older appeals" not in second_page
     assert logged_in(reviewer).get("/lead/appeals/").status_code == 403
