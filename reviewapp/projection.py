@@ -132,6 +132,7 @@ class AppealShown:
     original_labels: list[str]  # display names under the task's policy version
     by_model: bool  # an automatic action; otherwise a gold label stood
     outcome_source: str  # how that gold label was reached, e.g. "Reviewer consensus"; "" for a model
+    model_hidden: bool = False  # a model acted, but this blind-review queue hides which and its score
     model_name: str = ""  # empty on a blind queue
     model_version: str = ""
     score: float | None = None  # None on a blind queue
@@ -212,6 +213,7 @@ def _appeals_shown(task: ReviewTask, version: PolicyVersion | None, blind: bool)
                 original_labels=[version.label_title(v) if version else v for v in appeal.original_labels],
                 by_model=by_model,
                 outcome_source="" if by_model else _gold_source_display(appeal.original_source),
+                model_hidden=by_model and blind,
                 model_name=decision.model_name if decision else "",
                 model_version=decision.model_version if decision else "",
                 score=decision.score if decision else None,
@@ -220,11 +222,13 @@ def _appeals_shown(task: ReviewTask, version: PolicyVersion | None, blind: bool)
     return shown
 
 
+# How a contested gold label was reached, as the reviewer may read it. Any other source (a honeypot
+# answer key, one unknown here) goes unnamed: naming it would say more than the outcome.
+REVIEWER_GOLD_SOURCES = {GoldSource.CONSENSUS, GoldSource.ADJUDICATION, GoldSource.APPEAL}
+
+
 def _gold_source_display(source: str) -> str:
-    try:
-        return str(GoldSource(source).label)
-    except ValueError:
-        return source
+    return str(GoldSource(source).label) if source in REVIEWER_GOLD_SOURCES else ""
 
 
 def _context_turn(turn: Any) -> ContextTurn:

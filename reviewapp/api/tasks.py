@@ -62,6 +62,7 @@ class AppealShownOut(serializers.Serializer):
     original_labels = serializers.ListField(child=serializers.CharField(), help_text="By their display names.")
     by_model = serializers.BooleanField(help_text="True: an automatic action is contested; false: a gold label.")
     outcome_source = serializers.CharField(help_text="How the contested gold label was reached; empty for a model.")
+    model_hidden = serializers.BooleanField(help_text="A model acted; this blind-review queue hides which.")
     model_name = serializers.CharField(help_text="Empty on blind-review queues.")
     model_version = serializers.CharField()
     score = serializers.FloatField(allow_null=True, help_text="Null on blind-review queues.")

@@ -261,6 +261,21 @@ def test_the_claim_api_carries_the_same_appeal_as_the_page(make_token, policy, a
     assert {"field": "appeal statement", "characters": ["right-to-left override"]} in claimed["hidden_characters"]
 
 
+def test_a_blind_appeals_queue_shows_that_a_model_acted_but_not_which_or_its_score(
+    make_token, policy, appeals_queue
+) -> None:
+    appeals_queue.blind_review = True
+    appeals_queue.save()
+    reviewer = member_of("reviewer", "rev-a")
+    appeals_queue.members.add(reviewer)
+    auto_actioned(policy, "c-6", score=0.9731)
+    appeals_api(make_token).post("/api/v1/appeals", appeal_body(policy, "c-6", "ap-6"), format="json")
+    html = logged_in(reviewer).post(f"/queues/{appeals_queue.pk}/work", follow=True).content.decode()
+    section = appeal_section(html)
+    assert "Automatic action by a model (which, and its score, are hidden on this blind-review queue)" in section
+    assert "tox-bert" not in html and "0.97" not in html and "2026.11" not in html
+
+
 def test_ordinary_work_and_honeypots_carry_no_appeal_and_an_appeals_queue_gets_no_honeypots(
     policy, queue, appeals_queue
 ) -> None:
