@@ -19,7 +19,7 @@ from reviewapp.access import lead_required
 from reviewapp.audit import Actor
 from reviewapp.charts import Bar, Point, bar_chart, line_chart
 from reviewapp.content import hidden_characters, render_guideline
-from reviewapp.models import Queue, TaskStatus
+from reviewapp.models import Queue, QueueKind, TaskStatus
 from reviewapp.projection import task_projection
 
 from .models import Adjudication, AdjudicationStatus, Annotation, Appeal, AppealStatus, GoldLabel, Policy, PolicyVersion
@@ -355,7 +355,7 @@ def appeal_list(request: HttpRequest) -> HttpResponse:
         "counts": appeal_counts_by_policy(),
         "queue": queue,
         "queue_open": queue.tasks.filter(status=TaskStatus.OPEN).count() if queue else 0,
-        "queue_inactive": queue is None and Queue.objects.filter(kind="appeals").exists(),
+        "queue_inactive": queue is None and Queue.objects.filter(kind=QueueKind.APPEALS).exists(),
     }
     return render(request, "labeling/appeal_list.html", context)
 
