@@ -17,10 +17,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from labeling.datasets import AnnotatorLabel, DatasetRecord, majority_label
+
 from .media import MEDIA_FILES, STATIC_SUBDIR
 
 AUDIT_QUEUE = "automation-audit"
 ESCALATION_QUEUE = "escalations"
+APPEALS_QUEUE = "appeals"
+CROWD_QUEUE = "harassment-crowd"
 
 
 @dataclass(frozen=True)
@@ -363,6 +367,15 @@ def demo_queues() -> list[DemoQueue]:
             lease_seconds=900,
             required_annotations=1,
             member_groups=("policy_lead",),
+        ),
+        DemoQueue(
+            APPEALS_QUEUE,
+            "Appeals",
+            "Users contest an outcome; a reviewer looks again with their statement.",
+            kind="appeals",
+            sla_minutes=24 * 60,
+            lease_seconds=600,
+            required_annotations=1,
         ),
     ]
 
@@ -749,3 +762,53 @@ def _decision_row(
     if item.spans and model_name != MEDIA_MODEL[0] and score >= 0.5 and rng.random() < 0.8:
         row["evidence_spans"] = [{"start": s, "end": e, "label": policy.violating_label} for s, e in item.spans]
     return row
+
+
+# --- crowd answers --------------------------------------------------------------------------
+# Answers of five demo annotators on extra harassment comments, so agreement, gold, adjudication
+# and a trained model have recorded answers to work from. Each annotator gives the comment's
+# intended label (its template's kind) with their own accuracy, lower on borderline comments, and
+# otherwise another label; the figures the app shows are computed from these answers as from any.
+
+CROWD_POLICY = "harassment"
+CROWD_DATASET = "demo"  # crowd accounts are named demo-<annotator>
+CROWD_ANNOTATORS = (
+    ("annotator1", 0.93),
+    ("annotator2", 0.88),
+    ("annotator3", 0.84),
+    ("annotator4", 0.78),
+    ("annotator5", 0.70),
+)
+CROWD_BORDERLINE_PENALTY = 0.3
+INTENDED_LABEL = {VIOLATING: "violating", BORDERLINE: "needs_context", BENIGN: "not_violating"}
+
+
+def demo_crowd_records(n: int = 400, seed: int = 17) -> list[DatasetRecord]:
+    """`n` English harassment comments with two or three annotators' answers each; the same per (n, seed)."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
+    labels = sorted(INTENDED_LABEL.values())
+    templates = TEMPLATES["en"][CROWD_POLICY]
+    records = []
+    for index in range(n):
+        kind = _pick(rng, [(BENIGN, 0.45), (VIOLATING, 0.35), (BORDERLINE, 0.2)])
+        text, _ = _render(rng.choice(templates[kind]), rng)
+        intended = INTENDED_LABEL[kind]
+        answers = []
+        for annotator, accuracy in rng.sample(CROWD_ANNOTATORS, 3 if rng.random() < 0.4 else 2):
+            if kind == BORDERLINE:
+                accuracy -= CROWD_BORDERLINE_PENALTY
+            label = intended if rng.random() < accuracy else rng.choice([v for v in labels if v != intended])
+            severity = rng.choice(["low", "low", "medium", "high"]) if label == "violating" else None
+            answers.append(AnnotatorLabel(annotator=annotator, label=label, severity=severity))
+        records.append(
+            DatasetRecord(
+                source="comments",
+                external_id=f"demo-crowd-{index:05d}",
+                text=text,
+                context=[],
+                metadata={"language": "en", "surface": "comment", "synthetic": True},
+                annotations=answers,
+                label=majority_label(answers),
+            )
+        )
+    return records

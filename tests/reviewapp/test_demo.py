@@ -13,7 +13,9 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from labeling.models import Policy, PolicyVersion, check_label_schema
+from activelearning.models import TrainingRun
+from labeling.exports.models import Dataset, DatasetSnapshot
+from labeling.models import Adjudication, Annotation, Appeal, GoldLabel, Policy, PolicyVersion, check_label_schema
 from reviewapp.demo.corpus import demo_decision_rows, demo_policies, demo_queues
 from reviewapp.demo.media import MEDIA_FILES, STATIC_SUBDIR, generated_files
 from reviewapp.models import (
@@ -94,7 +96,7 @@ class TestDemoSpecs:
 
     def test_queues_mix_kinds_required_annotations_and_blind_review(self) -> None:
         queues = demo_queues()
-        assert {q.kind for q in queues} == {"review", "audit", "adjudication"}
+        assert {q.kind for q in queues} == {"review", "audit", "adjudication", "appeals"}
         assert {q.required_annotations for q in queues} >= {1, 2, 3}
         assert any(q.blind_review for q in queues)
 
@@ -112,6 +114,13 @@ def seed(logins_file: Path, *args: str) -> str:
 
 def db_counts() -> dict[str, int]:
     models = [
+        Annotation,
+        GoldLabel,
+        Adjudication,
+        Appeal,
+        Dataset,
+        DatasetSnapshot,
+        TrainingRun,
         User,
         Policy,
         PolicyVersion,
