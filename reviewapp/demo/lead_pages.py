@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 
 from activelearning.models import RunTrigger, TrainingRun
 from activelearning.services.rounds import round_gold_shortfall, training_run_start
-from labeling.exports.models import Dataset
+from labeling.exports.models import Dataset, DatasetSnapshot
 from labeling.exports.snapshots import SnapshotFilter, dataset_create, snapshot_request
 from labeling.models import Appeal, GoldLabel, Policy
 from labeling.services.appeals import appeal_open
@@ -117,9 +117,11 @@ def gold_appeal_candidates(*, policy: Policy, limit: int) -> list[tuple[str, str
 
     The first label is the violating one in the demo's and the imported datasets' schemas.
     """
-    violating = policy.current_version().label_values[0]  # type: ignore[union-attr]
+    version = policy.current_version()
+    if version is None:
+        return []
     gold = (
-        GoldLabel.objects.filter(policy=policy, version=1, labels=[violating])
+        GoldLabel.objects.filter(policy=policy, version=1, labels=[version.label_values[0]])
         .select_related("item")
         .order_by("item_id")[:limit]
     )
@@ -142,10 +144,9 @@ def demo_dataset_ensure(*, policy: Policy) -> str:
         built = snapshot_request(dataset=dataset, filters=filters, actor=SYSTEM)
     except ValidationError as error:
         return f"dataset {DEMO_DATASET} not built: {'; '.join(error.messages)}"
-    rows = getattr(built, "row_count", None)
-    return (
-        f"dataset {DEMO_DATASET} version 1: {rows:,} gold labels" if rows else f"dataset {DEMO_DATASET}: build queued"
-    )
+    if isinstance(built, DatasetSnapshot):
+        return f"dataset {DEMO_DATASET} version 1: {built.row_count:,} gold labels"
+    return f"dataset {DEMO_DATASET}: version 1 is being built by the worker"
 
 
 def demo_round_ensure(*, policy: Policy) -> str:
