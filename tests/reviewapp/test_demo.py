@@ -13,9 +13,12 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from labeling.models import Policy, PolicyVersion, check_label_schema
+from activelearning.models import TrainingRun
+from labeling.exports.models import Dataset, DatasetSnapshot
+from labeling.models import Adjudication, Annotation, Appeal, GoldLabel, Policy, PolicyVersion, check_label_schema
 from reviewapp.audit import SYSTEM
 from reviewapp.demo.corpus import demo_decision_rows, demo_policies, demo_queues
+from reviewapp.demo.media import MEDIA_FILES, STATIC_SUBDIR, generated_files
 from reviewapp.models import (
     AuditEvent,
     ContentItem,
@@ -53,9 +56,19 @@ class TestDemoRows:
         reach = sorted(row["reach"] for row in rows)
         assert reach[len(reach) // 2] < 100 < 10_000 < reach[-1]  # heavy-tailed
 
-    def test_media_lives_on_the_example_host(self) -> None:
+    def test_media_are_the_demo_files_on_the_apps_own_static_host(self) -> None:
         urls = [url for row in demo_decision_rows() for url in row.get("media_urls", [])]
-        assert urls and all(url.startswith("https://media.example.com/") for url in urls)
+        static_root = Path(__file__).resolve().parents[2] / "static"
+        assert urls and all(url.startswith("/static/reviewapp/demo/") for url in urls)
+        assert {url.rsplit("/", 1)[1] for url in urls} == {name for names in MEDIA_FILES.values() for name in names}
+        for url in set(urls):
+            assert (static_root / url.removeprefix("/static/")).is_file()
+
+    def test_the_demo_media_files_are_small_and_regenerate_byte_for_byte(self) -> None:
+        folder = Path(__file__).resolve().parents[2] / "static" / STATIC_SUBDIR
+        for name, data in generated_files().items():
+            assert (folder / name).read_bytes() == data
+        assert sum(path.stat().st_size for path in folder.iterdir()) < 200_000
 
     def test_evidence_spans_cite_parts_of_the_text(self) -> None:
         rows = [row for row in demo_decision_rows() if row.get("evidence_spans")]
@@ -103,6 +116,13 @@ def seed(logins_file: Path, *args: str) -> str:
 
 def db_counts() -> dict[str, int]:
     models = [
+        Annotation,
+        GoldLabel,
+        Adjudication,
+        Appeal,
+        Dataset,
+        DatasetSnapshot,
+        TrainingRun,
         User,
         Policy,
         PolicyVersion,
