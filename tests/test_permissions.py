@@ -68,6 +68,8 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "adjudication-decide": ("post", LEAD_PAGE),
     "adjudication-send-back": ("post", LEAD_PAGE),
     "gold-history": ("get", LEAD_PAGE),
+    "appeal-list": ("get", LEAD_PAGE),
+    "appeals-queue-create": ("post", LEAD_PAGE),
     "item-audit-export": ("get", LEAD_PAGE),
     "item-search": ("get", LEAD_PAGE),
     "item-detail": ("get", LEAD_PAGE),
