@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from django import template
 
-from ..models import PolicyVersion
+from ..models import PolicyVersion, readable_key
 
 register = template.Library()
 
@@ -19,3 +19,9 @@ def label_names(values: Iterable[str] | None, version: PolicyVersion | None) -> 
     if version is None:
         return ", ".join(values)
     return ", ".join(version.label_title(value) for value in values)
+
+
+@register.filter(name="severity_name")
+def severity_name(level: str | None) -> str:
+    """`"very_strong"|severity_name` → "Very strong": severity levels have no titles in the schema."""
+    return readable_key(level) if level else ""
