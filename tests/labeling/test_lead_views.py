@@ -95,6 +95,39 @@ def test_quality_page_shows_agreement_and_reviewer_stats(lead_client, policy, qu
     assert all(r.username in html for r in reviewers)
 
 
+def _answer(policy, queue, reviewers, labels_per_item) -> None:  # type: ignore[no-untyped-def]
+    queue.required_annotations = len(reviewers)
+    queue.save()
+    for labels in labels_per_item:
+        task = ReviewTaskFactory(policy=policy, queue=queue)
+        for reviewer, label in zip(reviewers, labels, strict=True):
+            assert task_claim_next(reviewer=reviewer, queue=queue).task.pk == task.pk
+            annotation_submit(task_id=task.pk, reviewer=reviewer, submission_id=uuid.uuid4(), labels=[label])
+
+
+def test_quality_page_says_one_item_is_too_few_and_shows_no_interval(lead_client, policy, queue) -> None:
+    _answer(policy, queue, [UserFactory(username="pair-a"), UserFactory(username="pair-b")], [("violating",) * 2])
+    html = lead_client.get(f"/lead/quality/?policy={policy.key}").content.decode()
+    caveat = re.search(r'<p class="warn" id="agreement-caveat"[^>]*>(.*?)</p>', html, re.S)
+    assert caveat and caveat.group(1).startswith("n = 1 item: too few to estimate agreement.")
+    assert "1 item with two or more independent answers" in html
+    assert "bootstrap resamples of items" not in html.split('id="scale-agreement"')[0]
+    table = html.split('id="agreement-h"')[1].split("</table>")[0]
+    assert table.count("too few items") == 3 and " – " not in table  # no interval on any statistic
+    assert "too few for an interval" in html  # the chart says so too
+
+
+def test_quality_page_names_reviewer_pairs_and_gives_intervals_when_enough(lead_client, policy, queue) -> None:
+    first, second = UserFactory(username="pair-a"), UserFactory(username="pair-b")
+    labels = [("violating", "violating") if n % 3 else ("violating", "not_violating") for n in range(20)]
+    _answer(policy, queue, [first, second], labels)
+    html = lead_client.get(f"/lead/quality/?policy={policy.key}").content.decode()
+    assert 'id="agreement-caveat"' not in html and "95 % intervals from 500 bootstrap resamples" in html
+    pairs = html.split('id="pairs-h"')[1].split("</table>")[0]
+    assert "<td>pair-a · pair-b</td>" in pairs or "<td>pair-b · pair-a</td>" in pairs
+    assert f"{first.pk} · {second.pk}" not in html and f"{second.pk} · {first.pk}" not in html
+
+
 @pytest.mark.parametrize(
     ("ids", "status", "message"),
     [
