@@ -18,6 +18,7 @@ from labeling.models import Policy
 from reviewapp.models import ContentItem
 
 from .models import (
+    Encoder,
     ModelStatus,
     ModelVersion,
     PromotionDecision,
@@ -228,8 +229,10 @@ def run_context(run: TrainingRun) -> dict[str, Any]:
         if stage not in (RunStage.QUEUED, RunStage.DONE)
     ]
     selection = SelectionRound.objects.filter(training_run=run).select_related("queue").first()
+    encoder = run.params.get("encoder")
     return {
         "run": run,
+        "encoder_name": dict(Encoder.choices).get(encoder, encoder),
         "stages": stages,
         "percent": round(run.progress * 100),
         "log_lines": run.log.splitlines()[-200:],

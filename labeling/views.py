@@ -293,7 +293,11 @@ def quality(request: HttpRequest) -> HttpResponse:
         pairs=reviewer_pairs(policy=policy),
         accuracy_chart=bar_chart(
             [
-                Bar(s.reviewer.get_username(), s.agreement_with_gold, note=f"({s.gold_compared} items)")
+                Bar(
+                    s.reviewer.get_username(),
+                    s.agreement_with_gold,
+                    note=f"({s.gold_compared:,} item{pluralize(s.gold_compared)})",
+                )
                 for s in stats
                 if s.agreement_with_gold is not None
             ][:25],

@@ -12,7 +12,8 @@ from django.test import Client
 from labeling.models import Adjudication, GoldLabel
 from labeling.services.annotations import annotation_submit
 from reviewapp.services.claims import task_claim_next
-from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory
+from tests.factories import ContentItemFactory, PolicyFactory, ReviewTaskFactory, UserFactory
+from tests.visible_text import visible_text
 
 
 @pytest.fixture(autouse=True)
@@ -195,3 +196,28 @@ def test_adjudication_pages_show_label_names_not_keys(lead_client, disputed) -> 
     answers = re.search(r"<caption>Reviewers' answers</caption>.*?</table>", html, re.S).group(0)  # type: ignore[union-attr]
     assert "<td>Violating</td>" in answers and "<td>Not violating</td>" in answers and "not_violating" not in answers
     assert "v1: Not violating (" in html  # the gold history
+
+
+def test_adjudication_page_names_labels_and_severities_never_by_key(lead_client, queue) -> None:
+    schema = {
+        "labels": [{"value": "hate_speech", "title": "Hate speech"}, {"value": "not_hateful"}],
+        "allow_multiple": False,
+        "severity_levels": ["mild", "very_strong"],
+    }
+    policy = PolicyFactory(key="hate", version__label_schema=schema)
+    queue.required_annotations = 2
+    queue.save()
+    task = ReviewTaskFactory(policy=policy, queue=queue)
+    for labels, severity in ((["hate_speech"], "very_strong"), (["not_hateful"], "")):
+        reviewer = UserFactory()
+        task_claim_next(reviewer=reviewer, queue=queue)
+        annotation_submit(
+            task_id=task.pk, reviewer=reviewer, submission_id=uuid.uuid4(), labels=labels, severity=severity
+        )
+    adjudication = Adjudication.objects.get(task=task)
+    html = lead_client.get(f"/lead/adjudications/{adjudication.pk}/").content.decode()
+    text = visible_text(html.split("<main", 1)[1])
+    assert "Hate speech" in text and "Not hateful" in text and "Very strong" in text and "Mild" in text
+    for key in ("hate_speech", "not_hateful", "very_strong"):
+        assert key not in text, key
+    assert '<option value="very_strong">Very strong</option>' in html  # the key stays where the form needs it
