@@ -254,7 +254,7 @@ def test_gold_of_a_single_class_disables_start(lead_client, settings) -> None:
 
 def test_models_and_round_pages_name_labels_strategies_and_statuses_never_by_key(lead_client, champion) -> None:
     page = visible_text(lead_client.get(f"/models/?policy={champion.policy.key}").content.decode().split("<main")[1])
-    assert "Least confidence" in page and "Champion" in page
+    assert "Least confidence" in page and "BALD (Monte Carlo dropout)" in page and "Champion" in page
     assert "positive label Violating" in page and "Not violating" in page  # the per-class table
     for key in ("least_confidence", "not_violating", "low_confidence", "succeeded"):
         assert key not in page, key
