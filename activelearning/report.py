@@ -18,6 +18,7 @@ from labeling.models import Policy
 from reviewapp.models import ContentItem
 
 from .models import (
+    Encoder,
     ModelStatus,
     ModelVersion,
     PromotionDecision,
@@ -32,6 +33,7 @@ from .models import (
 from .services.pipeline import round_stages
 from .services.rounds import round_gold_shortfall
 from .services.thresholds import threshold_sources
+from .strategies import strategy_title
 
 POOLED = "test · all strata pooled"
 STRATUM_FIGURES = (
@@ -228,8 +230,11 @@ def run_context(run: TrainingRun) -> dict[str, Any]:
         if stage not in (RunStage.QUEUED, RunStage.DONE)
     ]
     selection = SelectionRound.objects.filter(training_run=run).select_related("queue").first()
+    encoder = run.params.get("encoder")
     return {
         "run": run,
+        "encoder_name": dict(Encoder.choices).get(encoder, encoder),
+        "strategy_name": strategy_title(run.params.get("strategy") or ""),
         "stages": stages,
         "percent": round(run.progress * 100),
         "log_lines": run.log.splitlines()[-200:],
@@ -238,6 +243,7 @@ def run_context(run: TrainingRun) -> dict[str, Any]:
         "scoring": scoring,
         "chunks_done": ScoreChunk.objects.filter(scoring_run=scoring).count() if scoring else 0,
         "selection": selection,
+        "selection_strategy_name": strategy_title(selection.strategy) if selection else "",
         "chosen_rows": chosen_rows(selection),
         "chosen_shown": CHOSEN_SHOWN,
         "proposal": ThresholdProposal.objects.filter(policy=run.policy, status=ProposalStatus.PENDING).first(),

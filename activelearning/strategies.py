@@ -270,6 +270,24 @@ STRATEGIES: dict[str, Strategy] = {
 }
 
 
+# What people read for each strategy (forms and round pages); the keys are what the API takes.
+STRATEGY_TITLES = {
+    "random": "Random",
+    "least_confidence": "Least confidence",
+    "margin": "Margin",
+    "entropy": "Entropy",
+    "bald": "BALD (Monte Carlo dropout)",
+    "coreset": "Core-set (diversity)",
+    "badge": "BADGE (gradient embeddings)",
+}
+
+
+def strategy_title(name: str) -> str:
+    """`"entropy+balanced"` → "Entropy, class-balanced"; an unknown name reads as itself."""
+    base, balanced, _ = name.partition("+balanced")
+    return STRATEGY_TITLES.get(base, base) + (", class-balanced" if balanced else "")
+
+
 def get_strategy(name: str, *, balanced: bool = False) -> Strategy:
     """The registered strategy `name`, wrapped by `class_balanced` when asked."""
     try:

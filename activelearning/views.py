@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from activelearning.strategies import STRATEGIES
+from activelearning.strategies import STRATEGIES, strategy_title
 from labeling.models import Policy
 from reviewapp.access import lead_required
 from reviewapp.audit import Actor
@@ -64,7 +64,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
         "policy": policy,
         "encoders": Encoder.choices,
         "default_encoder": default_encoder(),
-        "strategies": list(STRATEGIES),
+        "strategies": [(name, strategy_title(name)) for name in STRATEGIES],
         "queues": Queue.objects.filter(is_active=True),
         **models_context(policy, request.GET.get("version")),
         **deployment_context(policy),

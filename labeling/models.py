@@ -78,6 +78,11 @@ def check_label_schema(schema: Any) -> None:
         raise ValidationError(str(error)) from None
 
 
+def readable_key(key: str) -> str:
+    """A schema key as people read it: `very_strong` → "Very strong" (for keys without a title)."""
+    return key.replace("_", " ").replace("-", " ").capitalize()
+
+
 class PolicyVersion(models.Model):
     """One immutable version of a policy: guideline text and label schema at that time."""
 
@@ -107,7 +112,7 @@ class PolicyVersion(models.Model):
         """
         for label in self.label_schema["labels"]:
             if label["value"] == value:
-                return label.get("title") or value.replace("_", " ").replace("-", " ").capitalize()
+                return label.get("title") or readable_key(value)
         return value
 
 

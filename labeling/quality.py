@@ -39,6 +39,10 @@ from .stats.proportions import wilson_interval
 
 # Reviewer pairs need this many items in common before their Cohen's kappa is listed or averaged.
 MIN_PAIR_OVERLAP = 20
+# Below this many items with two or more answers an agreement figure says little and a bootstrap
+# interval over items is meaningless (one item resamples to itself: a zero-width interval), so
+# pages show the figure with a caveat and no interval.
+MIN_AGREEMENT_ITEMS = 20
 
 
 def _annotations(
@@ -65,6 +69,11 @@ class AgreementReport:
     percent: ConfidenceInterval
     fleiss: ConfidenceInterval
     alpha: ConfidenceInterval
+    min_items: int = MIN_AGREEMENT_ITEMS
+
+    @property
+    def too_few(self) -> bool:
+        return self.units < self.min_items
 
 
 def agreement_report(
@@ -132,6 +141,10 @@ class AlphaFigure:
     items: int  # items with two or more answers that place the field
     annotations: int  # those answers
     off_scale: int  # answers left out: their category is not on the declared scale
+
+    @property
+    def too_few(self) -> bool:
+        return self.items < MIN_AGREEMENT_ITEMS
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -23,7 +24,14 @@ from reviewapp.models import Queue, QueueKind, TaskStatus
 from reviewapp.projection import task_projection
 
 from .models import Adjudication, AdjudicationStatus, Annotation, Appeal, AppealStatus, GoldLabel, Policy, PolicyVersion
-from .quality import agreement_over_time, agreement_report, reviewer_pairs, reviewer_stats, scale_agreement_report
+from .quality import (
+    AgreementReport,
+    agreement_over_time,
+    agreement_report,
+    reviewer_pairs,
+    reviewer_stats,
+    scale_agreement_report,
+)
 from .services.adjudication import (
     AdjudicationClosed,
     adjudication_decide,
@@ -247,6 +255,24 @@ def gold_history(request: HttpRequest, item_id: int, policy_id: int) -> HttpResp
     return render(request, "labeling/gold_history.html", {"labels": labels, "item": labels[0].item})
 
 
+def _agreement_chart(report: AgreementReport | None) -> Any:
+    """The three statistics, with their intervals only when enough items stand behind them."""
+    if report is None:
+        return bar_chart([], title="Agreement", minimum=-0.2, percent=False)
+    figures = (
+        ("Percent agreement", report.percent),
+        ("Fleiss' kappa", report.fleiss),
+        ("Krippendorff's alpha", report.alpha),
+    )
+    if report.too_few:
+        bars = [Bar(name, ci.point) for name, ci in figures]
+        title = f"Agreement on {report.units} item{pluralize(report.units)}: too few for an interval"
+    else:
+        bars = [Bar(name, ci.point, ci.low, ci.high) for name, ci in figures]
+        title = "Agreement with 95% bootstrap intervals"
+    return bar_chart(bars, title=title, minimum=-0.2, percent=False)
+
+
 @require_GET
 @lead_required
 def quality(request: HttpRequest) -> HttpResponse:
@@ -265,7 +291,8 @@ def quality(request: HttpRequest) -> HttpResponse:
     queue = next((q for q in queues if str(q.pk) == request.GET.get("queue")), None)
     stats = reviewer_stats(policy=policy, since=now - timedelta(days=30))
     report = agreement_report(policy=policy, queue_id=queue.pk if queue else None)
-    trend = agreement_over_time(policy=policy, now=now)
+    # A week resting on too few items would draw a line through noise with a zero-width interval.
+    trend = [(start, r) for start, r in agreement_over_time(policy=policy, now=now) if not r.too_few]
     context.update(
         queues=queues,
         queue=queue,
@@ -277,27 +304,24 @@ def quality(request: HttpRequest) -> HttpResponse:
         pairs=reviewer_pairs(policy=policy),
         accuracy_chart=bar_chart(
             [
-                Bar(s.reviewer.get_username(), s.agreement_with_gold, note=f"({s.gold_compared} items)")
+                Bar(
+                    s.reviewer.get_username(),
+                    s.agreement_with_gold,
+                    note=f"({s.gold_compared:,} item{pluralize(s.gold_compared)})",
+                )
                 for s in stats
                 if s.agreement_with_gold is not None
             ][:25],
             title="Agreement with gold per reviewer",
         ),
-        agreement_chart=bar_chart(
-            [
-                Bar(name, ci.point, ci.low, ci.high)
-                for name, ci in (
-                    ("Percent agreement", report.percent),
-                    ("Fleiss' kappa", report.fleiss),
-                    ("Krippendorff's alpha", report.alpha),
-                )
-            ]
-            if report
-            else [],
-            title="Agreement with 95% bootstrap intervals",
-            minimum=-0.2,
-            percent=False,
-        ),
+        agreement_rows=[
+            ("Percent agreement", report.percent),
+            ("Fleiss' kappa", report.fleiss),
+            ("Krippendorff's alpha (nominal)", report.alpha),
+        ]
+        if report
+        else [],
+        agreement_chart=_agreement_chart(report),
         trend_chart=line_chart(
             [Point(start.strftime("%d %b"), r.alpha.point, r.alpha.low, r.alpha.high) for start, r in trend],
             title="Krippendorff's alpha per week",

@@ -140,7 +140,7 @@ def annotation_undo(request: HttpRequest, annotation_id: int) -> HttpResponse:
     except SubmissionRejected as error:
         return _next(request, task.queue, notice=str(error))
     task.refresh_from_db()
-    return _render_workspace(request, task.queue, task, notice="Undone: label it again.")
+    return _render_workspace(request, task.queue, task, notice="Undone: label it again.", previous=annotation)
 
 
 @require_POST
@@ -223,10 +223,14 @@ def _render_workspace(
     notice: str = "",
     last_annotation: Annotation | None = None,
     start: bool = False,
+    previous: Annotation | None = None,
 ) -> HttpResponse:
     with _timed(request, "render"):
         context = _workspace_context(request, queue, task, form, notice, last_annotation)
         context["start"] = start  # a GET without a held task: offer to claim rather than "nothing to do"
+        # After an undo, the answer just taken back is shown and pre-selected: undo is mostly for
+        # a slip, so the reviewer corrects one field instead of answering again from scratch.
+        context["previous"] = previous
         template = WORKSPACE + "#task" if request.htmx else WORKSPACE
         response = render(request, template, context)
     return _with_server_timing(request, response)
@@ -267,6 +271,7 @@ def _workspace_context(
         "undo_seconds": settings.UNDO_WINDOW_SECONDS,
         "exposures": exposures,
         "break_due": break_due(exposures=exposures),
+        "session": _session_counter(request.user, queue),
     }
     if task is None:
         return context
@@ -288,6 +293,39 @@ def _workspace_context(
         lease_deadline=task.lease_expires_at or timezone.now() + timedelta(seconds=queue.lease_seconds),
     )
     return context
+
+
+def _session_counter(reviewer: Any, queue: Queue) -> dict[str, Any]:
+    """Answers the reviewer gave in this queue since signing in, the queue's open tasks, and the
+    time since signing in: read in one statement on every render (the page has no clock script)."""
+    since = reviewer.last_login or timezone.now()
+    done = (
+        Annotation.objects.filter(
+            task__queue=OuterRef("pk"), reviewer=reviewer, created_at__gte=since, retracted_at__isnull=True
+        )
+        .order_by()
+        .values("reviewer")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    remaining = (
+        ReviewTask.objects.filter(queue=OuterRef("pk"), status=TaskStatus.OPEN)
+        .order_by()
+        .values("queue")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    counts = (
+        Queue.objects.filter(pk=queue.pk)
+        .values(
+            done=Coalesce(Subquery(done, output_field=IntegerField()), 0),
+            remaining=Coalesce(Subquery(remaining, output_field=IntegerField()), 0),
+        )
+        .get()
+    )
+    minutes = max(0, int((timezone.now() - since).total_seconds() // 60))
+    elapsed = f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+    return {**counts, "since": since, "elapsed": elapsed}
 
 
 @lru_cache(maxsize=64)

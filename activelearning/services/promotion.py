@@ -243,11 +243,7 @@ def _against_champion(
             f"Not reliably better than champion {champion.version_label} ({_interval(delta, where)}); "
             "the lower end of the interval must be above 0."
         )
-    reasons += [
-        f"Worse on {s['key']}={s['value']} (n={s['n']}): macro-F1 {s['challenger']:.3f} vs {s['champion']:.3f}, "
-        f"beyond the tolerance of {settings.AL_SLICE_TOLERANCE:.3f}."
-        for s in worse
-    ]
+    reasons += worse_slice_reasons(worse)
     if better and not worse:
         reasons = [
             f"Beats champion {champion.version_label} ({_interval(delta, where)}) and is not worse on any of "
@@ -294,6 +290,21 @@ def _split_note(champion: ModelVersion, change: dict[str, Any], current: SplitDe
         f"a new evaluation: compared only on the {change['compared']} of {change['held_out']} held-out items "
         f"that {label} never trained or tuned on, nor a duplicate of them ({how})."
     )
+
+
+def worse_slice_reasons(worse: list[dict[str, Any]]) -> list[str]:
+    """One sentence per distinct worse slice, in order of the slices. Slices of different fields
+    often hold the same items (every item of an imported dataset has one source, one modality, no
+    region) and so the same figures: slices with the same size and figures share one sentence that
+    names them all, instead of repeating it once per field."""
+    groups: dict[tuple[int, float, float], list[str]] = {}
+    for s in worse:
+        groups.setdefault((s["n"], s["challenger"], s["champion"]), []).append(f"{s['key']}={s['value']}")
+    return [
+        f"Worse on {', '.join(dict.fromkeys(names))} (n={n}): macro-F1 {mine:.3f} vs {theirs:.3f}, "
+        f"beyond the tolerance of {settings.AL_SLICE_TOLERANCE:.3f}."
+        for (n, mine, theirs), names in groups.items()
+    ]
 
 
 def slice_deltas(

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from labeling.models import GoldSource, Policy
 from reviewapp.access import lead_required
 from reviewapp.audit import Actor
 from reviewapp.charts import Bar, bar_chart
@@ -147,16 +148,36 @@ def _share_bars(counts: dict[str, int]) -> list[Bar]:
     return [Bar(label, count / total, note=f"({count:,} rows)") for label, count in ranked]
 
 
+def _class_names(keys: set[str]) -> dict[str, str]:
+    """`policy:label` keys of a version's class balance, as people read them ("Hate: Violating")."""
+    policies = {p.key: p for p in Policy.objects.filter(key__in={key.partition(":")[0] for key in keys})}
+    names = {}
+    for key in keys:
+        policy_key, _, value = key.partition(":")
+        policy = policies.get(policy_key)
+        version = policy.current_version() if policy else None
+        names[key] = f"{policy.name}: {version.label_title(value) if version else value}" if policy else key
+    return names
+
+
 def _charts(stats: dict[str, Any]) -> dict[str, Any]:
+    source_names = dict(GoldSource.choices)
     sources: dict[str, int] = {}
     for per_split in stats.get("label_sources", {}).values():
         for source, count in per_split.items():
-            sources[source] = sources.get(source, 0) + count
+            name = source_names.get(source, source)
+            sources[name] = sources.get(name, 0) + count
     balance = stats.get("class_balance", {})
+    names = _class_names({key for per_split in balance.values() for key in per_split})
     return {
         "split_chart": bar_chart(_share_bars(stats.get("splits", {})), title="Share of rows per split"),
         "class_charts": [
-            (split, bar_chart(_share_bars(balance[split]), title=f"Class balance in {split}"))
+            (
+                split,
+                bar_chart(
+                    _share_bars({names[key]: n for key, n in balance[split].items()}), title=f"Class balance in {split}"
+                ),
+            )
             for split in Split.values
             if balance.get(split)
         ],

@@ -111,12 +111,13 @@ class Scale:
         ranked = sorted(values.items(), key=lambda item: item[1])
         return cls("interval", tuple(c for c, _ in ranked), tuple(v for _, v in ranked))
 
-    def describe(self) -> str:
-        """One line for people: "nominal", "ordinal: mild < strong", "interval: mild = 1, strong = 2"."""
+    def describe(self, name: Callable[[str], str] = str) -> str:
+        """One line for people: "nominal", "ordinal: mild < strong", "interval: mild = 1, strong = 2";
+        `name` turns a category into what people read (its display name)."""
         if self.level == "ordinal":
-            return "ordinal: " + " < ".join(self.order)
+            return "ordinal: " + " < ".join(name(c) for c in self.order)
         if self.level == "interval":
-            return "interval: " + ", ".join(f"{c} = {v:g}" for c, v in zip(self.order, self.values, strict=True))
+            return "interval: " + ", ".join(f"{name(c)} = {v:g}" for c, v in zip(self.order, self.values, strict=True))
         return "nominal"
 
 

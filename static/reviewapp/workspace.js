@@ -103,7 +103,9 @@
   function onTaskShown() {
     renderedAt = performance.now();
     if (holdOnPolicySwitch()) return;
-    const first = region().querySelector('#annotate-form input[name="labels"]');
+    // After an undo the previous answer is pre-selected: focus it, so arrow keys start from there.
+    const first = region().querySelector('#annotate-form input[name="labels"]:checked') ||
+      region().querySelector('#annotate-form input[name="labels"]');
     const start = region().querySelector("#start-form button");
     if (first) {
       first.focus({ preventScroll: true });
@@ -127,6 +129,11 @@
     if (isTyping(event.target)) {
       if (event.key === "Escape") event.target.blur();
       if (event.key === "Enter" && event.target.tagName === "SELECT") {
+        event.preventDefault();
+        event.target.form.requestSubmit();
+      }
+      // A short note (escalate, send back) is sent with Enter; Shift+Enter starts a new line.
+      if (event.key === "Enter" && !event.shiftKey && event.target.hasAttribute("data-enter-submits")) {
         event.preventDefault();
         event.target.form.requestSubmit();
       }

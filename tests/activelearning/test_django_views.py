@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from rest_framework.test import APIClient
 
-from activelearning.models import ModelVersion, ProposalStatus, RunStatus, TrainingRun
+from activelearning.models import Encoder, ModelVersion, ProposalStatus, RunStatus, TrainingRun
 from activelearning.services.evaluation import model_version_evaluate
 from activelearning.services.promotion import model_version_promote
 from activelearning.services.rounds import review_queue_for, training_run_finish, training_run_start
@@ -19,6 +19,7 @@ from reviewapp.content_keys import CONTENT_KEY_VERSION
 from reviewapp.models import RoutingRule
 from tests.activelearning.test_django_helpers import FAST_ROUND, al_policy, load_items, model_files  # noqa: F401 (fixture)
 from tests.factories import ContentItemFactory, PolicyFactory, QueueFactory, ReviewTaskFactory, UserFactory
+from tests.visible_text import visible_text
 
 pytestmark = pytest.mark.usefixtures("model_files")
 
@@ -59,7 +60,7 @@ def test_models_page_shows_metrics_charts_slices_and_the_promotion_reason(lead_c
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert "al-abuse@v1" in html and "<strong>champion</strong>" in html
+    assert "al-abuse@v1" in html and "<strong>Champion</strong>" in html
     assert "No champion yet: macro-F1" in html  # the decision's reason, in words
     assert html.count("<svg") >= 3  # precision–recall, calibration, training loss
     assert "Slices of held-out gold" in html and "Approve" in html
@@ -249,3 +250,17 @@ def test_gold_of_a_single_class_disables_start(lead_client, settings) -> None:
     assert "disabled" in page and "says the same; a round needs gold of at least two classes" in page
     refused = lead_client.post("/models/rounds/start", {"policy": policy.key}, follow=True)
     assert not TrainingRun.objects.exists() and b"a round needs gold of at least two classes" in refused.content
+
+
+def test_models_and_round_pages_name_labels_strategies_and_statuses_never_by_key(lead_client, champion) -> None:
+    page = visible_text(lead_client.get(f"/models/?policy={champion.policy.key}").content.decode().split("<main")[1])
+    assert "Least confidence" in page and "BALD (Monte Carlo dropout)" in page and "Champion" in page
+    assert "positive label Violating" in page and "Not violating" in page  # the per-class table
+    for key in ("least_confidence", "not_violating", "low_confidence", "succeeded"):
+        assert key not in page, key
+    run = visible_text(
+        lead_client.get(f"/models/rounds/{champion.training_run_id}/").content.decode().split("<main")[1]
+    )
+    encoder = champion.training_run.params["encoder"]
+    assert f"encoder {Encoder(encoder).label}" in run and "Succeeded" in run
+    assert "not_violating" not in run and f"encoder {encoder}," not in run

@@ -52,10 +52,10 @@ def test_a_lead_starts_a_round_watches_it_and_a_reviewer_gets_the_chosen_items(
     page.evaluate("window.__sameDocument = true")
     progress = page.locator("#progress")
     expect(progress).to_contain_text(f"{BUDGET} items sent to", timeout=240_000)
-    expect(progress).to_contain_text("succeeded")
+    expect(progress).to_contain_text("Succeeded")
     assert page.evaluate("window.__sameDocument === true"), "the round page reloaded instead of polling"
     decision = PromotionDecision.objects.get(challenger__training_run=run)
-    expect(progress.locator(".notice")).to_contain_text(decision.outcome)
+    expect(progress.locator(".notice")).to_contain_text(decision.get_outcome_display())
     expect(progress.locator(".notice")).to_contain_text(decision.reasons[0][:60])
     expect(progress).to_contain_text("held-out macro-F1")
     polled = [u for u in watch.requests if u.endswith(f"/models/rounds/{run.pk}/")]
@@ -65,7 +65,7 @@ def test_a_lead_starts_a_round_watches_it_and_a_reviewer_gets_the_chosen_items(
     first = SelectionRound.objects.get(training_run=run).chosen[0]
     first_row = progress.locator("#chosen tbody tr").first
     expect(first_row).to_contain_text(ContentItem.objects.get(pk=first["item_id"]).text[:40].strip())
-    expect(first_row).to_contain_text(f"entropy: rank 1, uncertainty {first['uncertainty']:.3f}")
+    expect(first_row).to_contain_text(f"Entropy: rank 1, uncertainty {first['uncertainty']:.3f}")
     expect(progress.locator("#chosen tbody tr")).to_have_count(BUDGET)
     screenshot("round-finished")
 

@@ -19,6 +19,8 @@ from labeling.exports.tasks import build_snapshot
 from tests.exports.conftest import body, export_token
 
 DATASET = {"slug": "hate-en", "name": "Hate (en)", "filters": {"policies": ["hate"], "languages": ["en"]}}
+# Most tests here build versions themselves: the dataset alone, without the first version creation builds.
+DATASET_ALONE = {**DATASET, "build": False}
 
 
 @pytest.fixture
@@ -30,12 +32,7 @@ def golds(hate, spam, make_gold):  # type: ignore[no-untyped-def]
 
 
 def create_version(api: APIClient, slug: str = "hate-en") -> dict:  # type: ignore[type-arg]
-    assert (
-        api.post(
-            "/api/v1/datasets/", DATASET if slug == "hate-en" else {**DATASET, "slug": slug}, format="json"
-        ).status_code
-        == 201
-    )
+    assert api.post("/api/v1/datasets/", {**DATASET_ALONE, "slug": slug}, format="json").status_code == 201
     response = api.post(f"/api/v1/datasets/{slug}/versions/", {}, format="json")
     assert response.status_code == 201, response.content
     return response.json()
@@ -70,6 +67,30 @@ def test_create_dataset_validates_its_input(golds, api) -> None:
     assert Dataset.objects.count() == 1
 
 
+def test_creating_a_dataset_builds_its_first_version_as_the_lead_page_does(golds, api, settings) -> None:
+    created = api.post("/api/v1/datasets/", DATASET, format="json")
+    assert created.status_code == 201, created.content
+    first = created.json()["first_version"]
+    assert created.json()["latest_version"] == 1 and created.json()["first_build"] is None
+    assert first["version"] == 1 and first["row_count"] == 6 and first["filters"]["policies"] == ["hate"]
+    assert api.get(first["url"]).json() == first
+
+    settings.SNAPSHOT_SYNC_MAX_ROWS = 5  # a larger one goes to the background, as the page's does
+    queued = api.post("/api/v1/datasets/", {**DATASET, "slug": "hate-bg"}, format="json").json()
+    assert queued["first_version"] is None and queued["first_build"]["status"] == "queued"
+    build_snapshot(queued["first_build"]["id"])  # the Celery task, run in-process
+    assert api.get(api.get(queued["first_build"]["url"]).json()["version_url"]).json()["row_count"] == 6
+
+    alone = api.post("/api/v1/datasets/", {**DATASET, "slug": "hate-later", "build": False}, format="json").json()
+    assert (alone["latest_version"], alone["first_version"], alone["first_build"]) == (None, None, None)
+
+
+def test_creating_a_dataset_nothing_matches_creates_nothing(golds, api) -> None:
+    response = api.post("/api/v1/datasets/", {**DATASET, "filters": {"languages": ["xx"]}}, format="json")
+    assert response.status_code == 400 and "No gold labels" in response.json()["detail"]
+    assert not Dataset.objects.exists()
+
+
 def test_version_is_created_with_statistics_and_links(golds, api) -> None:
     version = create_version(api)
     assert version["version"] == 1 and version["row_count"] == 6 and sum(version["splits"].values()) == 6
@@ -79,14 +100,14 @@ def test_version_is_created_with_statistics_and_links(golds, api) -> None:
 
 
 def test_version_with_nothing_matching_is_400(golds, api) -> None:
-    api.post("/api/v1/datasets/", DATASET, format="json")
+    api.post("/api/v1/datasets/", DATASET_ALONE, format="json")
     response = api.post("/api/v1/datasets/hate-en/versions/", {"filters": {"languages": ["xx"]}}, format="json")
     assert response.status_code == 400 and "No gold labels" in response.json()["detail"]
 
 
 def test_lists_use_cursor_pagination_and_filters(golds, api) -> None:
     for n in range(3):
-        api.post("/api/v1/datasets/", {**DATASET, "slug": f"ds-{n}", "name": f"Set {n}"}, format="json")
+        api.post("/api/v1/datasets/", {**DATASET_ALONE, "slug": f"ds-{n}", "name": f"Set {n}"}, format="json")
     api.post(
         "/api/v1/datasets/", {"slug": "spam-all", "name": "Spam", "filters": {"policies": ["spam"]}}, format="json"
     )
@@ -176,7 +197,7 @@ def test_large_exports_go_to_the_background(golds, api, settings) -> None:
 
 
 def test_large_versions_are_built_in_the_background(golds, api, settings) -> None:
-    api.post("/api/v1/datasets/", DATASET, format="json")
+    api.post("/api/v1/datasets/", DATASET_ALONE, format="json")
     settings.SNAPSHOT_SYNC_MAX_ROWS = 5
     response = api.post("/api/v1/datasets/hate-en/versions/", {}, format="json")
     assert response.status_code == 202
@@ -192,7 +213,7 @@ def test_large_versions_are_built_in_the_background(golds, api, settings) -> Non
 
 
 def test_failed_background_build_says_why(golds, api, settings) -> None:
-    api.post("/api/v1/datasets/", DATASET, format="json")
+    api.post("/api/v1/datasets/", DATASET_ALONE, format="json")
     settings.SNAPSHOT_SYNC_MAX_ROWS = 0
     build = api.post("/api/v1/datasets/hate-en/versions/", {}, format="json").json()
     SnapshotBuild.objects.filter(pk=build["id"]).update(filters={"languages": ["xx"]})

@@ -67,7 +67,7 @@ def duplicated(held_out: Iterable[str], others: Iterable[str]) -> list[str]:
 
 def build(api, slug: str, **fields: object) -> tuple[dict, dict[str, list[str]], str]:  # type: ignore[type-arg]
     """Create a dataset and its first version through the API: the version, texts per split, the header."""
-    created = api.post("/api/v1/datasets/", {"slug": slug, "name": slug, **fields}, format="json")
+    created = api.post("/api/v1/datasets/", {"slug": slug, "name": slug, "build": False, **fields}, format="json")
     assert created.status_code == 201, created.content
     version = api.post(f"/api/v1/datasets/{slug}/versions/", {}, format="json")
     assert version.status_code == 201, version.content

@@ -12,6 +12,7 @@ from labeling.exports.jobs import export_run
 from labeling.exports.models import Dataset, ExportJob, SnapshotBuild
 from labeling.exports.tasks import build_snapshot
 from tests.exports.conftest import body
+from tests.visible_text import visible_text
 
 FORM = {
     "name": "Hate <b>EN</b>",
@@ -51,6 +52,11 @@ def test_lead_creates_a_dataset_and_sees_its_first_version(lead_client, golds) -
     assert html.count('<svg class="chart"') >= 3  # split sizes, class balance per split, label sources
     assert "Class balance in" in html and "Label sources" in html and "This is the first version." in html
     assert 'action="/lead/datasets/hate-en/v1/download"' in html
+    text = visible_text(html.split("<main")[1])
+    assert "Hate: Not violating" in text and "Hate: Violating" in text
+    assert "Label sources Reviewer consensus 100%" in text
+    assert "Policies Hate Languages" in text and "Label sources Lead adjudication, Reviewer consensus" in text
+    assert "not_violating" not in text and "hate:" not in text  # classes and sources by name, not key
     assert_csp_safe(html)
     listing = lead_client.get("/lead/datasets/").content.decode()
     assert 'href="/lead/datasets/hate-en/v1/"' in listing and "meta:conversation_id" in listing

@@ -147,7 +147,9 @@ def test_content_grouping_is_the_default_and_never_moves_an_item(api, hate, make
     sentences = [" ".join(random.Random(n).sample(WORDS, 8)) for n in range(40)]  # pairwise far apart
     originals = {make_gold(hate, text=text).item_id: text for text in sentences}
     even = {"train_percent": 40, "dev_percent": 30}  # every split gets some of the forty texts
-    created = api.post("/api/v1/datasets/", {"slug": "by-content", "name": "By content", **even}, format="json").json()
+    created = api.post(
+        "/api/v1/datasets/", {"slug": "by-content", "name": "By content", "build": False, **even}, format="json"
+    ).json()
     assert created["group_by"] == "content"
     assert created["split_definition"]["content_key_version"] == CONTENT_KEY_VERSION
     first, before = version_splits(api, "by-content")
@@ -177,7 +179,9 @@ def test_a_held_out_item_bridged_to_train_by_a_late_near_duplicate_is_left_out(a
 
     for attempt in range(200):  # a fresh salt each time, until a lands in train and c in held-out data
         slug = f"bridged-{attempt}"
-        salt = api.post("/api/v1/datasets/", {"slug": slug, "name": slug}, format="json").json()["split_salt"]
+        salt = api.post("/api/v1/datasets/", {"slug": slug, "name": slug, "build": False}, format="json").json()[
+            "split_salt"
+        ]
         if split(a, salt) == "train" and split(c, salt) != "train":
             break
     held_out = split(c, salt)
@@ -195,12 +199,15 @@ def test_a_held_out_item_bridged_to_train_by_a_late_near_duplicate_is_left_out(a
 
 def test_a_dataset_never_changes_its_split_rule(api, hate, make_gold) -> None:
     make_gold(hate, text="some text")
-    created = api.post("/api/v1/datasets/", {"slug": "fixed", "name": "Fixed", "group_by": ""}, format="json").json()
+    created = api.post(
+        "/api/v1/datasets/", {"slug": "fixed", "name": "Fixed", "group_by": "", "build": False}, format="json"
+    ).json()
     for method in (api.patch, api.put):
         response = method("/api/v1/datasets/fixed/", {"group_by": "content", "split_salt": "x"}, format="json")
         assert response.status_code == 409 and "create a new dataset" in response.json()["detail"]
     again = api.post("/api/v1/datasets/", {"slug": "fixed", "name": "Fixed", "group_by": "content"}, format="json")
     assert again.status_code == 400 and "exists already" in again.content.decode()
+    created.pop("first_version"), created.pop("first_build")
     assert api.get("/api/v1/datasets/fixed/").json() == created | {"latest_version": None}
     version = api.post("/api/v1/datasets/fixed/versions/", {}, format="json").json()
     assert version["split_definition"]["group_by"] == "" and version["held_out_excluded"] is None

@@ -24,9 +24,11 @@ def golds(hate, make_gold):  # type: ignore[no-untyped-def]
 def test_background_export_and_build_run_on_the_worker(
     transactional_db, celery_worker_process, golds, api, settings
 ) -> None:
-    assert api.post("/api/v1/datasets/", {"slug": "w", "name": "W"}, format="json").status_code == 201
-    settings.SNAPSHOT_SYNC_MAX_ROWS = 0  # every version is built by the worker
-    build = api.post("/api/v1/datasets/w/versions/", {}, format="json").json()
+    settings.SNAPSHOT_SYNC_MAX_ROWS = 0  # every version is built by the worker, the first one too
+    created = api.post("/api/v1/datasets/", {"slug": "w", "name": "W"}, format="json")
+    assert created.status_code == 201, created.content
+    build = created.json()["first_build"]  # creating over REST builds, as the lead page's Create does
+    assert build is not None and created.json()["first_version"] is None
     version_url = wait_for(lambda: api.get(build["url"]).json()["version_url"], timeout=60)
     version = api.get(version_url).json()
     assert version["row_count"] == 8
@@ -47,7 +49,7 @@ def test_webhooks_are_delivered_signed_and_retried(
     settings.WEBHOOK_ALLOW_PRIVATE = True  # here; the worker has it from its environment (conftest.py)
     with webhook_receiver(503, 200) as receiver:
         endpoint = endpoint_create(url=receiver.url, events=["snapshot.ready", "gold_label.created"])
-        api.post("/api/v1/datasets/", {"slug": "hooked", "name": "Hooked"}, format="json")
+        api.post("/api/v1/datasets/", {"slug": "hooked", "name": "Hooked", "build": False}, format="json")
         api.post("/api/v1/datasets/hooked/versions/", {}, format="json")
         make_gold(hate, text="new gold")  # gold_record queues the gold_label.created delivery
         delivered = wait_for(

@@ -12,7 +12,8 @@ from django.test import Client
 from labeling.models import Adjudication, GoldLabel
 from labeling.services.annotations import annotation_submit
 from reviewapp.services.claims import task_claim_next
-from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory
+from tests.factories import ContentItemFactory, PolicyFactory, ReviewTaskFactory, UserFactory
+from tests.visible_text import visible_text
 
 
 @pytest.fixture(autouse=True)
@@ -95,6 +96,39 @@ def test_quality_page_shows_agreement_and_reviewer_stats(lead_client, policy, qu
     assert all(r.username in html for r in reviewers)
 
 
+def _answer(policy, queue, reviewers, labels_per_item) -> None:  # type: ignore[no-untyped-def]
+    queue.required_annotations = len(reviewers)
+    queue.save()
+    for labels in labels_per_item:
+        task = ReviewTaskFactory(policy=policy, queue=queue)
+        for reviewer, label in zip(reviewers, labels, strict=True):
+            assert task_claim_next(reviewer=reviewer, queue=queue).task.pk == task.pk
+            annotation_submit(task_id=task.pk, reviewer=reviewer, submission_id=uuid.uuid4(), labels=[label])
+
+
+def test_quality_page_says_one_item_is_too_few_and_shows_no_interval(lead_client, policy, queue) -> None:
+    _answer(policy, queue, [UserFactory(username="pair-a"), UserFactory(username="pair-b")], [("violating",) * 2])
+    html = lead_client.get(f"/lead/quality/?policy={policy.key}").content.decode()
+    caveat = re.search(r'<p class="warn" id="agreement-caveat"[^>]*>(.*?)</p>', html, re.S)
+    assert caveat and caveat.group(1).startswith("n = 1 item: too few to estimate agreement.")
+    assert "1 item with two or more independent answers" in html
+    assert "bootstrap resamples of items" not in html.split('id="scale-agreement"')[0]
+    table = html.split('id="agreement-h"')[1].split("</table>")[0]
+    assert table.count("too few items") == 3 and " – " not in table  # no interval on any statistic
+    assert "too few for an interval" in html  # the chart says so too
+
+
+def test_quality_page_names_reviewer_pairs_and_gives_intervals_when_enough(lead_client, policy, queue) -> None:
+    first, second = UserFactory(username="pair-a"), UserFactory(username="pair-b")
+    labels = [("violating", "violating") if n % 3 else ("violating", "not_violating") for n in range(20)]
+    _answer(policy, queue, [first, second], labels)
+    html = lead_client.get(f"/lead/quality/?policy={policy.key}").content.decode()
+    assert 'id="agreement-caveat"' not in html and "95 % intervals from 500 bootstrap resamples" in html
+    pairs = html.split('id="pairs-h"')[1].split("</table>")[0]
+    assert "<td>pair-a · pair-b</td>" in pairs or "<td>pair-b · pair-a</td>" in pairs
+    assert f"{first.pk} · {second.pk}" not in html and f"{second.pk} · {first.pk}" not in html
+
+
 @pytest.mark.parametrize(
     ("ids", "status", "message"),
     [
@@ -162,3 +196,28 @@ def test_adjudication_pages_show_label_names_not_keys(lead_client, disputed) -> 
     answers = re.search(r"<caption>Reviewers' answers</caption>.*?</table>", html, re.S).group(0)  # type: ignore[union-attr]
     assert "<td>Violating</td>" in answers and "<td>Not violating</td>" in answers and "not_violating" not in answers
     assert "v1: Not violating (" in html  # the gold history
+
+
+def test_adjudication_page_names_labels_and_severities_never_by_key(lead_client, queue) -> None:
+    schema = {
+        "labels": [{"value": "hate_speech", "title": "Hate speech"}, {"value": "not_hateful"}],
+        "allow_multiple": False,
+        "severity_levels": ["mild", "very_strong"],
+    }
+    policy = PolicyFactory(key="hate", version__label_schema=schema)
+    queue.required_annotations = 2
+    queue.save()
+    task = ReviewTaskFactory(policy=policy, queue=queue)
+    for labels, severity in ((["hate_speech"], "very_strong"), (["not_hateful"], "")):
+        reviewer = UserFactory()
+        task_claim_next(reviewer=reviewer, queue=queue)
+        annotation_submit(
+            task_id=task.pk, reviewer=reviewer, submission_id=uuid.uuid4(), labels=labels, severity=severity
+        )
+    adjudication = Adjudication.objects.get(task=task)
+    html = lead_client.get(f"/lead/adjudications/{adjudication.pk}/").content.decode()
+    text = visible_text(html.split("<main", 1)[1])
+    assert "Hate speech" in text and "Not hateful" in text and "Very strong" in text and "Mild" in text
+    for key in ("hate_speech", "not_hateful", "very_strong"):
+        assert key not in text, key
+    assert '<option value="very_strong">Very strong</option>' in html  # the key stays where the form needs it

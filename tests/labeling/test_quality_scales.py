@@ -116,7 +116,7 @@ def test_quality_page_shows_severity_alpha_and_mean_kappa_equal_to_the_reference
     assert kappas["every label"].ci.point == pytest.approx(expected_all, abs=TOL)
 
     html = response.content.decode()
-    assert "Krippendorff's alpha, ordinal: not_abusive &lt; ambiguous &lt; mild &lt; strong &lt; very_strong" in html
+    assert "Krippendorff's alpha, ordinal: Not abusive &lt; Ambiguous &lt; Mild &lt; Strong &lt; Very strong" in html
     assert f"{alphas['severity', 'ordinal'].ci.point:.4f}" in html and f"{expected_binary:.4f}" in html
     interval_note = f"at least {MIN_PAIR_OVERLAP} items in common; 95 % interval from 500 bootstrap resamples of items"
     assert interval_note in html

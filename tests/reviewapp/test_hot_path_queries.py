@@ -31,8 +31,9 @@ REQUEST_PREAMBLE = 4
 CLAIM = 1
 # task_held: the GET of the queue page reads the task the reviewer holds; it never claims.
 HELD = 1
-# The page around an item: the reviewer's graphic exposure count, the policy version in force.
-RENDER = 2
+# The page around an item: the reviewer's graphic exposure count, the policy version in force,
+# and the session counter (answers since sign-in and open tasks of the queue, one statement).
+RENDER = 3
 # annotation_submit, in one transaction (a savepoint pair here): lock the task; what the answer is
 # checked against (the clock, an earlier answer with this submission id, a live answer of this
 # reviewer), read together; the policy version; the annotation; the task; its audit events.

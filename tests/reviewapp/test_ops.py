@@ -79,7 +79,7 @@ def test_a_lead_sees_every_figure(lead_client, busy) -> None:
     assert cells[0] == "4" and cells[2] == "2" and cells[3] == "1" and cells[4] == "1"
     assert "2 answers, " in html and "30–60 s: 50%" in html
     assert "<code>reviewapp.sweep_expired_leases</code>" in html and '<td class="num warn">1</td>' in html
-    assert "<code>al-harassment@v1</code>" in html and "succeeded" in html and "4.0 min" in html
+    assert "<code>al-harassment@v1</code>" in html and ">Succeeded<" in html and "4.0 min" in html
     assert "Stages of the latest harassment round" in html and "2.5 min" in html
     assert "0.003</strong> claims/s" in html  # one claim in the last five minutes
     assert html.count('<svg class="chart"') == 7  # activity, depth, age, SLA, handle time, tasks, one round

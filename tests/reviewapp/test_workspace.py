@@ -9,9 +9,10 @@ import re
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from labeling.models import Annotation
-from reviewapp.models import AuditEvent, TaskStatus
+from reviewapp.models import AuditEvent, ContentItem, ReviewTask, TaskStatus
 from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -309,3 +310,23 @@ def test_submitting_a_task_never_served_says_why_on_the_page(browser, policy, qu
         html = browser.get(response["Location"]).content.decode()
     assert "This item was not assigned to you" in html
     assert not Annotation.objects.exists()
+
+
+def test_counts_have_thousands_separators_on_the_queue_list_and_in_the_workspace(browser, policy, queue) -> None:
+    items = ContentItem.objects.bulk_create(
+        [ContentItem(source="comments", external_id=f"bulk-{n}", text="t") for n in range(1234)]
+    )
+    ReviewTask.objects.bulk_create(
+        [
+            ReviewTask(
+                item=item, policy=policy, queue=queue, reason="low_confidence", priority=1.0, due_at=timezone.now()
+            )
+            for item in items
+        ]
+    )
+    assert '<td class="num">1,234</td>' in browser.get("/").content.decode()
+    counter = re.search(
+        r'<p class="session-counter[^"]*" id="session-counter">(.*?)</p>', work(browser, queue).content.decode()
+    )
+    assert counter and "<strong>0</strong> done" in counter.group(1)
+    assert "<strong>1,234</strong> open in this queue" in counter.group(1)

@@ -80,6 +80,13 @@ class DatasetCreateSerializer(serializers.Serializer):
     train_percent = serializers.IntegerField(required=False, min_value=0, max_value=100, default=80)
     dev_percent = serializers.IntegerField(required=False, min_value=0, max_value=100, default=10)
     redact_pii_default = serializers.BooleanField(required=False, default=False)
+    build = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="Build the first version from the saved filter now, as the lead page's Create does "
+        "(400, and no dataset, when no gold label matches). false: create the dataset alone and POST to "
+        "its versions later.",
+    )
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -282,3 +289,14 @@ class DiffSerializer(serializers.Serializer):
     counts = DiffCountsSerializer()
     rows = DiffRowSerializer(many=True)
     next_after = serializers.CharField(allow_null=True, help_text="Pass as `after` for the next page; null at the end.")
+
+
+class DatasetCreatedSerializer(DatasetSerializer):
+    """A new dataset, with what its creation built: the first version (small), or the background
+    build to poll (large); both null when it was created with `build: false`."""
+
+    first_version = SnapshotSerializer(read_only=True, allow_null=True)
+    first_build = BuildSerializer(read_only=True, allow_null=True)
+
+    class Meta(DatasetSerializer.Meta):
+        fields = [*DatasetSerializer.Meta.fields, "first_version", "first_build"]

@@ -34,10 +34,11 @@ from ..access import access_build, access_dataset, access_export_job, access_sna
 from ..jobs import export_file_ready, export_request, rows_in
 from ..models import Dataset, DatasetSnapshot, ExportJob, JobStatus, SnapshotBuild
 from ..responses import file_download, streaming_export
-from ..snapshots import SnapshotFilter, dataset_create, snapshot_diff, snapshot_request
+from ..snapshots import SnapshotFilter, dataset_create, dataset_start, snapshot_diff, snapshot_request
 from . import examples
 from .serializers import (
     BuildSerializer,
+    DatasetCreatedSerializer,
     DatasetCreateSerializer,
     DatasetSerializer,
     DiffQuerySerializer,
@@ -139,9 +140,11 @@ class DatasetListView(ExportScopes, generics.ListAPIView):
         operation_id="datasets_create",
         summary="Create a dataset (needs export:write)",
         description="A dataset names a saved filter and fixes its split shares, salt and group key for good. "
-        "It has no version until you POST to its versions.",
+        "Its first version is built from that filter at once, as on the lead page: `first_version` when small, "
+        "`first_build` (poll its `url`) when it goes to the background. 400, and no dataset, when no gold "
+        "label matches. With `build: false` the dataset has no version until you POST to its versions.",
         request=DatasetCreateSerializer,
-        responses={201: DatasetSerializer, 400: ErrorSerializer},
+        responses={201: DatasetCreatedSerializer, 400: ErrorSerializer},
         examples=[examples.DATASET_CREATE, examples.DATASET],
     )
     def post(self, request: Request) -> Response:
@@ -149,8 +152,17 @@ class DatasetListView(ExportScopes, generics.ListAPIView):
         given.is_valid(raise_exception=True)
         data = dict(given.validated_data)
         filters = SnapshotFilter.from_json(data=_jsonable(data.pop("filters", None)))
-        dataset = dataset_create(filters=filters, actor=token_actor(request), **data)
-        return Response(DatasetSerializer(_datasets().get(pk=dataset.pk)).data, status=status.HTTP_201_CREATED)
+        actor, build = token_actor(request), data.pop("build")
+        user = request.user if getattr(request.user, "pk", None) else None
+        if build:  # the same service as the lead page's Create: the dataset and its first version
+            made = dataset_start(fields=data, filters=filters, actor=actor, requested_by=user)
+            dataset = made.dataset
+        else:
+            made, dataset = None, dataset_create(filters=filters, actor=actor, **data)
+        created = _datasets().get(pk=dataset.pk)
+        created.first_version = made if isinstance(made, DatasetSnapshot) else None  # type: ignore[attr-defined]
+        created.first_build = made if isinstance(made, SnapshotBuild) else None  # type: ignore[attr-defined]
+        return Response(DatasetCreatedSerializer(created).data, status=status.HTTP_201_CREATED)
 
 
 _FIXED_DATASET = (
