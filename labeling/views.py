@@ -271,6 +271,7 @@ def quality(request: HttpRequest) -> HttpResponse:
                 if s.agreement_with_gold is not None
             ][:25],
             title="Agreement with gold per reviewer",
+            axis="share of answers equal to gold, %",
         ),
         agreement_chart=bar_chart(
             [
@@ -284,12 +285,15 @@ def quality(request: HttpRequest) -> HttpResponse:
             if report
             else [],
             title="Agreement with 95% bootstrap intervals",
+            axis="statistic, −0.2 to 1 (1 = perfect agreement, 0 = chance)",
             minimum=-0.2,
             percent=False,
         ),
         trend_chart=line_chart(
             [Point(start.strftime("%d %b"), r.alpha.point, r.alpha.low, r.alpha.high) for start, r in trend],
             title="Krippendorff's alpha per week",
+            y_label="alpha",
+            x_label="week starting",
         )
         if len(trend) > 1
         else None,

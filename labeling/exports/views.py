@@ -141,6 +141,9 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
     return render(request, "exports/version_detail.html", context)
 
 
+ROWS_AXIS = "share of rows, %"
+
+
 def _share_bars(counts: dict[str, int]) -> list[Bar]:
     total = sum(counts.values()) or 1
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -154,13 +157,13 @@ def _charts(stats: dict[str, Any]) -> dict[str, Any]:
             sources[source] = sources.get(source, 0) + count
     balance = stats.get("class_balance", {})
     return {
-        "split_chart": bar_chart(_share_bars(stats.get("splits", {})), title="Share of rows per split"),
+        "split_chart": bar_chart(_share_bars(stats.get("splits", {})), title="Share of rows per split", axis=ROWS_AXIS),
         "class_charts": [
-            (split, bar_chart(_share_bars(balance[split]), title=f"Class balance in {split}"))
+            (split, bar_chart(_share_bars(balance[split]), title=f"Class balance in {split}", axis=ROWS_AXIS))
             for split in Split.values
             if balance.get(split)
         ],
-        "source_chart": bar_chart(_share_bars(sources), title="Label sources"),
+        "source_chart": bar_chart(_share_bars(sources), title="Label sources", axis=ROWS_AXIS),
     }
 
 
