@@ -85,6 +85,7 @@ class World:
             "dataset_version",
             "dataset_new",
             "models",
+            "models_first_run",
             "round",
             "online",
             "label_errors",
@@ -262,6 +263,7 @@ def build_world(settings) -> World:  # type: ignore[no-untyped-def]
     held = task_claim_next(reviewer=reviewer, queue=triage)
     assert held is not None
     ids = _model(policy, review, lead)
+    PolicyFactory(key="spam", name="Spam")  # a policy on its first day: no gold, no model, Start disabled
     dataset = dataset_create(slug="harassment-gold", name="Harassment gold", filters=SnapshotFilter(), actor=SYSTEM)
     snapshot_create(dataset_id=dataset.pk, filters=SnapshotFilter(), actor=SYSTEM)
     _gold(policy, _texts(12, seed=9), prefix="late-gold")  # the second version adds these
@@ -282,6 +284,7 @@ def build_world(settings) -> World:  # type: ignore[no-untyped-def]
         "dataset_version": f"/lead/datasets/{dataset.slug}/v{second.version}/",
         "dataset_new": "/lead/datasets/new",
         "models": f"/models/?policy={policy.key}",
+        "models_first_run": "/models/?policy=spam",
         "round": f"/models/rounds/{ids['run']}/",
         "online": f"/models/{policy.key}/online",
         "label_errors": f"/models/label-errors/?policy={policy.key}",
