@@ -79,8 +79,9 @@ def bar_chart(
     base = x(max(minimum, 0.0))
     parts = [_open_svg(height, title, f"{axis}. " + _listing([(b.label, fmt(b.value)) for b in bars]))]
     bottom = top + row * len(bars)
-    for i in range(5):
-        tick = minimum + span * i / 4
+    intervals = tick_intervals(span)
+    for i in range(intervals + 1):
+        tick = round(minimum + span * i / intervals, 9) + 0.0  # no "-0.000" from float error
         parts.append(
             f'<line class="chart-grid" x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top}" y2="{bottom}" '
             'stroke="#d0d7de"/>'
@@ -250,6 +251,14 @@ def _interval_text(point: Point) -> str:
     if point.low is not None and point.high is not None:
         return f"{point.value:.3f} (95 % interval {point.low:.3f} to {point.high:.3f})"
     return f"{point.value:.3f}"
+
+
+def tick_intervals(span: float) -> int:
+    """How many equal steps divide an axis of length `span` into round ticks (1 → 0.2 steps, 2 → 0.5…)."""
+    if span <= 0:
+        return 4
+    leading = round(span / 10 ** math.floor(math.log10(span)), 6)
+    return {1.0: 5, 1.2: 6, 2.0: 4, 2.5: 5, 5.0: 5}.get(leading, 4)
 
 
 def round_up(value: float) -> float:

@@ -18,7 +18,7 @@ def test_a_bar_chart_has_a_visible_title_an_axis_with_its_unit_and_its_figures_a
     assert '<svg class="chart" role="img"' in html and "<title>Failed share</title>" in html
     assert f"<desc>share, %. {TASK}: 25%; reviewapp.tasks.expire_leases: 0%.</desc>" in html
     assert f">{TASK}</text>" in html  # the whole name, not cut off
-    assert [t for t in ("0%", "25%", "50%", "75%", "100%") if f">{t}</text>" not in html] == []
+    assert [t for t in ("0%", "20%", "40%", "60%", "80%", "100%") if f">{t}</text>" not in html] == []
 
 
 def test_zero_is_drawn_as_nothing_and_small_values_at_their_true_width() -> None:
@@ -28,6 +28,14 @@ def test_zero_is_drawn_as_nothing_and_small_values_at_their_true_width() -> None
     widths = {name: float(width) for width, name in bars}
     assert "none" not in widths  # no rectangle for a zero
     assert 0 < widths["tiny"] < 10 and abs(widths["half"] - 50 * widths["tiny"]) < 3  # no minimum width
+
+
+def test_axis_ticks_are_round_numbers() -> None:
+    html = bar_chart([Bar("kappa", 0.4)], title="Agreement", minimum=-0.2, percent=False)
+    counts = bar_chart([Bar("queue", 37)], title="Open", maximum=50, value_text=lambda v: f"{v:,.0f}")
+
+    assert [t for t in ("-0.200", "0.000", "0.200", "1.000") if f">{t}</text>" not in html] == []
+    assert [t for t in ("0", "10", "20", "30", "40", "50") if f">{t}</text>" not in counts] == []
 
 
 def test_a_count_chart_of_only_zeros_draws_no_bar() -> None:
