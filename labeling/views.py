@@ -16,12 +16,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from reviewapp.access import lead_required
+from reviewapp.audit import Actor
 from reviewapp.charts import Bar, Point, bar_chart, line_chart
-from reviewapp.content import render_guideline
-from reviewapp.models import Queue
+from reviewapp.content import hidden_characters, render_guideline
+from reviewapp.models import Queue, QueueKind, TaskStatus
 from reviewapp.projection import task_projection
 
-from .models import Adjudication, AdjudicationStatus, Annotation, GoldLabel, Policy
+from .models import Adjudication, AdjudicationStatus, Annotation, Appeal, AppealStatus, GoldLabel, Policy, PolicyVersion
 from .quality import agreement_over_time, agreement_report, reviewer_pairs, reviewer_stats, scale_agreement_report
 from .services.adjudication import (
     AdjudicationClosed,
@@ -29,7 +30,13 @@ from .services.adjudication import (
     adjudication_send_back,
     adjudications_confirm_agreed,
 )
-from .services.appeals import appeal_overturn_rates
+from .services.appeals import (
+    appeal_counts_by_policy,
+    appeal_overturn_rates,
+    appeals_listed,
+    appeals_queue_active,
+    appeals_queue_ensure,
+)
 from .services.consensus import plurality_of
 from .services.reliability import reliabilities_in_force, reliability_fit_latest
 from .tasks import refresh_reliability
@@ -247,7 +254,11 @@ def quality(request: HttpRequest) -> HttpResponse:
     policies = list(Policy.objects.filter(is_active=True))
     policy = next((p for p in policies if p.key == request.GET.get("policy")), policies[0] if policies else None)
     now = timezone.now()
-    context: dict[str, Any] = {"policies": policies, "policy": policy, "overturns": appeal_overturn_rates()}
+    context: dict[str, Any] = {
+        "policies": policies,
+        "policy": policy,
+        "overturns": appeal_overturn_rates(policy_id=policy.pk) if policy else {"policy": [], "model": []},
+    }
     if policy is None:
         return render(request, "labeling/quality.html", context)
     queues = list(Queue.objects.filter(tasks__policy=policy).distinct().order_by("slug"))
@@ -308,3 +319,68 @@ def reliability_refresh_view(request: HttpRequest) -> HttpResponse:
     refresh_reliability.delay(policy.pk)
     messages.info(request, f"Re-estimating reviewer reliability for {policy.name}; reload in a minute.")
     return redirect(f"/lead/quality/?policy={policy.key}")
+
+
+APPEALS_PAGE = 50
+QUEUE_OUTCOME_MESSAGES = {
+    "created": (
+        "Created the appeals queue “{name}”; reviewers and policy leads are its members. Upstream can open appeals now."
+    ),
+    "enabled": "Enabled the appeals queue “{name}” again. Upstream can open appeals now.",
+    "existing": "The appeals queue “{name}” already exists.",
+}
+
+
+@require_GET
+@lead_required
+def appeal_list(request: HttpRequest) -> HttpResponse:
+    """Appeals newest first, by policy and status, with the appeals queue's state and counts per policy."""
+    policies = list(Policy.objects.order_by("name"))
+    policy = next((p for p in policies if p.key == request.GET.get("policy")), None)
+    status = request.GET.get("status", "")
+    status = status if status in AppealStatus.values else ""
+    before = request.GET.get("before", "")
+    if before and not before.isdigit():
+        return HttpResponseBadRequest("before: not an appeal id", content_type="text/plain; charset=utf-8")
+    appeals = appeals_listed(
+        policy_id=policy.pk if policy else None,
+        status=status or None,
+        before_id=int(before) if before else None,
+        limit=APPEALS_PAGE + 1,
+    )
+    queue = appeals_queue_active()
+    context = {
+        "appeals": _described(appeals[:APPEALS_PAGE]),
+        "older": appeals[APPEALS_PAGE - 1].pk if len(appeals) > APPEALS_PAGE else None,
+        "policies": policies,
+        "policy": policy,
+        "status": status,
+        "statuses": AppealStatus.choices,
+        "counts": appeal_counts_by_policy(),
+        "queue": queue,
+        "queue_open": queue.tasks.filter(status=TaskStatus.OPEN).count() if queue else 0,
+        "queue_inactive": queue is None and Queue.objects.filter(kind=QueueKind.APPEALS).exists(),
+    }
+    return render(request, "labeling/appeal_list.html", context)
+
+
+def _described(appeals: list[Appeal]) -> list[Appeal]:
+    """Set display names of the original and outcome labels, and the statement's hidden characters."""
+    versions: dict[int, PolicyVersion | None] = {}
+    for appeal in appeals:
+        version = versions.setdefault(appeal.policy_id, appeal.policy.current_version())
+        name = version.label_title if version else str
+        appeal.original_names = [name(v) for v in appeal.original_labels]  # type: ignore[attr-defined]
+        gold = appeal.outcome_gold
+        appeal.outcome_names = [name(v) for v in gold.labels] if gold else []  # type: ignore[attr-defined]
+        appeal.statement_hidden = hidden_characters(appeal.statement)  # type: ignore[attr-defined]
+    return appeals
+
+
+@require_POST
+@lead_required
+def appeals_queue_create(request: HttpRequest) -> HttpResponse:
+    """Create (or enable again) the queue appeals are reviewed in; a no-op when one is active."""
+    result = appeals_queue_ensure(actor=Actor.of(request.user))
+    messages.success(request, QUEUE_OUTCOME_MESSAGES[result.outcome].format(name=result.queue.name))
+    return redirect("appeal-list")

@@ -6,6 +6,7 @@ is rendered to HTML, by markdown-it with raw HTML disabled and unsafe link schem
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -53,14 +54,37 @@ class Media:
 
 
 def media_for(urls: list[str], modality: str) -> list[Media]:
-    """Each URL with whether it may be loaded (https and an allowlisted host) and how to show it."""
+    """Each URL with whether it may be loaded and how to show it.
+
+    Loadable: https on a host in MEDIA_ALLOWED_HOSTS, or a file of this app's own static host
+    (`is_own_static`), which the Content-Security-Policy's 'self' already admits.
+    """
     allowed_hosts = set(settings.MEDIA_ALLOWED_HOSTS)
     result = []
     for url in urls:
         parts = urlsplit(url)
-        allowed = parts.scheme == "https" and (parts.hostname or "") in allowed_hosts
+        allowed = (parts.scheme == "https" and (parts.hostname or "") in allowed_hosts) or is_own_static(url)
         result.append(Media(url=url, kind=_media_kind(parts.path, modality), allowed=allowed))
     return result
+
+
+# A plain path of letters, digits, '_', '-', '.' and '/': no scheme, host, query, percent-escape or
+# backslash, any of which a browser could resolve to somewhere other than the static folder.
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9_./-]+")
+
+
+def is_own_static(url: str) -> bool:
+    """Whether `url` is a path under this app's STATIC_URL (when that is a path on this origin).
+
+    Such media is the app's own files, served like its CSS (the demo's images, sounds and video):
+    never another host, never another path of the app ('..' and '.' segments are refused).
+    """
+    prefix = settings.STATIC_URL or ""
+    if not prefix.startswith("/") or prefix.startswith("//") or not url.startswith(prefix):
+        return False
+    if not _PLAIN_PATH.fullmatch(url):
+        return False
+    return not any(segment in (".", "..") for segment in url.split("/"))
 
 
 def _media_kind(path: str, modality: str) -> str:

@@ -6,7 +6,7 @@ from .access import is_lead
 from .theme import THEMES, theme_of
 
 # The first path segment of each main navigation link, for aria-current on the page's own link.
-NAV_SECTIONS = {"lead": "lead", "models": "models", "ops": "ops", "labelstudio": "labelstudio", "api": "api"}
+NAV_SECTIONS = {section: section for section in ("lead", "items", "models", "ops", "labelstudio", "api")}
 
 
 def roles(request: HttpRequest) -> dict[str, bool]:
@@ -19,5 +19,5 @@ def display(request: HttpRequest) -> dict[str, object]:
     parts = request.path.strip("/").split("/")
     section = NAV_SECTIONS.get(parts[0], "") if parts[0] else "home"
     if section == "lead" and len(parts) > 1:
-        section = {"datasets": "datasets", "quality": "quality"}.get(parts[1], "adjudications")
+        section = {"datasets": "datasets", "quality": "quality", "appeals": "appeals"}.get(parts[1], "adjudications")
     return {"theme": theme_of(request), "themes": THEMES, "nav_section": section}

@@ -10,10 +10,11 @@ import secrets
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Now
+from django.db.models.functions import Now, Upper
 
 
 class Modality(models.TextChoices):
@@ -50,6 +51,14 @@ class ContentItem(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "external_id"], name="contentitem_unique_source_id"),
             models.CheckConstraint(condition=Q(reach__gte=0), name="contentitem_reach_nonnegative"),
+        ]
+        indexes = [
+            # Item search (reviewapp.services.search): newest first, keyset-paginated on (created_at, id);
+            # an exact external id without its source; a case-insensitive substring of the text
+            # (trigrams of UPPER(text), the expression Django's `icontains` compares).
+            models.Index(fields=["created_at", "id"], name="contentitem_received"),
+            models.Index(fields=["external_id"], name="contentitem_external_id"),
+            GinIndex(OpClass(Upper("text"), name="gin_trgm_ops"), name="contentitem_text_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -316,6 +325,10 @@ class ReviewTask(models.Model):
                 condition=Q(status="open"),
             ),
             models.Index(fields=["leased_by"], name="reviewtask_leased_by", condition=Q(status="open")),
+            # Item search: items awaiting a lead (few) and tasks no model decision created (imports),
+            # so that neither filter reads every task of a policy.
+            models.Index(fields=["policy", "item"], name="reviewtask_escalated", condition=Q(status="escalated")),
+            models.Index(fields=["policy", "item"], name="reviewtask_undecided", condition=Q(decision__isnull=True)),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -523,3 +536,19 @@ class IngestChunk(models.Model):
 
     def __str__(self) -> str:
         return f"chunk {self.number} of ingest job {self.job_id} ({self.status})"
+
+
+class SavedSearch(models.Model):
+    """A lead's named item-search filter, kept as the search page's query string (no cursor)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_searches")
+    name = models.CharField(max_length=100)
+    query = models.CharField(max_length=2000, help_text="The search page's query string, e.g. 'status=gold'.")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="savedsearch_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.name}"

@@ -14,6 +14,13 @@ Three promises are kept here, and tests/reviewapp/test_projection.py holds them:
   model), and no priority (severity × (1 − |2·score − 1|) × reach factor: with the reach on the page
   it gives |2·score − 1| exactly).
 
+An appeal is the exception that proves the first rule: what is under review there is the outcome
+the user contests, so an appeal task shows it — the user's statement, the original labels by their
+display names, whether a model acted (which one, at what score, unless the queue is blind) or a gold
+label stood (and how it was reached), and when the user appealed — but never the reviewers or the
+answers behind that outcome. Only tasks opened for an appeal carry this; honeypots are never served
+in an appeals queue (`labeling.services.honeypots`), so it tells no honeypot from live work.
+
 Hidden formatting characters (bidi overrides, zero-width joiners) are named per field, for every
 field the reviewer sees, so that `invoice \\u202efdp.exe` in a title cannot pass as "invoice exe.pdf".
 """
@@ -26,10 +33,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from labeling.models import PolicyVersion
+from labeling.models import Appeal, GoldSource, PolicyVersion
 
 from .content import Media, Segment, hidden_characters, highlight_spans, media_for
-from .models import ModelDecision, ReviewTask, RoutingOutcome, TaskReason
+from .models import ContentItem, ModelDecision, ReviewTask, RoutingOutcome, TaskReason
 
 # A metadata key is a reference label when one of its words is one of these: the dataset's own
 # label, crowd answers, gold, a verdict. Removing a harmless key costs little; showing one of these
@@ -117,6 +124,21 @@ class ReviewerItem:
 
 
 @dataclass(frozen=True)
+class AppealShown:
+    """One appeal of the task's item: the contested outcome and the user's words (untrusted)."""
+
+    statement: str
+    appealed_at: datetime
+    original_labels: list[str]  # display names under the task's policy version
+    by_model: bool  # an automatic action; otherwise a gold label stood
+    outcome_source: str  # how that gold label was reached, e.g. "Reviewer consensus"; "" for a model
+    model_hidden: bool = False  # a model acted, but this blind-review queue hides which and its score
+    model_name: str = ""  # empty on a blind queue
+    model_version: str = ""
+    score: float | None = None  # None on a blind queue
+
+
+@dataclass(frozen=True)
 class ReviewerTask:
     id: int
     queue_id: int
@@ -130,6 +152,7 @@ class ReviewerTask:
     hidden_characters: list[HiddenCharacterWarning] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     media: list[Media] = field(default_factory=list)
+    appeals: list[AppealShown] = field(default_factory=list)
 
 
 def task_projection(*, task: ReviewTask, version: PolicyVersion | None, blind: bool | None = None) -> ReviewerTask:
@@ -139,25 +162,14 @@ def task_projection(*, task: ReviewTask, version: PolicyVersion | None, blind: b
     adjudication, decided after the reviewers answered) passes False to see the model line.
 
     Costs no query for a task whose item, queue, policy and decision are loaded (as
-    `task_claim_next` returns them); one more for a honeypot, to find its item's latest decision.
+    `task_claim_next` returns them); one more for a honeypot, to find its item's latest decision,
+    and one more for an appeal task, to read its appeals.
     """
     item = task.item
-    metadata = reviewer_metadata(item.metadata if isinstance(item.metadata, dict) else {})
-    context = [_context_turn(turn) for turn in item.context or []]
-    shown_item = ReviewerItem(
-        source=item.source,
-        external_id=item.external_id,
-        modality=item.modality,
-        modality_display=item.get_modality_display(),
-        title=item.title,
-        text=item.text,
-        media_urls=list(item.media_urls or []),
-        context=context,
-        metadata=metadata,
-        reach=item.reach,
-    )
+    shown_item = _reviewer_item(item)
     blind = task.queue.blind_review if blind is None else blind
     model = None if blind else _model_line(task)
+    appeals = _appeals_shown(task, version, blind) if task.reason == TaskReason.APPEAL else []
     return ReviewerTask(
         id=task.pk,
         queue_id=task.queue_id,
@@ -168,10 +180,84 @@ def task_projection(*, task: ReviewTask, version: PolicyVersion | None, blind: b
         item=shown_item,
         policy_version=version,
         model=model,
-        hidden_characters=_hidden_character_warnings(shown_item, model),
+        hidden_characters=_hidden_character_warnings(shown_item, model, appeals),
         segments=highlight_spans(item.text, model.evidence_spans if model else []),
         media=media_for(shown_item.media_urls, item.modality),
+        appeals=appeals,
     )
+
+
+def _reviewer_item(item: ContentItem) -> ReviewerItem:
+    metadata = reviewer_metadata(item.metadata if isinstance(item.metadata, dict) else {})
+    return ReviewerItem(
+        source=item.source,
+        external_id=item.external_id,
+        modality=item.modality,
+        modality_display=item.get_modality_display(),
+        title=item.title,
+        text=item.text,
+        media_urls=list(item.media_urls or []),
+        context=[_context_turn(turn) for turn in item.context or []],
+        metadata=metadata,
+        reach=item.reach,
+    )
+
+
+@dataclass(frozen=True)
+class ItemContent:
+    """An item's content as the workspace shows it, without a task: what the item page renders
+    through the same partial (`policy_name` is its heading)."""
+
+    policy_name: str
+    item: ReviewerItem
+    hidden_characters: list[HiddenCharacterWarning]
+    segments: list[Segment]
+    media: list[Media]
+    model: None = None
+
+
+def item_projection(*, item: ContentItem, heading: str = "Content") -> ItemContent:
+    """The reviewer-visible content of `item` (reference-label metadata removed, hidden
+    characters named), with no model line: the item page lists every decision beside it."""
+    shown_item = _reviewer_item(item)
+    return ItemContent(
+        policy_name=heading,
+        item=shown_item,
+        hidden_characters=_hidden_character_warnings(shown_item, None, []),
+        segments=highlight_spans(item.text, []),
+        media=media_for(shown_item.media_urls, item.modality),
+    )
+
+
+def _appeals_shown(task: ReviewTask, version: PolicyVersion | None, blind: bool) -> list[AppealShown]:
+    """The appeals this task was opened for, oldest first (later appeals of the same item join it)."""
+    shown = []
+    for appeal in Appeal.objects.filter(task=task).select_related("decision").order_by("created_at", "pk"):
+        by_model = appeal.original_source == "model"
+        decision = appeal.decision if by_model and not blind else None
+        shown.append(
+            AppealShown(
+                statement=appeal.statement,
+                appealed_at=appeal.created_at,
+                original_labels=[version.label_title(v) if version else v for v in appeal.original_labels],
+                by_model=by_model,
+                outcome_source="" if by_model else _gold_source_display(appeal.original_source),
+                model_hidden=by_model and blind,
+                model_name=decision.model_name if decision else "",
+                model_version=decision.model_version if decision else "",
+                score=decision.score if decision else None,
+            )
+        )
+    return shown
+
+
+# How a contested gold label was reached, as the reviewer may read it. Any other source (a honeypot
+# answer key, one unknown here) goes unnamed: naming it would say more than the outcome.
+REVIEWER_GOLD_SOURCES = {GoldSource.CONSENSUS, GoldSource.ADJUDICATION, GoldSource.APPEAL}
+
+
+def _gold_source_display(source: str) -> str:
+    return str(GoldSource(source).label) if source in REVIEWER_GOLD_SOURCES else ""
 
 
 def _context_turn(turn: Any) -> ContextTurn:
@@ -205,16 +291,18 @@ def item_latest_decision(*, item_id: int, policy_id: int) -> ModelDecision | Non
     return decisions.order_by("-received_at", "-pk").first()
 
 
-def _hidden_character_warnings(item: ReviewerItem, model: ModelLine | None) -> list[HiddenCharacterWarning]:
+def _hidden_character_warnings(
+    item: ReviewerItem, model: ModelLine | None, appeals: list[AppealShown]
+) -> list[HiddenCharacterWarning]:
     warnings = []
-    for where, text in _shown_texts(item, model):
+    for where, text in _shown_texts(item, model, appeals):
         names = hidden_characters(text)
         if names:
             warnings.append(HiddenCharacterWarning(field=where, characters=names))
     return warnings
 
 
-def _shown_texts(item: ReviewerItem, model: ModelLine | None) -> Iterator[tuple[str, str]]:
+def _shown_texts(item: ReviewerItem, model: ModelLine | None, appeals: list[AppealShown]) -> Iterator[tuple[str, str]]:
     """Every piece of text the reviewer is shown, with the name of the field it is shown in."""
     yield "source", item.source
     yield "external id", item.external_id
@@ -231,6 +319,10 @@ def _shown_texts(item: ReviewerItem, model: ModelLine | None) -> Iterator[tuple[
         yield "predicted label", model.predicted_label
         for number, span in enumerate(model.evidence_spans, start=1):
             yield f"evidence {number} label", str(span.get("label", ""))
+    for number, appeal in enumerate(appeals, start=1):
+        where = "appeal" if len(appeals) == 1 else f"appeal {number}"
+        yield f"{where} statement", appeal.statement
+        yield f"{where} model name", f"{appeal.model_name}@{appeal.model_version}"
 
 
 def _metadata_texts(value: Any, where: str) -> Iterator[tuple[str, str]]:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import theme, views
+from . import item_views, theme, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,5 +14,9 @@ urlpatterns = [
     path("tasks/<int:task_id>/heartbeat", views.task_heartbeat, name="task-heartbeat"),
     path("tasks/<int:task_id>/reveal", views.task_reveal_media, name="task-reveal"),
     path("annotations/<int:annotation_id>/undo", views.annotation_undo, name="annotation-undo"),
+    path("items/", item_views.item_search_page, name="item-search"),
+    path("items/saved", item_views.saved_search_create_view, name="saved-search-create"),
+    path("items/saved/<int:saved_search_id>/delete", item_views.saved_search_delete_view, name="saved-search-delete"),
+    path("items/<int:item_id>/", item_views.item_detail, name="item-detail"),
     path("items/<int:item_id>/audit.jsonl", views.item_audit_export, name="item-audit-export"),
 ]

@@ -18,6 +18,7 @@ from labeling.models import Adjudication
 from labeling.services.annotations import annotation_submit
 from labeling.services.gold import gold_record
 from reviewapp.audit import SYSTEM
+from reviewapp.models import SavedSearch
 from reviewapp.services.claims import task_claim_next
 from reviewapp.services.ingest_jobs import ingest_job_create
 from reviewapp.services.tokens import token_create
@@ -68,7 +69,14 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "adjudication-decide": ("post", LEAD_PAGE),
     "adjudication-send-back": ("post", LEAD_PAGE),
     "gold-history": ("get", LEAD_PAGE),
+    "appeal-list": ("get", LEAD_PAGE),
+    "appeals-queue-create": ("post", LEAD_PAGE),
     "item-audit-export": ("get", LEAD_PAGE),
+    "item-search": ("get", LEAD_PAGE),
+    "item-detail": ("get", LEAD_PAGE),
+    "saved-search-create": ("post", LEAD_PAGE),
+    # Only its owner may delete a saved search (the world's belongs to the lead): the admin gets 404.
+    "saved-search-delete": ("post", {**LEAD_PAGE, "admin": DENIED}),
     "labelstudio-connections": ("get", LEAD_PAGE),
     "labelstudio-connection-new": ("post", LEAD_PAGE),
     "labelstudio-test": ("post", LEAD_PAGE),
@@ -222,6 +230,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "policy_key": policy.key,
             "connection_id": ls_connection.pk,
             "ingest_job_id": ingest_job.pk,
+            "saved_search_id": SavedSearch.objects.create(user=users["lead"], name="mine", query="status=gold").pk,
             **export_world(),  # slug, version, build_id, job_id
             **al_world(policy),  # run_id, model_id, proposal_id, label_error_run_id, policy_key
         },

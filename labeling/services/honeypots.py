@@ -10,7 +10,7 @@ from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
 
 from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.db import db_now
-from reviewapp.models import ModelDecision, Queue, ReviewTask, RoutingOutcome, TaskReason, TaskStatus
+from reviewapp.models import ModelDecision, Queue, QueueKind, ReviewTask, RoutingOutcome, TaskReason, TaskStatus
 from reviewapp.services.tasks import TaskSpec, review_task_open
 
 from ..models import Annotation, GoldLabel, HoneypotCheck
@@ -31,7 +31,9 @@ def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -
       without one when most do not (imported data). Fewer honeypots than wanted is the price of
       not serving one that stands out; blind queues show no model line, so any candidate will do.
     """
-    if queue.honeypot_rate <= 0:
+    if queue.honeypot_rate <= 0 or queue.kind == QueueKind.APPEALS:
+        # An appeals queue holds appeals only: each shows its user's statement and the contested
+        # outcome, which a honeypot has not, so a honeypot there would stand out.
         return 0
     open_tasks = ReviewTask.objects.filter(queue=queue, status=TaskStatus.OPEN)
     counts = open_tasks.aggregate(total=Count("pk"), honeypots=Count("pk", filter=Q(reason=TaskReason.HONEYPOT)))

@@ -19,3 +19,9 @@ def label_names(values: Iterable[str] | None, version: PolicyVersion | None) -> 
     if version is None:
         return ", ".join(values)
     return ", ".join(version.label_title(value) for value in values)
+
+
+@register.filter(name="label_name")
+def label_name(value: str, version: PolicyVersion | None) -> str:
+    """`"very_strong"|label_name:version` → "Very strong": one label value's display name."""
+    return version.label_title(value) if version is not None else value

@@ -37,8 +37,13 @@ class AppealsView(APIView):
     @extend_schema(
         operation_id="appeals_open",
         summary="Open an appeal (idempotent by appeal_id)",
+        description=(
+            "Reopens the item under the policy in the appeals queue, contesting its current gold label or "
+            "else its automatic action. 409 while no appeals queue is active: a policy lead creates one on "
+            "/lead/appeals/."
+        ),
         request=AppealIn,
-        responses={201: AppealOut, 200: AppealOut, 400: ErrorSerializer},
+        responses={201: AppealOut, 200: AppealOut, 400: ErrorSerializer, 409: ErrorSerializer},
     )
     def post(self, request: Request) -> Response:
         data = AppealIn(data=request.data)

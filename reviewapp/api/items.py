@@ -1,24 +1,45 @@
-"""GET /api/v1/items?source=&external_id=: what became of an item, for the upstream that sent it."""
+"""GET /api/v1/items: what became of an item, for the upstream that sent it; or a page of items.
+
+With exactly `source` and `external_id`: that one item and its history (the lookup). With any
+search parameter (`text`, `policy`, `label`, `status`, the date bounds, or a page cursor
+`after`/`before`): a keyset page of matching items, filtered as the lead search page filters
+(`reviewapp.services.search`), `source` and `external_id` then being filters too.
+"""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..models import Modality, RoutingOutcome, TaskStatus
+from ..search_forms import ItemSearchForm
 from ..services.items import item_history
+from ..services.search import STATUSES, ItemRow, item_search
 from .auth import HasScope
 from .serializers import ErrorSerializer
 
-# Listing every item of a source would be an export by another name (and unbounded): the lookup is
-# by exact upstream identity only, and a request without `external_id` is refused with this.
+# Listing every item of a source would be an export by another name: without a search parameter the
+# lookup is by exact upstream identity only, and a request without `external_id` is refused with this.
 EXTERNAL_ID_REQUIRED = (
     "external_id is required: items are looked up by their exact (source, external_id); "
-    "listing a source's items is not offered (use dataset exports)."
+    "listing a source's items in full is not offered (narrow it with a search parameter, or use dataset exports)."
+)
+STATUS_HELP = "; ".join(f"{key}: {meaning}" for key, (_, meaning) in STATUSES.items())
+SEARCH_PARAMETERS = (
+    "text",
+    "policy",
+    "label",
+    "status",
+    "received_from",
+    "received_to",
+    "decided_from",
+    "decided_to",
+    "after",
+    "before",
 )
 
 
@@ -85,28 +106,94 @@ class UpstreamItemOut(serializers.Serializer):
     appeals = UpstreamAppealOut(many=True)
 
 
+class FoundGoldOut(serializers.Serializer):
+    policy = serializers.CharField(source="policy.key")
+    version = serializers.IntegerField()
+    labels = serializers.ListField(child=serializers.CharField())
+
+
+class FoundItemOut(serializers.Serializer):
+    id = serializers.IntegerField(source="item.id")
+    source = serializers.CharField(source="item.source")
+    external_id = serializers.CharField(source="item.external_id")
+    created_at = serializers.DateTimeField(source="item.created_at")
+    policies = serializers.SerializerMethodField()
+    statuses = serializers.ListField(
+        source="status_keys", child=serializers.ChoiceField(choices=list(STATUSES)), help_text=STATUS_HELP
+    )
+    gold_labels = FoundGoldOut(many=True, source="gold", help_text="The current gold label per policy.")
+
+    def get_policies(self, row: ItemRow) -> list[str]:
+        return [policy.key for policy in row.policies]
+
+
+class ItemPageOut(serializers.Serializer):
+    results = FoundItemOut(many=True, source="rows")
+    next = serializers.CharField(
+        source="next_cursor", allow_null=True, help_text="Pass as `after` for the next page; null on the last."
+    )
+    previous = serializers.CharField(
+        source="previous_cursor", allow_null=True, help_text="Pass as `before` for the previous page."
+    )
+
+
+SEARCH_DESCRIPTIONS = {
+    "text": "Case-insensitive substring of the item's text, at least 3 characters.",
+    "policy": "Policy key: items with a decision, task or gold label under it; narrows `status` to it.",
+    "label": "`<policy key>:<label value>`: the item's current gold label under that policy includes it.",
+    "status": "One of: " + "; ".join(f"`{key}`: {meaning}" for key, (_, meaning) in STATUSES.items()) + ".",
+    "received_from": "First day received (UTC, YYYY-MM-DD, inclusive).",
+    "received_to": "Last day received (inclusive).",
+    "decided_from": "First day an upstream model decided it (inclusive).",
+    "decided_to": "Last day decided (inclusive).",
+    "after": "Cursor from a page's `next`.",
+    "before": "Cursor from a page's `previous`.",
+}
+
+
 class ItemLookupView(APIView):
     permission_classes = [HasScope]
     required_scope = "items:read"
 
     @extend_schema(
         operation_id="items_lookup",
-        summary="Look an item up by its upstream identity",
+        summary="Look an item up by its upstream identity, or search items",
         description=(
-            "The item with exactly this `source` and `external_id`, its model decisions, its review "
-            "tasks' states, its current gold labels and its appeals. Both parameters are required: "
-            "there is no listing by source. No reviewer is named. Requires the `items:read` scope."
+            "With `source` and `external_id` only: the item with exactly that identity, its model "
+            "decisions, its review tasks' states, its current gold labels and its appeals. With any "
+            "search parameter: a page of up to 50 matching items, newest first (by received time, then "
+            "id), each with its policies, statuses and current gold labels, and the cursors of the next "
+            "and previous pages; `source` and `external_id` are then exact filters. There is no listing "
+            "of a source without a search parameter. No reviewer is named. Requires the `items:read` scope."
         ),
         parameters=[
-            OpenApiParameter("source", str, required=True, description="Upstream system, e.g. 'comments'."),
-            OpenApiParameter("external_id", str, required=True, description="The content's id upstream."),
+            OpenApiParameter("source", str, description="Upstream system, e.g. 'comments'."),
+            OpenApiParameter("external_id", str, description="The content's id upstream."),
+            *(OpenApiParameter(name, str, description=text) for name, text in SEARCH_DESCRIPTIONS.items()),
         ],
-        responses={200: UpstreamItemOut, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="ItemLookupOrPage",
+                serializers=[UpstreamItemOut, ItemPageOut],
+                resource_type_field_name=None,
+            ),
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+        },
     )
     def get(self, request: Request) -> Response:
+        if any(name in request.query_params for name in SEARCH_PARAMETERS):
+            return self._search(request)
         query = ItemQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         history = item_history(**query.validated_data)
         if history is None:
             raise NotFound("No item with this source and external_id.")
         return Response(UpstreamItemOut(history).data)
+
+    def _search(self, request: Request) -> Response:
+        form = ItemSearchForm(request.query_params)
+        if not form.is_valid():
+            raise ValidationError({name: [str(error) for error in errors] for name, errors in form.errors.items()})
+        page = item_search(filters=form.filters(), cursor=form.cursor())
+        return Response(ItemPageOut(page).data)

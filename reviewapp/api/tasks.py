@@ -56,6 +56,18 @@ class HiddenCharactersOut(serializers.Serializer):
     characters = serializers.ListField(child=serializers.CharField(), help_text="e.g. 'right-to-left override'.")
 
 
+class AppealShownOut(serializers.Serializer):
+    statement = serializers.CharField(help_text="The user's words; untrusted.")
+    appealed_at = serializers.DateTimeField()
+    original_labels = serializers.ListField(child=serializers.CharField(), help_text="By their display names.")
+    by_model = serializers.BooleanField(help_text="True: an automatic action is contested; false: a gold label.")
+    outcome_source = serializers.CharField(help_text="How the contested gold label was reached; empty for a model.")
+    model_hidden = serializers.BooleanField(help_text="A model acted; this blind-review queue hides which.")
+    model_name = serializers.CharField(help_text="Empty on blind-review queues.")
+    model_version = serializers.CharField()
+    score = serializers.FloatField(allow_null=True, help_text="Null on blind-review queues.")
+
+
 class TaskOut(serializers.Serializer):
     """A claimed task as the reviewer may see it: renders `reviewapp.projection.ReviewerTask` only."""
 
@@ -68,6 +80,9 @@ class TaskOut(serializers.Serializer):
     policy_version = PolicyVersionOut(allow_null=True)
     model = ModelEvidenceOut(allow_null=True, help_text="Null on blind-review queues and without a model decision.")
     hidden_characters = HiddenCharactersOut(many=True, help_text="Invisible formatting characters, per field.")
+    appeals = AppealShownOut(
+        many=True, help_text="On a task opened for an appeal: the contested outcome and the user's statement."
+    )
 
 
 class AnnotationIn(serializers.Serializer):

@@ -3,8 +3,9 @@
 Everything here is plain data built from a seeded `random.Random`, so two runs produce the same
 rows and `seed_demo` stays idempotent. The texts are deliberately mild — everyday insults, spam
 with fake links written as plain text, veiled threats, non-graphic distress — and hateful
-examples target invented groups, so the demo can be shown to anyone. Media URLs point at
-`media.example.com`, which the workspace shows as a placeholder unless it is allowlisted.
+examples target invented groups, so the demo can be shown to anyone. Media items point at the
+small files of `media.py`, served from the app's own static host (`media_base`), which the media
+allowlist accepts, so blurring and reveal work on media that really loads.
 """
 
 from __future__ import annotations
@@ -16,8 +17,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from labeling.datasets import AnnotatorLabel, DatasetRecord, majority_label
+
+from .media import MEDIA_FILES, STATIC_SUBDIR
+
 AUDIT_QUEUE = "automation-audit"
 ESCALATION_QUEUE = "escalations"
+APPEALS_QUEUE = "appeals"
+CROWD_QUEUE = "harassment-crowd"
 
 
 @dataclass(frozen=True)
@@ -298,7 +305,8 @@ def demo_policies() -> list[DemoPolicy]:
 
 
 def demo_queues() -> list[DemoQueue]:
-    """Review queues (grouped by policy area), the automation audit queue and the escalations queue."""
+    """Review queues (grouped by policy area), the automation audit queue, the escalations queue and the
+    appeals queue (`POST /api/v1/appeals` is refused until one exists)."""
     return [
         DemoQueue(
             "harassment-hate",
@@ -360,6 +368,15 @@ def demo_queues() -> list[DemoQueue]:
             lease_seconds=900,
             required_annotations=1,
             member_groups=("policy_lead",),
+        ),
+        DemoQueue(
+            APPEALS_QUEUE,
+            "Appeals",
+            "Users contest an automatic action or a label; one reviewer looks again and decides.",
+            kind="appeals",
+            sla_minutes=24 * 60,
+            lease_seconds=600,
+            required_annotations=1,
         ),
     ]
 
@@ -583,6 +600,7 @@ POLICY_WEIGHTS = [
 ]
 MODALITY_WEIGHTS = [("text", 0.72), ("image", 0.14), ("video", 0.07), ("audio", 0.04), ("mixed", 0.03)]
 MEDIA_EXTENSIONS = {"image": ["jpg", "png", "webp"], "video": ["mp4", "webm"], "audio": ["mp3", "m4a"]}
+DEMO_MEDIA_BASE = f"/static/{STATIC_SUBDIR}/"  # under the default STATIC_URL
 TEXT_MODELS = [("tox-bert", "3.2.1"), ("llm-judge", "2025-05-01")]
 MEDIA_MODEL = ("mm-guard", "1.4.0")
 SECOND_OPINION_RATE = 0.12  # share of text items also scored by the other text model
@@ -601,8 +619,10 @@ class _Item:
     spans: list[tuple[int, int]] = field(default_factory=list)
 
 
-def demo_decision_rows(n: int = 600, seed: int = 7) -> list[dict[str, Any]]:
+def demo_decision_rows(n: int = 600, seed: int = 7, media_base: str = DEMO_MEDIA_BASE) -> list[dict[str, Any]]:
     """`n` rows in the POST /api/v1/decisions format, the same for the same (n, seed).
+
+    Media items reference the demo files under `media_base` (the static URL of `media.py`'s folder).
 
     Rows follow item by item; about one text item in eight also gets a second row from another
     model, so `len(rows)` is a little above `n`. Scores span [0, 1] with violating content mostly
@@ -614,7 +634,7 @@ def demo_decision_rows(n: int = 600, seed: int = 7) -> list[dict[str, Any]]:
     decided_at = DECIDED_FROM
     for index in range(n):
         item = _demo_item(rng, index)
-        fields = _item_fields(rng, item)
+        fields = _item_fields(rng, item, media_base)
         decided_at += timedelta(seconds=rng.randint(20, 600))
         models = [MEDIA_MODEL] if item.modality != "text" else [_pick(rng, [(m, 1.0) for m in TEXT_MODELS])]
         if item.modality == "text" and rng.random() < SECOND_OPINION_RATE:
@@ -670,7 +690,7 @@ def _render(template: str, rng: random.Random) -> tuple[str, list[tuple[int, int
     return "".join(text), spans
 
 
-def _item_fields(rng: random.Random, item: _Item) -> dict[str, Any]:
+def _item_fields(rng: random.Random, item: _Item, media_base: str) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "source": SURFACES[item.surface],
         "external_id": f"demo-{item.index:05d}",
@@ -686,7 +706,7 @@ def _item_fields(rng: random.Random, item: _Item) -> dict[str, Any]:
         "reach": min(int(rng.paretovariate(0.65) * 8) - 8, 50_000_000),
     }
     if item.modality != "text":
-        fields["media_urls"] = _media_urls(rng, item.modality)
+        fields["media_urls"] = _media_urls(rng, item.modality, media_base)
         if item.modality == "audio":
             fields["metadata"]["text_is_transcript"] = True
     if item.modality == "video" or (item.surface == "post" and rng.random() < 0.3):
@@ -703,12 +723,16 @@ def _item_fields(rng: random.Random, item: _Item) -> dict[str, Any]:
     return fields
 
 
-def _media_urls(rng: random.Random, modality: str) -> list[str]:
+def _media_urls(rng: random.Random, modality: str, media_base: str) -> list[str]:
     kinds = ["image", "video"] if modality == "mixed" else [modality]
-    return [
-        f"https://media.example.com/{kind}/{rng.getrandbits(48):012x}.{rng.choice(MEDIA_EXTENSIONS[kind])}"
-        for kind in kinds
-    ]
+    urls = []
+    for kind in kinds:
+        # The same draws as when media names were random, so every other field of the corpus stays
+        # as it was (a database seeded before keeps matching it); the draw now picks a demo file.
+        bits, _ = rng.getrandbits(48), rng.choice(MEDIA_EXTENSIONS[kind])
+        files = MEDIA_FILES[kind]
+        urls.append(media_base + files[bits % len(files)])
+    return urls
 
 
 def _score(rng: random.Random, kind: str) -> float:
@@ -739,3 +763,53 @@ def _decision_row(
     if item.spans and model_name != MEDIA_MODEL[0] and score >= 0.5 and rng.random() < 0.8:
         row["evidence_spans"] = [{"start": s, "end": e, "label": policy.violating_label} for s, e in item.spans]
     return row
+
+
+# --- crowd answers --------------------------------------------------------------------------
+# Answers of five demo annotators on extra harassment comments, so agreement, gold, adjudication
+# and a trained model have recorded answers to work from. Each annotator gives the comment's
+# intended label (its template's kind) with their own accuracy, lower on borderline comments, and
+# otherwise another label; the figures the app shows are computed from these answers as from any.
+
+CROWD_POLICY = "harassment"
+CROWD_DATASET = "demo"  # crowd accounts are named demo-<annotator>
+CROWD_ANNOTATORS = (
+    ("annotator1", 0.93),
+    ("annotator2", 0.88),
+    ("annotator3", 0.84),
+    ("annotator4", 0.78),
+    ("annotator5", 0.70),
+)
+CROWD_BORDERLINE_PENALTY = 0.3
+INTENDED_LABEL = {VIOLATING: "violating", BORDERLINE: "needs_context", BENIGN: "not_violating"}
+
+
+def demo_crowd_records(n: int = 400, seed: int = 17) -> list[DatasetRecord]:
+    """`n` English harassment comments with two or three annotators' answers each; the same per (n, seed)."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
+    labels = sorted(INTENDED_LABEL.values())
+    templates = TEMPLATES["en"][CROWD_POLICY]
+    records = []
+    for index in range(n):
+        kind = _pick(rng, [(BENIGN, 0.45), (VIOLATING, 0.35), (BORDERLINE, 0.2)])
+        text, _ = _render(rng.choice(templates[kind]), rng)
+        intended = INTENDED_LABEL[kind]
+        answers = []
+        for annotator, accuracy in rng.sample(CROWD_ANNOTATORS, 3 if rng.random() < 0.4 else 2):
+            if kind == BORDERLINE:
+                accuracy -= CROWD_BORDERLINE_PENALTY
+            label = intended if rng.random() < accuracy else rng.choice([v for v in labels if v != intended])
+            severity = rng.choice(["low", "low", "medium", "high"]) if label == "violating" else None
+            answers.append(AnnotatorLabel(annotator=annotator, label=label, severity=severity))
+        records.append(
+            DatasetRecord(
+                source="comments",
+                external_id=f"demo-crowd-{index:05d}",
+                text=text,
+                context=[],
+                metadata={"language": "en", "surface": "comment", "synthetic": True},
+                annotations=answers,
+                label=majority_label(answers),
+            )
+        )
+    return records

@@ -35,7 +35,7 @@ DEMO_USERS = {
     "admin": ("admin", True, True),
 }
 DEMO_TOKEN = "demo-upstream"  # noqa: S105 - the token's name, not its secret
-DEMO_TOKEN_SCOPES = ["decisions:write"]
+DEMO_TOKEN_SCOPES = ["appeals:write", "decisions:write"]  # ingest, and forward users' appeals
 
 
 @dataclass(frozen=True)
@@ -112,11 +112,35 @@ def demo_catalogue_ensure() -> DemoCatalogue:
 
 
 def demo_token_ensure() -> dict[str, str]:
-    """The upstream token the demo ingests with; {"token <name>": secret} when created now, else {}."""
-    if ServiceToken.objects.filter(name=DEMO_TOKEN).exists():
-        return {}
+    """The upstream token the demo ingests with; {"token <name>": secret} when created now, else {}.
+
+    A token made by an earlier version of the demo gains the scopes it lacks (audited), so the
+    README's requests work with the secret already saved in the logins file.
+    """
+    with transaction.atomic():
+        existing = ServiceToken.objects.select_for_update().filter(name=DEMO_TOKEN).first()
+        if existing is not None:
+            _token_scopes_complete(existing)
+            return {}
     _, secret = token_create(name=DEMO_TOKEN, scopes=DEMO_TOKEN_SCOPES, actor=SYSTEM)
     return {f"token {DEMO_TOKEN}": secret}
+
+
+def _token_scopes_complete(token: ServiceToken) -> None:
+    missing = sorted(set(DEMO_TOKEN_SCOPES) - set(token.scopes))
+    if not missing:
+        return
+    before = list(token.scopes)
+    token.scopes = sorted({*token.scopes, *missing})
+    token.save(update_fields=["scopes"])
+    audit_record(
+        actor=SYSTEM,
+        action="token.scopes_added",
+        object_type="service_token",
+        object_id=token.pk,
+        before={"scopes": before},
+        after={"scopes": token.scopes},
+    )
 
 
 def demo_reviewers_join(*, queue: Queue) -> None:

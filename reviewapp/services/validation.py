@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
+from ..content import is_own_static
 from ..models import Modality
 
 MAX_TEXT_CHARS = 100_000
@@ -214,13 +216,18 @@ def _media_urls(value: Any) -> list[str]:
     for url in value:
         if not isinstance(url, str) or len(url) > MAX_URL_CHARS:
             raise RowError("media_urls", "each media URL must be a string of at most 2048 characters")
+        if is_own_static(url):  # a file of this app's static host, e.g. the demo's media
+            continue
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
         except ValueError:  # "http://[bad/x": an unclosed IPv6 bracket, a bad port
             raise RowError("media_urls", f"media_urls holds a URL that cannot be parsed: {url[:100]!r}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RowError("media_urls", f"media URL must be http(s) with a host: {url[:100]!r}")
+            raise RowError(
+                "media_urls",
+                f"media URL must be http(s) with a host, or a path under {settings.STATIC_URL}: {url[:100]!r}",
+            )
     return value
 
 

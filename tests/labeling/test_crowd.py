@@ -14,12 +14,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from labeling.datasets import DatasetRecord, majority_label, read_convabuse, read_toxic_spans
+from labeling.exports.models import DatasetSnapshot
 from labeling.models import (
     Adjudication,
     AdjudicationReason,
     AdjudicationStatus,
     Annotation,
     AnnotationSource,
+    Appeal,
     GoldLabel,
     GoldSource,
     Policy,
@@ -28,7 +30,7 @@ from labeling.services.adjudication import adjudication_send_back
 from labeling.services.crowd import CROWD_GROUP, crowd_annotations_import, crowd_queue_ensure, crowd_username
 from labeling.stats.agreement import krippendorff_alpha, units_from_triples
 from reviewapp.audit import SYSTEM
-from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
+from reviewapp.models import AuditEvent, ReviewTask, TaskReason, TaskStatus
 from reviewapp.services.imports import DATASET_POLICIES, items_import, policy_ensure
 from tests.factories import UserFactory
 
@@ -240,8 +242,15 @@ def test_seed_demo_loads_real_data_as_crowd_annotations(toxic_spans_dir: Path, t
     logins = tmp_path / "logins.txt"
     call_command("seed_demo", "--logins-file", str(logins), "--data", str(toxic_spans_dir), "--limit", "40", stdout=out)
     assert "items: 40 created" in out.getvalue() and "annotations: " in out.getvalue()
-    queue = ReviewTask.objects.values_list("queue__slug", flat=True).distinct().get()
+    imported = ReviewTask.objects.exclude(reason=TaskReason.APPEAL)
+    queue = imported.values_list("queue__slug", flat=True).distinct().get()
     assert queue == "toxicity-crowd"
     assert GoldLabel.objects.count() + Adjudication.objects.count() == 40
+    # The leads' pages are filled from this data: appeals contest real gold, a dataset version holds it.
+    appeals = Appeal.objects.select_related("task__queue")
+    assert appeals.count() == 4 and {a.original_labels[0] for a in appeals} == {"toxic"}
+    assert {a.task.queue.kind for a in appeals} == {"appeals"}
+    assert DatasetSnapshot.objects.get(dataset__slug="demo-gold").row_count > 0
+    assert "no round started: Toxicity has gold labels on" in out.getvalue()  # 40 items: too few
     members = set(User.objects.filter(review_queues__slug=queue).values_list("username", flat=True))
     assert members == {"reviewer", "reviewer2", "lead", "admin"}

@@ -13,8 +13,12 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from labeling.models import Policy, PolicyVersion, check_label_schema
+from activelearning.models import TrainingRun
+from labeling.exports.models import Dataset, DatasetSnapshot
+from labeling.models import Adjudication, Annotation, Appeal, GoldLabel, Policy, PolicyVersion, check_label_schema
+from reviewapp.audit import SYSTEM
 from reviewapp.demo.corpus import demo_decision_rows, demo_policies, demo_queues
+from reviewapp.demo.media import MEDIA_FILES, STATIC_SUBDIR, generated_files
 from reviewapp.models import (
     AuditEvent,
     ContentItem,
@@ -25,6 +29,7 @@ from reviewapp.models import (
     RoutingRule,
     ServiceToken,
 )
+from reviewapp.services.tokens import token_create
 from reviewapp.services.validation import check_decision_row
 
 
@@ -51,9 +56,19 @@ class TestDemoRows:
         reach = sorted(row["reach"] for row in rows)
         assert reach[len(reach) // 2] < 100 < 10_000 < reach[-1]  # heavy-tailed
 
-    def test_media_lives_on_the_example_host(self) -> None:
+    def test_media_are_the_demo_files_on_the_apps_own_static_host(self) -> None:
         urls = [url for row in demo_decision_rows() for url in row.get("media_urls", [])]
-        assert urls and all(url.startswith("https://media.example.com/") for url in urls)
+        static_root = Path(__file__).resolve().parents[2] / "static"
+        assert urls and all(url.startswith("/static/reviewapp/demo/") for url in urls)
+        assert {url.rsplit("/", 1)[1] for url in urls} == {name for names in MEDIA_FILES.values() for name in names}
+        for url in set(urls):
+            assert (static_root / url.removeprefix("/static/")).is_file()
+
+    def test_the_demo_media_files_are_small_and_regenerate_byte_for_byte(self) -> None:
+        folder = Path(__file__).resolve().parents[2] / "static" / STATIC_SUBDIR
+        for name, data in generated_files().items():
+            assert (folder / name).read_bytes() == data
+        assert sum(path.stat().st_size for path in folder.iterdir()) < 200_000
 
     def test_evidence_spans_cite_parts_of_the_text(self) -> None:
         rows = [row for row in demo_decision_rows() if row.get("evidence_spans")]
@@ -83,7 +98,7 @@ class TestDemoSpecs:
 
     def test_queues_mix_kinds_required_annotations_and_blind_review(self) -> None:
         queues = demo_queues()
-        assert {q.kind for q in queues} == {"review", "audit", "adjudication"}
+        assert {q.kind for q in queues} == {"review", "audit", "adjudication", "appeals"}
         assert {q.required_annotations for q in queues} >= {1, 2, 3}
         assert any(q.blind_review for q in queues)
 
@@ -101,6 +116,13 @@ def seed(logins_file: Path, *args: str) -> str:
 
 def db_counts() -> dict[str, int]:
     models = [
+        Annotation,
+        GoldLabel,
+        Adjudication,
+        Appeal,
+        Dataset,
+        DatasetSnapshot,
+        TrainingRun,
         User,
         Policy,
         PolicyVersion,
@@ -147,9 +169,24 @@ class TestSeedDemo:
         assert set(lead.groups.values_list("name", flat=True)) == {"policy_lead"}
         assert "escalations" not in set(reviewer.review_queues.values_list("slug", flat=True))
         assert {"escalations", "harassment-hate"} <= set(lead.review_queues.values_list("slug", flat=True))
-        assert ServiceToken.objects.get(name="demo-upstream").scopes == ["decisions:write"]
+        assert ServiceToken.objects.get(name="demo-upstream").scopes == ["appeals:write", "decisions:write"]
+        assert "appeals" in set(reviewer.review_queues.values_list("slug", flat=True))
         version = Policy.objects.get(key="hate").current_version()
         assert version is not None and version.number == 1
+
+    def test_a_demo_token_from_an_earlier_seed_gains_the_appeals_scope_and_keeps_its_secret(
+        self, logins_file: Path
+    ) -> None:
+        token, secret = token_create(name="demo-upstream", scopes=["decisions:write"], actor=SYSTEM)
+        output = seed(logins_file)
+        token.refresh_from_db()
+        assert token.scopes == ["appeals:write", "decisions:write"] and "token demo-upstream" not in output
+        assert token.key_hash == ServiceToken.hash_secret(secret)
+        event = AuditEvent.objects.get(action="token.scopes_added")
+        assert (event.before, event.after) == (
+            {"scopes": ["decisions:write"]},
+            {"scopes": ["appeals:write", "decisions:write"]},
+        )
 
     def test_logins_are_printed_once_and_saved_privately(self, logins_file: Path) -> None:
         output = seed(logins_file)

@@ -1,6 +1,7 @@
-"""manage.py seed_demo: demo users, policies, queues, routing rules, a token and data. Idempotent.
+"""manage.py seed_demo: demo users, policies, queues, routing rules, a token, data, and the leads' pages. Idempotent.
 
-A thin shell: the services are in reviewapp/demo/seeding.py, the synthetic corpus in reviewapp/demo/corpus.py.
+A thin shell: the services are in reviewapp/demo/seeding.py and reviewapp/demo/lead_pages.py, the
+synthetic corpus in reviewapp/demo/corpus.py.
 """
 
 from __future__ import annotations
@@ -12,9 +13,21 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from labeling.datasets import DatasetError
+from labeling.models import Policy
 from labeling.services.crowd import CROWD_FORMATS
+from reviewapp.demo.corpus import CROWD_POLICY
+from reviewapp.demo.lead_pages import (
+    APPEAL_STATEMENTS,
+    demo_appeals_ensure,
+    demo_crowd_ensure,
+    demo_dataset_ensure,
+    demo_round_ensure,
+    gold_appeal_candidates,
+    synthetic_appeal_candidates,
+)
 from reviewapp.demo.seeding import (
     DEMO_TOKEN,
+    DEMO_USERS,
     demo_catalogue_ensure,
     demo_corpus_ingest,
     demo_logins_write,
@@ -33,7 +46,9 @@ DEMO_DATA_LIMIT = 2000
 class Command(BaseCommand):
     help = (
         "Create demo users, policies, queues, routing rules and an upstream token, then load data: the "
-        "synthetic demo corpus through the ingest path, or a dataset with --data. Safe to run repeatedly."
+        "synthetic demo corpus through the ingest path with demo annotators' answers, or a dataset with --data; "
+        "then open appeals, build a dataset version and start an active-learning round for the worker. "
+        "Safe to run repeatedly."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -77,20 +92,44 @@ class Command(BaseCommand):
         credentials.update(demo_token_ensure())
         self._report_credentials(credentials, logins_path)
         if data is not None:
-            self._import_data(data, fmt or "", options["limit"] or None, items_only=options["items_only"])
+            policy = self._import_data(data, fmt or "", options["limit"] or None, items_only=options["items_only"])
+            # Crowd datasets' schemas put the violating label first: appeals contest such gold.
+            crowd = fmt in CROWD_FORMATS and not options["items_only"]
+            appeals = gold_appeal_candidates(policy=policy, limit=len(APPEAL_STATEMENTS)) if crowd else []
         else:
             self._ingest_demo_rows()
+            self._demo_crowd()
+            policy = Policy.objects.get(key=CROWD_POLICY)
+            appeals = synthetic_appeal_candidates()
+        self._lead_pages(policy, appeals)
 
-    def _import_data(self, data: Path, fmt: str, limit: int | None, *, items_only: bool) -> None:
+    def _import_data(self, data: Path, fmt: str, limit: int | None, *, items_only: bool) -> Policy:
         """A dataset with per-annotator labels arrives as crowd annotations, resolved into gold and
         adjudications; the demo reviewers and lead join its queue so items a lead sends back are served."""
         if items_only or fmt not in CROWD_FORMATS:
-            report_import(self, import_or_fail(fmt=fmt, path=data, limit=limit))
-            return
+            outcome = import_or_fail(fmt=fmt, path=data, limit=limit)
+            report_import(self, outcome)
+            return outcome.policy
         crowd = annotations_import_or_fail(fmt=fmt, path=data, limit=limit)
         report_import(self, crowd.dataset)
         report_annotations(self, crowd.annotations)
         demo_reviewers_join(queue=crowd.dataset.queue)
+        return crowd.dataset.policy
+
+    def _demo_crowd(self) -> None:
+        crowd = demo_crowd_ensure(reviewers=list(DEMO_USERS))
+        if crowd.answers.created_anything:
+            report_annotations(self, crowd.answers)
+        else:
+            self.stdout.write("demo annotators' answers: all stored and resolved before")
+
+    def _lead_pages(self, policy: Policy, appeal_candidates: list[tuple[str, str, str]]) -> None:
+        """Appeals with statements, a dataset version and a first round: each once, ever."""
+        opened = demo_appeals_ensure(candidates=appeal_candidates)
+        if opened:
+            self.stdout.write(f"opened {len(opened)} appeals in the appeals queue")
+        self.stdout.write(demo_dataset_ensure(policy=policy))
+        self.stdout.write(demo_round_ensure(policy=policy))
 
     @staticmethod
     def _guess(data: Path) -> str:
