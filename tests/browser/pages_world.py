@@ -77,6 +77,9 @@ class World:
         reviewer = ["home", "queue", "workspace"]
         lead = [
             "home",
+            "items",
+            "item",
+            "appeals",
             "adjudications",
             "adjudication",
             "quality",
@@ -276,6 +279,9 @@ def build_world(settings) -> World:  # type: ignore[no-untyped-def]
         "home": "/",
         "queue": f"/queues/{fresh.pk}/work",
         "workspace": f"/queues/{triage.pk}/work",
+        "items": "/items/?q=idiot",
+        "item": f"/items/{adjudication.task.item_id}/",
+        "appeals": "/lead/appeals/",
         "adjudications": "/lead/adjudications/",
         "adjudication": f"/lead/adjudications/{adjudication.pk}/",
         "quality": f"/lead/quality/?policy={policy.key}",
