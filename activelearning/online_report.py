@@ -21,7 +21,12 @@ def _share_chart(model: ModelFigures, pick: str, title: str) -> SafeString | Non
         share: WeightedShare = getattr(week, pick)
         if share.estimate is not None:
             points.append(Point(week.week, share.estimate, share.low, share.high))
-    return line_chart(points, title=title, minimum=0.0, maximum=1.0) if points else None
+    y_label = "precision" if pick == "precision" else "violation share"
+    return (
+        line_chart(points, title=title, minimum=0.0, maximum=1.0, y_label=y_label, x_label="ISO week")
+        if points
+        else None
+    )
 
 
 def _overturn_chart(model: ModelFigures) -> SafeString | None:
@@ -31,7 +36,11 @@ def _overturn_chart(model: ModelFigures) -> SafeString | None:
             low, high = week.overturns.interval  # type: ignore[misc]
             points.append(Point(week.week, week.overturns.rate, low, high))
     title = f"{model.label}: appeal overturn rate per week, 95 % Wilson interval"
-    return line_chart(points, title=title, minimum=0.0, maximum=1.0) if points else None
+    return (
+        line_chart(points, title=title, minimum=0.0, maximum=1.0, y_label="overturn rate", x_label="ISO week")
+        if points
+        else None
+    )
 
 
 def _reliability_chart(model: ModelFigures) -> SafeString | None:
@@ -44,7 +53,7 @@ def _reliability_chart(model: ModelFigures) -> SafeString | None:
         for b in model.calibration.bins
     ]
     title = f"{model.label}: violation share per score bin, {calibration_label(model.calibration)}"
-    return bar_chart(bars, title=title) if bars else None
+    return bar_chart(bars, title=title, axis="violation share of the bin, %") if bars else None
 
 
 def online_context(metrics: OnlineMetrics) -> dict[str, Any]:

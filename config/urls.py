@@ -42,5 +42,6 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
 ]
 
+handler403 = "reviewapp.api.errors.permission_denied"  # JSON under /api/
 handler404 = "reviewapp.api.errors.not_found"  # JSON under /api/
 handler500 = "reviewapp.api.errors.server_error"  # JSON under /api/

@@ -255,10 +255,13 @@ def gold_history(request: HttpRequest, item_id: int, policy_id: int) -> HttpResp
     return render(request, "labeling/gold_history.html", {"labels": labels, "item": labels[0].item})
 
 
+AGREEMENT_AXIS = "statistic, −0.2 to 1 (1 = perfect agreement, 0 = chance)"
+
+
 def _agreement_chart(report: AgreementReport | None) -> Any:
     """The three statistics, with their intervals only when enough items stand behind them."""
     if report is None:
-        return bar_chart([], title="Agreement", minimum=-0.2, percent=False)
+        return bar_chart([], title="Agreement", axis=AGREEMENT_AXIS, minimum=-0.2, percent=False)
     figures = (
         ("Percent agreement", report.percent),
         ("Fleiss' kappa", report.fleiss),
@@ -270,7 +273,7 @@ def _agreement_chart(report: AgreementReport | None) -> Any:
     else:
         bars = [Bar(name, ci.point, ci.low, ci.high) for name, ci in figures]
         title = "Agreement with 95% bootstrap intervals"
-    return bar_chart(bars, title=title, minimum=-0.2, percent=False)
+    return bar_chart(bars, title=title, axis=AGREEMENT_AXIS, minimum=-0.2, percent=False)
 
 
 @require_GET
@@ -313,6 +316,7 @@ def quality(request: HttpRequest) -> HttpResponse:
                 if s.agreement_with_gold is not None
             ][:25],
             title="Agreement with gold per reviewer",
+            axis="share of answers equal to gold, %",
         ),
         agreement_rows=[
             ("Percent agreement", report.percent),
@@ -325,6 +329,8 @@ def quality(request: HttpRequest) -> HttpResponse:
         trend_chart=line_chart(
             [Point(start.strftime("%d %b"), r.alpha.point, r.alpha.low, r.alpha.high) for start, r in trend],
             title="Krippendorff's alpha per week",
+            y_label="alpha",
+            x_label="week starting",
         )
         if len(trend) > 1
         else None,

@@ -24,7 +24,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from .access import is_lead
-from .charts import Bar, bar_chart, series_chart
+from .charts import Bar, bar_chart, round_up, series_chart
 from .metrics import HANDLE_TIME_BUCKETS, collectors
 
 ACTIVITY_MINUTES = 60
@@ -91,25 +91,37 @@ def ops_context() -> dict[str, Any]:
             labels=[f"-{ACTIVITY_MINUTES - i}m" for i in range(ACTIVITY_MINUTES - 1)] + ["now"],
             title=f"Claims and accepted submissions per second, per minute, last {ACTIVITY_MINUTES} minutes",
             unit="/s",
+            y_label="events per second",
+            x_label="minutes before now",
         ),
-        "depth_chart": _count_chart([(q.slug, q.depth) for q in queues], "Open tasks per queue"),
+        "depth_chart": _count_chart([(q.slug, q.depth) for q in queues], "Open tasks per queue", "open tasks"),
+        # An empty queue has no oldest task: its age is drawn as zero, whatever the gauge last held.
         "age_chart": _count_chart(
-            [(q.slug, q.oldest_seconds) for q in queues], "Age of the oldest open task", text=duration_text
+            [(q.slug, q.oldest_seconds if q.depth else 0.0) for q in queues],
+            "Age of the oldest open task per queue",
+            "age, from seconds to days",
+            text=duration_text,
         ),
-        "breach_chart": _count_chart([(q.slug, q.sla_breaches) for q in queues], "Open tasks past their SLA"),
+        "breach_chart": _count_chart(
+            [(q.slug, q.sla_breaches) for q in queues], "Open tasks past their SLA per queue", "open tasks past SLA"
+        ),
         "handle_times": handle_times,
         "handle_time_chart": bar_chart(
             [Bar(label, share) for label, _, share in handle_times["buckets"]],
             title="Share of answers by handle time",
+            axis="share of answers, %",
         ),
         "tasks": tasks,
         "task_chart": bar_chart(
             [Bar(t["task"], t["failure_share"], note="failed or retried") for t in tasks],
             title="Failed or retried share of Celery task runs",
+            axis="share of the task's runs that failed or were retried, %",
         ),
         "policies": policies,
         "round_charts": [
-            _count_chart(list(p.stages.items()), f"Stages of the latest {p.policy} round", text=duration_text)
+            _count_chart(
+                list(p.stages.items()), f"Stages of the latest {p.policy} round", "time taken", text=duration_text
+            )
             for p in policies
             if p.stages
         ],
@@ -209,12 +221,15 @@ def _policies(families: dict[str, Any]) -> list[PolicyFigures]:
     return sorted(policies.values(), key=lambda p: p.policy)
 
 
-def _count_chart(rows: list[tuple[str, float]], title: str, text: Any = None) -> Any:
+def _count_chart(rows: list[tuple[str, float]], title: str, axis: str, text: Any = None) -> Any:
+    """Bars from zero to a round maximum (counts are whole numbers: ticks too)."""
+    highest = max((value for _, value in rows), default=0)
     return bar_chart(
         [Bar(label, value) for label, value in rows],
         title=title,
-        maximum=max((value for _, value in rows), default=0) or 1,
-        value_text=text or (lambda value: f"{value:,.0f}"),
+        axis=axis,
+        maximum=round_up(max(highest, 4 if text is None else 1)),
+        value_text=text or (lambda value: f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"),
     )
 
 

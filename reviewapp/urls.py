@@ -2,10 +2,11 @@
 
 from django.urls import path
 
-from . import item_views, views
+from . import item_views, theme, views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("theme", theme.theme_set, name="theme-set"),
     path("queues/<int:queue_id>/work", views.queue_work, name="queue-work"),
     path("tasks/<int:task_id>/submit", views.task_submit, name="task-submit"),
     path("tasks/<int:task_id>/skip", views.task_skip, name="task-skip"),

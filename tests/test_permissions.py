@@ -55,6 +55,7 @@ ADMIN = {**dict.fromkeys(ROLES, LOGIN), "admin": OK, "lead": OK}
 # url name → (method, expected outcome per role)
 MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "home": ("get", PAGE),
+    "theme-set": ("post", PUBLIC),  # a display preference of the browser: the login page has the form too
     "queue-work": ("get", QUEUE_PAGE),
     "task-submit": ("post", QUEUE_PAGE),
     "task-skip": ("post", QUEUE_PAGE),

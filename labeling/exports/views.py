@@ -142,6 +142,9 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
     return render(request, "exports/version_detail.html", context)
 
 
+ROWS_AXIS = "share of rows, %"
+
+
 def _share_bars(counts: dict[str, int]) -> list[Bar]:
     total = sum(counts.values()) or 1
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -170,18 +173,20 @@ def _charts(stats: dict[str, Any]) -> dict[str, Any]:
     balance = stats.get("class_balance", {})
     names = _class_names({key for per_split in balance.values() for key in per_split})
     return {
-        "split_chart": bar_chart(_share_bars(stats.get("splits", {})), title="Share of rows per split"),
+        "split_chart": bar_chart(_share_bars(stats.get("splits", {})), title="Share of rows per split", axis=ROWS_AXIS),
         "class_charts": [
             (
                 split,
                 bar_chart(
-                    _share_bars({names[key]: n for key, n in balance[split].items()}), title=f"Class balance in {split}"
+                    _share_bars({names[key]: n for key, n in balance[split].items()}),
+                    title=f"Class balance in {split}",
+                    axis=ROWS_AXIS,
                 ),
             )
             for split in Split.values
             if balance.get(split)
         ],
-        "source_chart": bar_chart(_share_bars(sources), title="Label sources"),
+        "source_chart": bar_chart(_share_bars(sources), title="Label sources", axis=ROWS_AXIS),
     }
 
 

@@ -112,6 +112,16 @@ def _flatten(data: Any, path: str = "") -> Any:
         yield path, str(data).rstrip(".")
 
 
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """403 from a page view's PermissionDenied: JSON under /api/, templates/403.html elsewhere.
+
+    DRF views answer their own 403 in JSON before this runs; this covers plain Django views.
+    """
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
+    return defaults.permission_denied(request, exception)
+
+
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """404 for URLs that match no route: JSON under /api/, the usual page elsewhere."""
     if request.path.startswith(API_PREFIX):
