@@ -30,6 +30,13 @@ def is_lead(user: User | AnonymousUser) -> bool:
     return cached
 
 
+def is_admin(user: User | AnonymousUser) -> bool:
+    """Superusers and members of the admin group: they manage API tokens."""
+    if not user.is_authenticated:
+        return False
+    return user.is_superuser or user.groups.filter(name=ADMIN).exists()
+
+
 def visible_queues(user: User) -> QuerySet[Queue]:
     queues = Queue.objects.filter(is_active=True)
     return queues if is_lead(user) else queues.filter(members=user)
@@ -67,6 +74,19 @@ def lead_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         check_lead(request.user)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """View decorator: signed in and an admin; everyone else signed in gets 403."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_admin(request.user):
+            raise PermissionDenied("Admins only.")
         return view(request, *args, **kwargs)
 
     return wrapped

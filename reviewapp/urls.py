@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import token_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,4 +14,6 @@ urlpatterns = [
     path("tasks/<int:task_id>/reveal", views.task_reveal_media, name="task-reveal"),
     path("annotations/<int:annotation_id>/undo", views.annotation_undo, name="annotation-undo"),
     path("items/<int:item_id>/audit.jsonl", views.item_audit_export, name="item-audit-export"),
+    path("tokens/", token_views.tokens, name="tokens"),
+    path("tokens/<int:token_id>/revoke", token_views.token_revoke_view, name="token-revoke"),
 ]

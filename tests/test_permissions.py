@@ -50,6 +50,7 @@ REVIEWER_API = {
 }
 UPSTREAM_API = {**dict.fromkeys(ROLES, DENIED), "upstream_token": OK}
 ADMIN = {**dict.fromkeys(ROLES, LOGIN), "admin": OK, "lead": OK}
+ADMIN_PAGE = {**PAGE, "reviewer": DENIED, "outsider": DENIED, "lead": DENIED}  # the product's admin pages
 
 # url name → (method, expected outcome per role)
 MATRIX: dict[str, tuple[str, dict[str, str]]] = {
@@ -70,6 +71,8 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "appeal-list": ("get", LEAD_PAGE),
     "appeals-queue-create": ("post", LEAD_PAGE),
     "item-audit-export": ("get", LEAD_PAGE),
+    "tokens": ("get", ADMIN_PAGE),
+    "token-revoke": ("post", ADMIN_PAGE),
     "labelstudio-connections": ("get", LEAD_PAGE),
     "labelstudio-connection-new": ("post", LEAD_PAGE),
     "labelstudio-test": ("post", LEAD_PAGE),
@@ -223,6 +226,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "policy_key": policy.key,
             "connection_id": ls_connection.pk,
             "ingest_job_id": ingest_job.pk,
+            "token_id": upstream_token.pk,
             **export_world(),  # slug, version, build_id, job_id
             **al_world(policy),  # run_id, model_id, proposal_id, label_error_run_id, policy_key
         },
