@@ -88,6 +88,10 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
 
+TOKEN_FIELDS = ("name", "prefix", "scopes", "user", "created_at", "last_used_at", "revoked_at")
+TOKEN_ADD_FIELDS = ("name", "scopes", "user")  # no secret: token_create generates it
+
+
 class ServiceTokenAddForm(ServiceTokenForm):
     """The admin's add form: the product's token form, plus what ModelAdmin expects of a form."""
 
@@ -111,8 +115,7 @@ class ServiceTokenAdmin(admin.ModelAdmin):
     list_display = ["name", "prefix", "scopes", "user", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "prefix"]
-    fields = ["name", "prefix", "scopes", "user", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    readonly_fields = TOKEN_FIELDS
     actions = ["revoke_selected"]
     created_template = "admin/reviewapp/servicetoken/created.html"
 
@@ -121,11 +124,11 @@ class ServiceTokenAdmin(admin.ModelAdmin):
             return ServiceTokenAddForm
         return super().get_form(request, obj, change=change, **kwargs)
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return list(self.fields) if obj is not None else ["name", "scopes", "user"]
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return TOKEN_FIELDS if obj is not None else TOKEN_ADD_FIELDS
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return list(self.readonly_fields) if obj is not None else []
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return TOKEN_FIELDS if obj is not None else ()
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # a token's scopes and owner are fixed: revoke it and create another
