@@ -139,7 +139,9 @@ def cmd_run() -> int:
     children: list[Child] = []
     code = 0
     try:
+        started = time.monotonic()
         services = ensure_services(reuse_defaults=False, for_tests=False)
+        log(f"PostgreSQL and Redis ready in {time.monotonic() - started:.1f}s")
         env = child_env(services)
         env["DJANGO_SETTINGS_MODULE"] = "config.settings"  # not the tests' one a shell may name
         env.setdefault("DJANGO_DEBUG", "1")

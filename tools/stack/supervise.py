@@ -139,9 +139,11 @@ class StopSignals:
 def run_step(args: Sequence[str], env: dict[str, str]) -> None:
     """A setup command such as `manage.py migrate`, output straight to the terminal."""
     log("$ " + " ".join(shlex.quote(part) for part in args))
+    started = time.monotonic()
     result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, check=False)
     if result.returncode != 0:
         raise StackError(f"`{' '.join(args)}` failed with exit code {result.returncode}")
+    log(f"{args[1] if len(args) > 1 else args[0]} took {time.monotonic() - started:.1f}s")
 
 
 def warm_up(port: int) -> str | None:
@@ -173,6 +175,7 @@ def supervise(children: list[Child], stop: StopSignals, port: int) -> int:
     """
     announced = False
     last_problem = ""
+    started = time.monotonic()
     while not stop.requested:
         for child in children:
             code = child.proc.poll()
@@ -182,7 +185,8 @@ def supervise(children: list[Child], stop: StopSignals, port: int) -> int:
         if not announced and port_accepts(port, timeout=0.2):
             problem = warm_up(port)
             if problem is None:
-                log(f"ready: http://127.0.0.1:{port}/")
+                took = time.monotonic() - started
+                log(f"ready: http://127.0.0.1:{port}/ (web, worker and beat started {took:.1f}s ago)")
                 logins = RUN_DIR / "demo-logins.txt"  # where seed_demo also keeps them
                 kept = f"; they are kept in {logins}" if logins.exists() else ""
                 log(f"demo logins were printed above by seed_demo when first created{kept}")
