@@ -17,17 +17,27 @@ from .models import Queue, ReviewTask
 REVIEWER, POLICY_LEAD, ADMIN = "reviewer", "policy_lead", "admin"
 
 
+def _role_groups(user: User) -> frozenset[str]:
+    """The user's role groups, read once per request's user object (navigation asks on every page)."""
+    cached = getattr(user, "_reviewapp_role_groups", None)
+    if cached is None:
+        cached = frozenset(user.groups.filter(name__in=[POLICY_LEAD, ADMIN]).values_list("name", flat=True))
+        user._reviewapp_role_groups = cached  # type: ignore[attr-defined]
+    return cached
+
+
 def is_lead(user: User | AnonymousUser) -> bool:
     """Policy leads and admins see every queue and the lead-only views."""
     if not user.is_authenticated:
         return False
-    if user.is_superuser:
-        return True
-    cached = getattr(user, "_reviewapp_is_lead", None)
-    if cached is None:
-        cached = user.groups.filter(name__in=[POLICY_LEAD, ADMIN]).exists()
-        user._reviewapp_is_lead = cached  # type: ignore[union-attr]
-    return cached
+    return user.is_superuser or bool(_role_groups(user))
+
+
+def is_admin(user: User | AnonymousUser) -> bool:
+    """Superusers and members of the admin group: they manage API tokens."""
+    if not user.is_authenticated:
+        return False
+    return user.is_superuser or ADMIN in _role_groups(user)
 
 
 def visible_queues(user: User) -> QuerySet[Queue]:
@@ -67,6 +77,19 @@ def lead_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         check_lead(request.user)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """View decorator: signed in and an admin; everyone else signed in gets 403."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_admin(request.user):
+            raise PermissionDenied("Admins only.")
         return view(request, *args, **kwargs)
 
     return wrapped

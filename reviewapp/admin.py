@@ -1,6 +1,12 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 
 from .audit import Actor
+from .forms import ServiceTokenForm
 from .models import (
     AuditEvent,
     ContentItem,
@@ -13,6 +19,7 @@ from .models import (
     ServiceToken,
 )
 from .services.ingest_jobs import ingest_job_retry
+from .services.tokens import token_create, token_revoke
 
 
 @admin.register(ContentItem)
@@ -81,11 +88,89 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
 
+TOKEN_FIELDS = ("name", "prefix", "scopes", "user", "created_at", "last_used_at", "revoked_at")
+TOKEN_ADD_FIELDS = ("name", "scopes", "user")  # no secret: token_create generates it
+
+
+class ServiceTokenAddForm(ServiceTokenForm):
+    """The admin's add form: the product's token form, plus what ModelAdmin expects of a form."""
+
+    def __init__(self, *args: Any, instance: ServiceToken | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance = instance or ServiceToken()
+
+    def save(self, commit: bool = True) -> ServiceToken:
+        return self.instance  # ServiceTokenAdmin.save_model creates the token through the service
+
+
 @admin.register(ServiceToken)
 class ServiceTokenAdmin(admin.ModelAdmin):
+    """Tokens are created (secret generated, shown once) and revoked here, never edited or deleted.
+
+    The add form has no secret field: `token_create` generates the secret, stores its sha256 and
+    audits the creation; the response to the add POST is a one-time page with the secret, never
+    cached and never stored (the product page /tokens/ does the same for admins).
+    """
+
     list_display = ["name", "prefix", "scopes", "user", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
-    exclude = []
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "prefix"]
+    readonly_fields = TOKEN_FIELDS
+    actions = ["revoke_selected"]
+    created_template = "admin/reviewapp/servicetoken/created.html"
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            return ServiceTokenAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return TOKEN_FIELDS if obj is not None else TOKEN_ADD_FIELDS
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return TOKEN_FIELDS if obj is not None else ()
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a token's scopes and owner are fixed: revoke it and create another
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoked, never deleted: the audit log and ingest jobs refer to it
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        token, secret = token_create(
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            user=form.cleaned_data["user"],
+            actor=Actor.of(request.user),
+        )
+        # The admin goes on with `obj` (its log entry, the response): make it the stored token.
+        for field in ServiceToken._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(token, field.attname))
+        obj._state.adding, obj._state.db = False, token._state.db
+        request.reviewapp_token_secret = secret  # type: ignore[attr-defined]  # read by response_add only
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass
+
+    def response_add(self, request: HttpRequest, obj: Any, post_url_continue: str | None = None) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Token {obj.name} created",
+            "token": obj,
+            "secret": getattr(request, "reviewapp_token_secret", ""),
+        }
+        response = TemplateResponse(request, self.created_template, context)
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke_selected(self, request: HttpRequest, queryset: Any) -> None:
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            token_revoke(token_id=token.pk, actor=Actor.of(request.user))
+            revoked += 1
+        self.message_user(request, f"{revoked} token(s) revoked.")
 
 
 class IngestChunkInline(admin.TabularInline):

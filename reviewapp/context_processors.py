@@ -2,16 +2,18 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from .access import is_lead
+from .access import is_admin, is_lead
 from .theme import THEMES, theme_of
 
 # The first path segment of each main navigation link, for aria-current on the page's own link.
-NAV_SECTIONS = {section: section for section in ("lead", "items", "models", "ops", "labelstudio", "api")}
+NAV_SECTIONS = {section: section for section in ("lead", "items", "models", "ops", "labelstudio", "api", "tokens")}
 
 
 def roles(request: HttpRequest) -> dict[str, bool]:
-    """`is_lead` for navigation; views still check permissions themselves."""
-    return {"is_lead": is_lead(request.user) if hasattr(request, "user") else False}
+    """`is_lead` and `is_admin` for navigation; views still check permissions themselves."""
+    if not hasattr(request, "user"):
+        return {"is_lead": False, "is_admin": False}
+    return {"is_lead": is_lead(request.user), "is_admin": is_admin(request.user)}
 
 
 def display(request: HttpRequest) -> dict[str, object]:

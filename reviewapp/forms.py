@@ -1,10 +1,13 @@
-"""Workspace forms. They parse what the browser sends; the services decide what is allowed."""
+"""Workspace and token forms. They parse what the browser sends; the services decide what is allowed."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
+from django.contrib.auth.models import User
+
+from .models import ServiceToken
 
 SKIP_REASONS = [
     ("not my language", "Not in a language I read"),
@@ -55,3 +58,32 @@ class SkipForm(forms.Form):
 
 class EscalateForm(forms.Form):
     note = forms.CharField(required=False, max_length=2000, widget=forms.Textarea)
+
+
+class ServiceTokenForm(forms.Form):
+    """A new API token: its name, scopes (from the known list only) and the person it acts for.
+
+    Used by the admins' token page and the Django admin's add form; the secret is never a field:
+    `token_create` generates it.
+    """
+
+    name = forms.CharField(max_length=100, help_text="Who will use it, e.g. the calling service.")
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in ServiceToken.SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What it may do; grant only what the caller needs.",
+    )
+    user = forms.ModelChoiceField(
+        queryset=User.objects.filter(is_active=True).order_by("username"),
+        required=False,
+        empty_label="nobody (a service)",
+        help_text="The person it acts for, for personal tokens (tasks:write acts as that reviewer).",
+    )
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the token a name.")
+        if ServiceToken.objects.filter(name=name).exists():
+            raise forms.ValidationError("A token with this name exists; choose another name or revoke that one.")
+        return name

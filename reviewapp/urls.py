@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import item_views, theme, views
+from . import item_views, theme, token_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -19,4 +19,6 @@ urlpatterns = [
     path("items/saved/<int:saved_search_id>/delete", item_views.saved_search_delete_view, name="saved-search-delete"),
     path("items/<int:item_id>/", item_views.item_detail, name="item-detail"),
     path("items/<int:item_id>/audit.jsonl", views.item_audit_export, name="item-audit-export"),
+    path("tokens/", token_views.tokens, name="tokens"),
+    path("tokens/<int:token_id>/revoke", token_views.token_revoke_view, name="token-revoke"),
 ]

@@ -51,6 +51,7 @@ REVIEWER_API = {
 }
 UPSTREAM_API = {**dict.fromkeys(ROLES, DENIED), "upstream_token": OK}
 ADMIN = {**dict.fromkeys(ROLES, LOGIN), "admin": OK, "lead": OK}
+ADMIN_PAGE = {**PAGE, "reviewer": DENIED, "outsider": DENIED, "lead": DENIED}  # the product's admin pages
 
 # url name → (method, expected outcome per role)
 MATRIX: dict[str, tuple[str, dict[str, str]]] = {
@@ -77,6 +78,8 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "saved-search-create": ("post", LEAD_PAGE),
     # Only its owner may delete a saved search (the world's belongs to the lead): the admin gets 404.
     "saved-search-delete": ("post", {**LEAD_PAGE, "admin": DENIED}),
+    "tokens": ("get", ADMIN_PAGE),
+    "token-revoke": ("post", ADMIN_PAGE),
     "labelstudio-connections": ("get", LEAD_PAGE),
     "labelstudio-connection-new": ("post", LEAD_PAGE),
     "labelstudio-test": ("post", LEAD_PAGE),
@@ -231,6 +234,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "connection_id": ls_connection.pk,
             "ingest_job_id": ingest_job.pk,
             "saved_search_id": SavedSearch.objects.create(user=users["lead"], name="mine", query="status=gold").pk,
+            "token_id": upstream_token.pk,
             **export_world(),  # slug, version, build_id, job_id
             **al_world(policy),  # run_id, model_id, proposal_id, label_error_run_id, policy_key
         },

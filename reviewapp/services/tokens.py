@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..audit import Actor, audit_record
@@ -18,11 +18,21 @@ def token_create(*, name: str, scopes: list[str], actor: Actor, user: User | Non
         raise ValidationError(f"unknown scope(s): {', '.join(unknown)}; known: {', '.join(ServiceToken.SCOPES)}")
     if not scopes:
         raise ValidationError("a token needs at least one scope")
+    if not name.strip():
+        raise ValidationError("a token needs a name")
     secret = ServiceToken.new_secret()
     with transaction.atomic():
-        token = ServiceToken.objects.create(
-            name=name, prefix=secret[:8], key_hash=ServiceToken.hash_secret(secret), scopes=sorted(scopes), user=user
-        )
+        try:
+            with transaction.atomic():
+                token = ServiceToken.objects.create(
+                    name=name,
+                    prefix=secret[:8],
+                    key_hash=ServiceToken.hash_secret(secret),
+                    scopes=sorted(scopes),
+                    user=user,
+                )
+        except IntegrityError:
+            raise ValidationError(f"a token named {name!r} already exists") from None
         audit_record(
             actor=actor,
             action="token.created",

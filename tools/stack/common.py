@@ -15,8 +15,13 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: tools/stack/common.py
-RUN_DIR = ROOT / ".run"
+# Everything the stack keeps at run time. REVIEWAPP_RUN_DIR moves it (a test's own `run` uses a
+# temp folder, so that it never meets the developer's servers or pid files).
+RUN_DIR = Path(os.environ.get("REVIEWAPP_RUN_DIR") or ROOT / ".run").resolve()
 SECRET_KEY_FILE = RUN_DIR / "secret_key"
+# Written by `run` while it runs: its own pid, each child's, and the environment it gave them.
+RUN_PIDFILE = RUN_DIR / "run.pid"
+RUN_ENV_FILE = RUN_DIR / "env"
 TEST_SECRET_KEY = "reviewapp-tests-only-this-key-is-public-and-not-a-secret"  # noqa: S105 (public on purpose)
 READY_TIMEOUT = 30.0
 
@@ -139,6 +144,61 @@ def wait_for_exit(pid: int, names: Sequence[str], timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return not process_alive(pid, names)
+
+
+def process_start_time(pid: int) -> str:
+    """The kernel's start time of `pid` (clock ticks since boot), "" when unknown (no procfs).
+
+    With the pid it names one process for good: a pid reused later has another start time.
+    """
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return raw[raw.rindex(")") + 2 :].split(" ")[19]
+
+
+def pidfile_write(path: Path, pid: int) -> None:
+    """Record `pid` with its start time (mode 0600), so a later reader can tell it is the same process."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    private_write(path, f"{pid} {process_start_time(pid)}\n")
+
+
+def pidfile_live(path: Path) -> int | None:
+    """The pid recorded in `path` if that very process still runs (not a zombie); else None,
+    and a stale file is removed. Never names a process the project did not start."""
+    try:
+        fields = path.read_text().split()
+        pid, started = int(fields[0]), (fields[1] if len(fields) > 1 else "")
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    except PermissionError:
+        alive = True
+    if alive and Path("/proc/self").exists():
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+            alive = raw[raw.rindex(")") + 2] != "Z" and process_start_time(pid) == started
+        except OSError:
+            alive = False
+    if not alive:
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def private_write(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by its owner only (0600) from the first byte."""
+    scratch = path.with_name(path.name + ".new")
+    scratch.unlink(missing_ok=True)
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    scratch.replace(path)
 
 
 def pip_install(*args: str) -> None:

@@ -120,7 +120,7 @@ def prepare_pg_dir(runner: RunAs) -> None:
     symlink to a private folder under the temp dir instead of loosening permissions outside
     the project.
     """
-    RUN_DIR.mkdir(exist_ok=True)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
     if PG_DIR.is_symlink() and not PG_DIR.exists():
         PG_DIR.unlink()  # its target was cleaned away (e.g. /tmp after a reboot)
     if not PG_DIR.exists():

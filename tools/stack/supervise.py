@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import secrets
 import shlex
@@ -25,10 +26,20 @@ from .common import (
     StackError,
     emit,
     log,
+    pidfile_write,
     port_accepts,
 )
 
 CHILD_STOP_TIMEOUT = 15.0
+# Pages requested before `run` says "ready": the first a visitor opens (the home page redirects an
+# anonymous visitor to the login page). Each must answer without a server error.
+WARM_UP_PATHS = ("/", "/accounts/login/")
+WARM_UP_REQUEST_TIMEOUT = 10.0
+
+
+def child_pidfile(name: str) -> Path:
+    """`.run/<name>.pid`: the child's pid, which is also its process group (own session)."""
+    return RUN_DIR / f"{name}.pid"
 
 
 @dataclass
@@ -59,6 +70,7 @@ def start_child(name: str, cmd: Sequence[str], env: dict[str, str]) -> Child:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    pidfile_write(child_pidfile(name), proc.pid)
     assert proc.stdout is not None
     reader = threading.Thread(target=pump_output, args=(name.ljust(6), proc.stdout), daemon=True)
     reader.start()
@@ -97,6 +109,7 @@ def stop_children(children: list[Child]) -> None:
             log(f"killing processes left over from {child.name}")
             signal_group(child.proc, signal.SIGKILL)
         child.reader.join(timeout=2)
+        child_pidfile(child.name).unlink(missing_ok=True)
 
 
 class StopSignals:
@@ -126,14 +139,43 @@ class StopSignals:
 def run_step(args: Sequence[str], env: dict[str, str]) -> None:
     """A setup command such as `manage.py migrate`, output straight to the terminal."""
     log("$ " + " ".join(shlex.quote(part) for part in args))
+    started = time.monotonic()
     result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, check=False)
     if result.returncode != 0:
         raise StackError(f"`{' '.join(args)}` failed with exit code {result.returncode}")
+    log(f"{args[1] if len(args) > 1 else args[0]} took {time.monotonic() - started:.1f}s")
+
+
+def warm_up(port: int) -> str | None:
+    """GET each of WARM_UP_PATHS once; None when all answered below 500, else what went wrong.
+
+    The first request of a fresh web process pays for its database connection and its first
+    templates; paying it here means the first visitor after "ready" does not.
+    """
+    for path in WARM_UP_PATHS:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WARM_UP_REQUEST_TIMEOUT)
+        try:
+            connection.request("GET", path, headers={"Host": "127.0.0.1"})
+            response = connection.getresponse()
+            response.read()
+        except OSError as exc:
+            return f"GET {path}: {exc}"
+        finally:
+            connection.close()
+        if response.status >= 500:
+            return f"GET {path}: HTTP {response.status}"
+    return None
 
 
 def supervise(children: list[Child], stop: StopSignals, port: int) -> int:
-    """Wait until a stop is requested (exit 0) or a child dies (exit 1)."""
+    """Wait until a stop is requested (exit 0) or a child dies (exit 1).
+
+    "ready" is announced once the web server answers the warm-up requests, not merely once its
+    port accepts connections (gunicorn's master listens before its workers can answer).
+    """
     announced = False
+    last_problem = ""
+    started = time.monotonic()
     while not stop.requested:
         for child in children:
             code = child.proc.poll()
@@ -141,12 +183,19 @@ def supervise(children: list[Child], stop: StopSignals, port: int) -> int:
                 log(f"{child.name} exited unexpectedly (exit code {code}); stopping the rest")
                 return 1
         if not announced and port_accepts(port, timeout=0.2):
-            log(f"ready: http://127.0.0.1:{port}/")
-            logins = RUN_DIR / "demo-logins.txt"  # where seed_demo also keeps them
-            kept = f"; they are kept in {logins}" if logins.exists() else ""
-            log(f"demo logins were printed above by seed_demo when first created{kept}")
-            log("press Ctrl-C to stop everything")
-            announced = True
+            problem = warm_up(port)
+            if problem is None:
+                took = time.monotonic() - started
+                log(f"ready: http://127.0.0.1:{port}/ (web, worker and beat started {took:.1f}s ago)")
+                logins = RUN_DIR / "demo-logins.txt"  # where seed_demo also keeps them
+                kept = f"; they are kept in {logins}" if logins.exists() else ""
+                log(f"demo logins were printed above by seed_demo when first created{kept}")
+                log("press Ctrl-C (or run `make stop` elsewhere) to stop everything")
+                announced = True
+                continue
+            if problem != last_problem:
+                log(f"web is not answering yet ({problem}); retrying")
+                last_problem = problem
         time.sleep(0.3)
     return 0
 
@@ -155,8 +204,13 @@ WORKER_QUEUES = "celery,ingest,scoring,training,sync"
 
 
 def web_command(port: int, *, workers: int = 2) -> list[str]:
-    """The production web server: gunicorn's sync workers on 127.0.0.1:port."""
-    gunicorn = [sys.executable, "-m", "gunicorn", "config.wsgi:application"]
+    """The production web server: gunicorn's sync workers on 127.0.0.1:port.
+
+    --preload: the master imports the application (Django, every URLconf and view) once, before
+    it listens, and forks workers that already hold it; a worker never starts cold, and a worker
+    replaced after a crash is ready at once.
+    """
+    gunicorn = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--preload"]
     return [*gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--access-logfile", "-"]
 
 
@@ -175,7 +229,7 @@ def beat_command(state_dir: Path) -> list[str]:
 
 def secret_key_for_run() -> str:
     """A random dev secret key, generated once and kept in `.run/secret_key` (0600)."""
-    RUN_DIR.mkdir(exist_ok=True)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
     if SECRET_KEY_FILE.exists():
         SECRET_KEY_FILE.chmod(0o600)
         key = SECRET_KEY_FILE.read_text().strip()
