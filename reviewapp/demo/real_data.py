@@ -50,7 +50,7 @@ def demo_data_find(*, data_dir: Path) -> DemoData:
     folder = Path(data_dir) / CONVABUSE
     path = folder / CONVABUSE_FILE
     if not path.is_file():
-        return DemoData(None, f"no {CONVABUSE}/{CONVABUSE_FILE} in {data_dir} (`make data` fetches it)")
+        return DemoData(None, f"no {CONVABUSE}/{CONVABUSE_FILE} in {data_dir}; `make data` fetches it")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != CONVABUSE_SHA256:
         return DemoData(
