@@ -129,7 +129,7 @@ def logins_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def no_public_data(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+def no_public_data(settings, tmp_path: Path) -> Path:
     """REVIEWAPP_DATA_DIR pointed at an empty folder (restored after the test): the simulated path."""
     empty = tmp_path / "no-data"
     empty.mkdir()

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 @pytest.fixture
-def seeded(settings, tmp_path: Path) -> str:  # type: ignore[no-untyped-def]
+def seeded(settings, tmp_path: Path) -> str:
     settings.REVIEWAPP_DATA_DIR = tmp_path / "no-data"  # the simulated path; restored after the test
     out = io.StringIO()
     call_command("seed_demo", "--logins-file", str(tmp_path / "logins.txt"), stdout=out)

@@ -41,9 +41,7 @@ def pool_items() -> list[ContentItem]:
 
 
 def test_a_plain_seed_fills_the_leads_pages_from_real_convabuse_labels_and_pools_unlabelled_texts(
-    settings,  # type: ignore[no-untyped-def]
-    convabuse_dir: Path,
-    tmp_path: Path,
+    settings, convabuse_dir: Path, tmp_path: Path
 ) -> None:
     settings.REVIEWAPP_DATA_DIR = convabuse_dir.parent
     output = seed(tmp_path / "logins.txt")
