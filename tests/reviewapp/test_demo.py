@@ -19,6 +19,7 @@ from labeling.models import Adjudication, Annotation, Appeal, GoldLabel, Policy,
 from reviewapp.audit import SYSTEM
 from reviewapp.demo.corpus import demo_decision_rows, demo_policies, demo_queues
 from reviewapp.demo.media import MEDIA_FILES, STATIC_SUBDIR, generated_files
+from reviewapp.demo.real_data import CONVABUSE_SHA256, demo_data_find
 from reviewapp.models import (
     AuditEvent,
     ContentItem,
@@ -31,6 +32,7 @@ from reviewapp.models import (
 )
 from reviewapp.services.tokens import token_create
 from reviewapp.services.validation import check_decision_row
+from tools.data import FILES
 
 
 class TestDemoRows:
@@ -103,9 +105,36 @@ class TestDemoSpecs:
         assert any(q.blind_review for q in queues)
 
 
+class TestDemoDataFind:
+    def test_the_demo_checks_convabuse_against_the_sum_make_data_pins(self) -> None:
+        pinned = next(f for f in FILES if f.dataset == "convabuse" and f.name == "ConvAbuseEMNLPfull.csv")
+        assert pinned.sha256 == CONVABUSE_SHA256
+
+    def test_absent_or_altered_convabuse_is_not_used_and_the_reason_says_why(self, tmp_path: Path) -> None:
+        absent = demo_data_find(data_dir=tmp_path)
+        assert absent.folder is None and "no convabuse/ConvAbuseEMNLPfull.csv in" in absent.reason
+        (tmp_path / "convabuse").mkdir()
+        (tmp_path / "convabuse" / "ConvAbuseEMNLPfull.csv").write_text("conv_id,user\n1,hi\n", encoding="utf-8")
+        altered = demo_data_find(data_dir=tmp_path)
+        assert altered.folder is None and "is not the pinned copy" in altered.reason
+
+    def test_the_pinned_copy_is_used(self, convabuse_dir: Path) -> None:
+        found = demo_data_find(data_dir=convabuse_dir.parent)
+        assert found.folder == convabuse_dir and "pinned sha256" in found.reason
+
+
 @pytest.fixture
 def logins_file(tmp_path: Path) -> Path:
     return tmp_path / "run" / "demo-logins.txt"
+
+
+@pytest.fixture
+def no_public_data(settings, tmp_path: Path) -> Path:
+    """REVIEWAPP_DATA_DIR pointed at an empty folder (restored after the test): the simulated path."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    settings.REVIEWAPP_DATA_DIR = empty
+    return empty
 
 
 def seed(logins_file: Path, *args: str) -> str:
@@ -138,13 +167,19 @@ def db_counts() -> dict[str, int]:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("no_public_data")
 class TestSeedDemo:
-    def test_seed_demo_twice_is_idempotent(self, logins_file: Path) -> None:
+    """Without the public data (REVIEWAPP_DATA_DIR empty); tests/reviewapp/test_demo_real_data.py has it."""
+
+    def test_seed_demo_twice_is_idempotent(self, logins_file: Path, no_public_data: Path) -> None:
         first = seed(logins_file)
         after_first = db_counts()
         second = seed(logins_file)
         assert db_counts() == after_first
         assert re.search(r"ingested \d{3} demo decisions", first)
+        why = f"leads' pages: simulated demo annotators (no convabuse/ConvAbuseEMNLPfull.csv in {no_public_data}"
+        assert why in first and why in second
+        assert not ContentItem.objects.filter(source="convabuse").exists()
         assert "nothing new" in second
         assert f"their logins are in {logins_file}" in second
         assert "rva_" not in second  # no secret printed again

@@ -1,5 +1,6 @@
-"""After `manage.py seed_demo` every lead page has something true to show: open disagreements,
-agreement figures with intervals, gold in a dataset version, open appeals with statements, a round."""
+"""After `manage.py seed_demo` without the public data every lead page has something to show: open
+disagreements, agreement figures with intervals, gold in a dataset version, open appeals with
+statements, a round — from simulated annotators. With ConvAbuse present: test_demo_real_data.py."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 @pytest.fixture
-def seeded(tmp_path: Path) -> str:
+def seeded(settings, tmp_path: Path) -> str:
+    settings.REVIEWAPP_DATA_DIR = tmp_path / "no-data"  # the simulated path; restored after the test
     out = io.StringIO()
     call_command("seed_demo", "--logins-file", str(tmp_path / "logins.txt"), stdout=out)
     return out.getvalue()

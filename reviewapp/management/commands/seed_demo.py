@@ -1,7 +1,7 @@
 """manage.py seed_demo: demo users, policies, queues, routing rules, a token, data, and the leads' pages. Idempotent.
 
-A thin shell: the services are in reviewapp/demo/seeding.py and reviewapp/demo/lead_pages.py, the
-synthetic corpus in reviewapp/demo/corpus.py.
+A thin shell: the services are in reviewapp/demo/seeding.py, reviewapp/demo/lead_pages.py and
+reviewapp/demo/real_data.py, the synthetic corpus in reviewapp/demo/corpus.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from labeling.datasets import DatasetError
+from labeling.datasets import CONVABUSE, DatasetError
 from labeling.models import Policy
 from labeling.services.crowd import CROWD_FORMATS
 from reviewapp.demo.corpus import CROWD_POLICY
@@ -25,6 +25,7 @@ from reviewapp.demo.lead_pages import (
     gold_appeal_candidates,
     synthetic_appeal_candidates,
 )
+from reviewapp.demo.real_data import LABELLED_RECORDS, demo_data_find, demo_pool_ensure
 from reviewapp.demo.seeding import (
     DEMO_TOKEN,
     DEMO_USERS,
@@ -46,7 +47,8 @@ DEMO_DATA_LIMIT = 2000
 class Command(BaseCommand):
     help = (
         "Create demo users, policies, queues, routing rules and an upstream token, then load data: the "
-        "synthetic demo corpus through the ingest path with demo annotators' answers, or a dataset with --data; "
+        "synthetic demo corpus through the ingest path, with real ConvAbuse crowd labels for the leads' pages "
+        "when ConvAbuse is in REVIEWAPP_DATA_DIR (else simulated annotators' answers), or a dataset with --data; "
         "then open appeals, build a dataset version and start an active-learning round for the worker. "
         "Safe to run repeatedly."
     )
@@ -98,9 +100,16 @@ class Command(BaseCommand):
             appeals = gold_appeal_candidates(policy=policy, limit=len(APPEAL_STATEMENTS)) if crowd else []
         else:
             self._ingest_demo_rows()
-            self._demo_crowd()
-            policy = Policy.objects.get(key=CROWD_POLICY)
-            appeals = synthetic_appeal_candidates()
+            real = demo_data_find(data_dir=Path(settings.REVIEWAPP_DATA_DIR))
+            if real.folder is not None:
+                self.stdout.write(f"leads' pages: real ConvAbuse crowd labels ({real.reason})")
+                policy = self._real_crowd(real.folder)
+                appeals = gold_appeal_candidates(policy=policy, limit=len(APPEAL_STATEMENTS))
+            else:
+                self.stdout.write(f"leads' pages: simulated demo annotators ({real.reason})")
+                self._demo_crowd()
+                policy = Policy.objects.get(key=CROWD_POLICY)
+                appeals = synthetic_appeal_candidates()
         self._lead_pages(policy, appeals)
 
     def _import_data(self, data: Path, fmt: str, limit: int | None, *, items_only: bool) -> Policy:
@@ -115,6 +124,17 @@ class Command(BaseCommand):
         report_annotations(self, crowd.annotations)
         demo_reviewers_join(queue=crowd.dataset.queue)
         return crowd.dataset.policy
+
+    def _real_crowd(self, folder: Path) -> Policy:
+        """ConvAbuse's first examples with their annotators' labels, the next ones as the round's pool."""
+        self.stdout.write(f"importing the first {LABELLED_RECORDS} ConvAbuse examples with their crowd labels")
+        policy = self._import_data(folder, CONVABUSE, LABELLED_RECORDS, items_only=False)
+        pool = demo_pool_ensure(folder=folder)
+        self.stdout.write(
+            f"round pool: the next {pool.records} ConvAbuse examples as unlabelled items "
+            f"({pool.created} created, {pool.existing} already present)"
+        )
+        return policy
 
     def _demo_crowd(self) -> None:
         crowd = demo_crowd_ensure(reviewers=list(DEMO_USERS))
