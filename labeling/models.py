@@ -299,6 +299,7 @@ class ReviewerReliability(models.Model):
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name_plural = "reviewer reliabilities"
         constraints = [models.UniqueConstraint(fields=["reviewer", "policy"], name="reliability_unique")]
 
     def __str__(self) -> str:

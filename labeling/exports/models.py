@@ -300,6 +300,7 @@ class WebhookDelivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "webhook deliveries"
         constraints = [models.UniqueConstraint(fields=["endpoint", "event_id"], name="delivery_once_per_endpoint")]
         indexes = [
             models.Index(fields=["next_attempt_at"], name="delivery_pending", condition=Q(status="pending")),

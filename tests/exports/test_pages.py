@@ -54,7 +54,7 @@ def test_lead_creates_a_dataset_and_sees_its_first_version(lead_client, golds) -
     assert 'action="/lead/datasets/hate-en/v1/download"' in html
     text = visible_text(html.split("<main")[1])
     assert "Hate: Not violating" in text and "Hate: Violating" in text
-    assert "Label sources Reviewer consensus 100%" in text
+    assert "Label sources (share of rows, %) share of rows, %. Reviewer consensus: 100%." in text
     assert "Policies Hate Languages" in text and "Label sources Lead adjudication, Reviewer consensus" in text
     assert "not_violating" not in text and "hate:" not in text  # classes and sources by name, not key
     assert_csp_safe(html)
