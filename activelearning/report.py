@@ -14,7 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from activelearning.evaluation import ReliabilityBin
 from activelearning.plots import line_chart_svg, reliability_svg
 from activelearning.strata import ALL, STRATA, figure_label
-from labeling.models import Policy
+from labeling.models import Policy, readable_key
 from reviewapp.models import ContentItem
 
 from .models import (
@@ -53,18 +53,29 @@ def _nan(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
+def _class_title(version: ModelVersion) -> Any:
+    """A class key as people read it: its title under the policy's version in force."""
+    policy_version = version.policy.current_version()
+    if policy_version is None:
+        return readable_key
+    return lambda key: policy_version.label_title(key) if key in policy_version.label_values else readable_key(key)
+
+
 def pr_chart(version: ModelVersion) -> SafeString | None:
     curves = version.metrics.get("pr_curves") or {}
     if not curves:
         return None
     prevalence = version.metrics.get("prevalence") or {}
+    title = _class_title(version)
     return _svg(
         line_chart_svg(
-            {name: [tuple(point) for point in points] for name, points in curves.items()},
+            {title(name): [tuple(point) for point in points] for name, points in curves.items()},
             title=f"Precision–recall, {POOLED} ({version.version_label})",
             x_label="recall",
             y_label="precision",
-            hlines={f"prevalence of {name}": prevalence[name] for name in curves if prevalence.get(name) is not None},
+            hlines={
+                f"prevalence of {title(name)}": prevalence[name] for name in curves if prevalence.get(name) is not None
+            },
         )
     )
 

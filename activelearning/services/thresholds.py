@@ -43,6 +43,7 @@ from .datasets import DEV
 from .evaluation import HeldOut, held_out
 from .numeric import ThresholdPoint, finite_or_none, threshold_for_precision, threshold_for_recall
 from .registry import head_probs
+from .rounds import review_queue_for
 
 MIN_SUPPORT = 5  # items on an automatic side, below which a threshold is not proposed
 INTERVAL_METHOD = "95 % percentile bootstrap over items (weights carried with their items)"
@@ -231,18 +232,21 @@ def threshold_proposal_approve(*, proposal_id: int, lead: User, note: str = "") 
 
 
 def _rule_from_default(proposal: ThresholdProposal, actor: Actor) -> RoutingRule:
+    """A rule for the proposal's model, copied from the policy's `*` rule; a policy without one (its
+    items came from a dataset import) gets the queue its rounds send work to, with no audit sample."""
     default = RoutingRule.objects.filter(policy_id=proposal.policy_id, model_name=RoutingRule.ANY_MODEL).first()
-    if default is None:
+    if default is not None:
+        queue, audit_queue = default.queue, default.audit_queue
+        rates = {"audit_rate_clear": default.audit_rate_clear, "audit_rate_action": default.audit_rate_action}
+    else:
+        queue, audit_queue, rates = review_queue_for(proposal.policy), None, {}
+    if queue is None:
         raise ValidationError(
-            f"no routing rule for {proposal.model_name} and no default ('*') rule to copy the queue from"
+            f"no routing rule for {proposal.model_name}, no default ('*') rule and no review queue holding "
+            "this policy's items: create a routing rule for the policy in the admin first"
         )
     rule = RoutingRule.objects.create(
-        policy_id=proposal.policy_id,
-        model_name=proposal.model_name,
-        queue=default.queue,
-        audit_queue=default.audit_queue,
-        audit_rate_clear=default.audit_rate_clear,
-        audit_rate_action=default.audit_rate_action,
+        policy_id=proposal.policy_id, model_name=proposal.model_name, queue=queue, audit_queue=audit_queue, **rates
     )
     audit_record(
         actor=actor,

@@ -19,7 +19,7 @@ from activelearning.services.training import training_run_execute
 from reviewapp.audit import SYSTEM
 from reviewapp.models import AuditEvent, RoutingRule
 from tests.activelearning.test_django_helpers import FAST_ROUND, al_policy, load_items, model_files  # noqa: F401 (fixture)
-from tests.factories import UserFactory
+from tests.factories import QueueFactory, ReviewTaskFactory, UserFactory
 
 # Slow tier: trains and evaluates real models on real data.
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("model_files")]
@@ -142,3 +142,24 @@ def test_approval_without_any_rule_to_copy_is_refused(db, django_capture_on_comm
 
     with pytest.raises(ValidationError, match="no default"):
         threshold_proposal_approve(proposal_id=proposal.pk, lead=UserFactory(username="lead"))
+
+
+def test_approval_for_an_imported_policy_routes_to_the_queue_its_rounds_use(
+    db, django_capture_on_commit_callbacks
+) -> None:
+    """A policy whose items came from a dataset import has no `*` rule: the new rule takes the review
+    queue holding its tasks (where its rounds send work), with no audit sample, and is audited."""
+    policy, _ = al_policy("abuse")
+    RoutingRule.objects.filter(policy=policy).delete()
+    _, pool = load_items(policy, "convabuse", items=900, gold=800)
+    imported = QueueFactory(slug="abuse-crowd")
+    ReviewTaskFactory(item_id=pool[0], policy=policy, queue=imported)
+    champion = train(policy, django_capture_on_commit_callbacks, pipeline="train")
+    ModelVersion.objects.filter(pk=champion.pk).update(status=ModelStatus.CHAMPION)
+    proposal = thresholds_propose(version_id=champion.pk, target_precision=0.8)
+
+    rule = threshold_proposal_approve(proposal_id=proposal.pk, lead=UserFactory(username="lead"))
+
+    assert (rule.model_name, rule.queue_id, rule.audit_queue_id) == (champion.model_name, imported.pk, None)
+    assert (rule.audit_rate_clear, rule.audit_rate_action) == (0.0, 0.0)
+    assert AuditEvent.objects.filter(action="routing_rule.created", object_id=str(rule.pk)).exists()
