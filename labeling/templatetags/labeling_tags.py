@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from django import template
 
-from reviewapp.models import TaskReason
+from reviewapp.models import RoutingOutcome, TaskReason
 
 from ..models import GoldSource, Policy, PolicyVersion, readable_key
 from ..stats.agreement import Scale
@@ -68,6 +68,14 @@ def route_name(reason: str | None) -> str:
 def slice_value(value: str | None, field: str) -> str:
     """A held-out slice's value: a route by its name; data values (languages, sources) as they are."""
     return route_name(value) if field == "route" else str(value)
+
+
+@register.filter(name="outcome_name")
+def outcome_name(outcome: str | None) -> str:
+    """`"auto_action"|outcome_name` → "Auto-enforced": what automation did, as people say it."""
+    if not outcome:
+        return ""
+    return dict(RoutingOutcome.choices).get(outcome) or readable_key(outcome)
 
 
 @register.filter(name="gold_source_name")

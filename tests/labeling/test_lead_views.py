@@ -60,6 +60,7 @@ def test_lead_decides_in_the_browser(lead_client, disputed) -> None:
     assert gold.labels == ["violating"] and gold.adjudicator.username == "lead" and gold.n_annotations == 2
     history = lead_client.get(f"/lead/gold/{gold.item_id}/{gold.policy_id}/").content.decode()
     assert "v1" in history and "Lead adjudication" in history
+    assert "<td>Violating</td>" in history and ">violating<" not in history  # the label by its name
 
 
 def test_decision_without_label_is_400_with_message(lead_client, disputed) -> None:
