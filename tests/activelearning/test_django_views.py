@@ -209,7 +209,8 @@ def test_a_round_that_cannot_start_says_why_as_an_error(lead_client, settings) -
 
     html = page.content.decode()
     assert not TrainingRun.objects.exists()
-    assert '<li class="error" role="alert">Round not started: queue_id: Unrouted has no default review queue' in html
+    refusal = '<li class="error"><span role="alert">Round not started: queue_id: Unrouted has no default review queue'
+    assert refusal in html
     assert 'class="success"' not in html and "choose a queue or add a &#x27;*&#x27; routing rule" in html
 
 
@@ -224,7 +225,7 @@ def test_too_little_gold_disables_start_and_the_server_refuses_it_too(lead_clien
 
     refused = lead_client.post("/models/rounds/start", {"policy": policy.key, "encoder": "hashed"}, follow=True)
     assert not TrainingRun.objects.exists()
-    assert b'<li class="error" role="alert">Round not started: ' in refused.content
+    assert b'<li class="error"><span role="alert">Round not started: ' in refused.content
     assert b"has gold labels on 12 items; a round needs at least 50." in refused.content
 
     settings.AL_MIN_GOLD = 12

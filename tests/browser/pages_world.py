@@ -79,6 +79,7 @@ class World:
             "home",
             "items",
             "item",
+            "gold_history",
             "appeals",
             "adjudications",
             "adjudication",
@@ -97,7 +98,7 @@ class World:
             "labelstudio",
             "api_docs",
         ]
-        names = {"reviewer": reviewer, "lead": lead, "admin": [*lead, "admin"]}[role]
+        names = {"reviewer": reviewer, "lead": lead, "admin": [*lead, "tokens", "admin"]}[role]
         return [self.paths[name] for name in names]
 
 
@@ -274,6 +275,8 @@ def build_world(settings) -> World:  # type: ignore[no-untyped-def]
     adjudication = Adjudication.objects.filter(status="open").order_by("pk").first()
     assert adjudication is not None, "the crowd produced no disagreement"
     assert ReviewTask.objects.filter(queue=fresh, status="open").exists()
+    gold = GoldLabel.objects.filter(policy=policy).order_by("pk").first()
+    assert gold is not None
     world = World(reviewer=reviewer, lead=lead, admin=admin)
     world.paths = {
         "home": "/",
@@ -281,6 +284,8 @@ def build_world(settings) -> World:  # type: ignore[no-untyped-def]
         "workspace": f"/queues/{triage.pk}/work",
         "items": "/items/?q=idiot",
         "item": f"/items/{adjudication.task.item_id}/",
+        "gold_history": f"/lead/gold/{gold.item_id}/{gold.policy_id}/",
+        "tokens": "/tokens/",
         "appeals": "/lead/appeals/",
         "adjudications": "/lead/adjudications/",
         "adjudication": f"/lead/adjudications/{adjudication.pk}/",

@@ -13,44 +13,26 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
+from tests.browser.axe import FAILING_IMPACTS, axe_violations
 from tests.browser.conftest import PASSWORD
 from tests.browser.pages_world import World, build_world
 
 pytestmark = pytest.mark.browser
 
-AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
-WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
-FAILING_IMPACTS = {"serious", "critical"}
 # (name, emulated prefers-color-scheme, theme chosen with the header form or None)
 THEMES = [("light", "light", None), ("dark", "dark", None), ("chosen dark", "light", "dark")]
 # Pages that draw after load: what shows they are ready.
 READY = {"/api/docs/": ".opblock"}
-RUN_AXE = """async (tags) => {
-  const result = await axe.run(document, {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]});
-  return result.violations.map((v) => ({
-    id: v.id, impact: v.impact, help: v.help,
-    targets: v.nodes.slice(0, 5).map((n) => n.target.join(" ")), count: v.nodes.length,
-  }));
-}"""
 
 
 @pytest.fixture
 def world(transactional_db, settings) -> World:  # type: ignore[no-untyped-def]
     return build_world(settings)
-
-
-def _axe(page: Page) -> list[dict[str, Any]]:
-    """Evaluate axe in the page (a DevTools evaluation, which the page's CSP does not govern) and run it."""
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
-    return page.evaluate(RUN_AXE, WCAG_TAGS)
 
 
 def _log_in(page: Page, user: User) -> None:
@@ -79,7 +61,7 @@ def _check(page: Page, path: str, label: str, found: list[str], tally: Counter[s
     if path in READY:
         expect(page.locator(READY[path]).first).to_be_visible()
     page.locator("details").evaluate_all("all => all.forEach((d) => { d.open = true; })")
-    for violation in _axe(page):
+    for violation in axe_violations(page):
         tally[f"{violation['id']} ({violation['impact']})"] += violation["count"]
         if violation["impact"] in FAILING_IMPACTS:
             found.append(

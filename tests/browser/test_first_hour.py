@@ -13,8 +13,9 @@ round, and every step goes through the pages or the REST API as a person or a sc
 6. the admin creates a token on the tokens page (its secret shown once), and that token creates a
    dataset over REST and downloads its first version.
 
-Each page is photographed (test-artifacts/browser/, not committed) and checked: it answered
-below 400, shows no raw label key, no chart without a title, no bare error page.
+Each page is photographed (test-artifacts/browser/, not committed) and checked: no bare error page,
+no raw label key, no chart without a title, and no serious or critical axe-core (WCAG 2.2 AA)
+violation in the light or the dark theme, on the demo's real content.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from labeling.models import Adjudication, Annotation, Appeal, AppealStatus, Gold
 from reviewapp.models import ContentItem, Queue, QueueKind
 from tests.activelearning.test_django_helpers import model_files  # noqa: F401 (fixture)
 from tests.browser import workspace_nav
+from tests.browser.axe import serious_violations
 from tests.worker import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.slow, pytest.mark.usefixtures("model_files")]
@@ -81,6 +83,11 @@ def _check_page(page: Page, raw_keys: set[str]) -> None:
               .map(svg => svg.outerHTML.slice(0, 120))"""
     )
     assert not untitled, f"{page.url} has charts without a title: {untitled}"
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        serious = serious_violations(page)
+        assert not serious, f"axe-core, {scheme} theme:\n" + "\n".join(serious)
+    page.emulate_media(color_scheme="light")
 
 
 def _log_in(page: Page, username: str, password: str) -> None:
@@ -165,10 +172,10 @@ def test_a_new_user_gets_through_the_first_hour(
         expect(page.locator('#annotate-form input[name="labels"]').first).to_be_checked()
         page.keyboard.press("Enter")
         try:
-            expect(page.locator("#task-region .notice")).to_have_text("Saved.")
+            wait_for(lambda n=done: Annotation.objects.filter(reviewer__username="reviewer").count() == n, timeout=30)
         finally:
             screenshot(f"reviewer-answer-{done}")
-        assert Annotation.objects.filter(reviewer__username="reviewer").count() == done
+        expect(page.locator("#task-region .notice")).to_have_text("Saved.")
     assert Annotation.objects.filter(reviewer__username="reviewer").count() == 3
 
     # 2. The lead adjudicates an open disagreement.
