@@ -84,7 +84,7 @@ def test_a_lead_starts_a_round_and_informative_items_reach_the_queue(transaction
     for pick in chosen:
         text = ContentItem.objects.get(pk=pick["item_id"]).text
         assert escape(Truncator(text).chars(200)) in html
-        assert f"entropy: rank {pick['rank']}, uncertainty {pick['uncertainty']:.3f}" in html
+        assert f"Entropy: rank {pick['rank']}, uncertainty {pick['uncertainty']:.3f}" in html
 
 
 def _decide(item_ids: list[int], policy, outcome: str) -> None:  # type: ignore[no-untyped-def]

@@ -114,8 +114,8 @@ def _confirm_policy_switch(page: Page) -> None:
 def _label_names_whole(page: Page) -> None:
     """Each label's name in the label panel sits on one line or wraps between words, never inside one."""
     broken = page.evaluate(
-        """() => [...document.querySelectorAll('#annotate-form .choice')].flatMap(choice => {
-            const node = [...choice.childNodes].find(n => n.nodeType === 3 && n.textContent.trim());
+        """() => [...document.querySelectorAll('#annotate-form .choice-title')].flatMap(title => {
+            const node = [...title.childNodes].find(n => n.nodeType === 3 && n.textContent.trim());
             if (!node) return [];
             const range = document.createRange();
             const words = node.textContent.trim().split(/\\s+/);

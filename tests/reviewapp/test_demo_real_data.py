@@ -93,7 +93,7 @@ def test_a_plain_seed_fills_the_leads_pages_from_real_convabuse_labels_and_pools
     lead.force_login(User.objects.get(username="lead"))
     answers = Annotation.objects.filter(policy__key="abuse").count()
     quality = lead.get("/lead/quality/?policy=abuse").content.decode()
-    assert f"({answers} answers)" in quality
+    assert f"({answers:,} answers)" in quality
     for figure in ("Percent agreement", "Fleiss", "Krippendorff"):
         row = re.search(rf"{figure}.*?</tr>", quality, re.S)
         assert row and re.search(r"\d\.\d{3} – \d\.\d{3}", row.group(0)), figure

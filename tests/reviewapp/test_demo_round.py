@@ -46,7 +46,7 @@ def test_the_demo_round_trains_a_champion_the_models_page_shows(
     lead = Client()
     lead.force_login(User.objects.get(username="lead"))
     html = lead.get("/models/?policy=harassment").content.decode()
-    assert "<strong>champion</strong>" in html
+    assert "<strong>Champion</strong>" in html
     assert html.count("<svg") >= 2  # precision-recall and reliability charts of the champion
 
 
