@@ -29,15 +29,9 @@ EXTERNAL_ID_REQUIRED = (
     "listing a source's items in full is not offered (narrow it with a search parameter, or use dataset exports)."
 )
 STATUS_HELP = "; ".join(f"{key}: {meaning}" for key, (_, meaning) in STATUSES.items())
+# Any filter beyond the exact identity (source, external_id) makes the request a search; so do the cursors.
 SEARCH_PARAMETERS = (
-    "text",
-    "policy",
-    "label",
-    "status",
-    "received_from",
-    "received_to",
-    "decided_from",
-    "decided_to",
+    *(name for name in ItemSearchForm.FILTER_FIELDS if name not in ("external_id", "source")),
     "after",
     "before",
 )
