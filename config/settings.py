@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "labeling",
     "labeling.exports",
     "labeling.labelstudio",
+    "labeling.llm",
     "activelearning",
 ]
 
@@ -434,3 +435,22 @@ CELERY_TASK_ROUTES.update(
     }
 )
 CELERY_BEAT_SCHEDULE["ingest-resend-stalled-chunks"] = {"task": "reviewapp.ingest_resend_stalled", "schedule": 60.0}
+
+# LLM reviewers (labeling/llm, activelearning/llm). Their jobs run on their own Celery queue, so a
+# slow model never holds up ingest or training and its concurrency is set on its own workers. The
+# local model's converted weights are cached in REVIEWAPP_LLM_WEIGHTS_DIR (converted from the
+# packaged GGUF on first use; nothing is downloaded). An OpenAI-compatible endpoint gets the
+# webhook address policy: https to a public address, unless an operator lists its host in
+# REVIEWAPP_LLM_ALLOWED_HOSTS (`host` or `host:port`; then any address and plain http).
+LLM_QUEUE = os.environ.get("REVIEWAPP_LLM_QUEUE", "llm")
+LLM_WEIGHTS_DIR = Path(os.environ.get("REVIEWAPP_LLM_WEIGHTS_DIR", str(BASE_DIR / ".data" / "llm"))).expanduser()
+LLM_TORCH_THREADS = envint("REVIEWAPP_LLM_TORCH_THREADS", "1", minimum=1)
+LLM_ALLOWED_HOSTS = envhosts("REVIEWAPP_LLM_ALLOWED_HOSTS")
+LLM_RUN_STALL_SECONDS = envint("REVIEWAPP_LLM_RUN_STALL_SECONDS", "600", minimum=30)
+CELERY_TASK_ROUTES.update(
+    {
+        "llm.run_chunk": {"queue": LLM_QUEUE},
+        "llm.resume_stalled": {"queue": LLM_QUEUE},
+    }
+)
+CELERY_BEAT_SCHEDULE["llm-resume-stalled-runs"] = {"task": "llm.resume_stalled", "schedule": 60.0}

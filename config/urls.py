@@ -16,6 +16,7 @@ urlpatterns = [
     path("lead/", include("labeling.urls")),
     path("models/", include("activelearning.urls")),
     path("labelstudio/", include("labeling.labelstudio.urls")),
+    path("", include("labeling.llm.urls")),  # lead/llm/, lead/drafts/, lead/prelabels/
     path("accounts/login/", auth_views.RateLimitedLoginView.as_view(), name="login"),
     # Only these of django.contrib.auth.urls: the password-reset pages need outgoing mail, which this
     # deployment does not send. A person who forgot their password asks an admin, who sets a new one in

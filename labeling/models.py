@@ -116,11 +116,39 @@ class PolicyVersion(models.Model):
         return value
 
 
+class PolicyDraft(models.Model):
+    """A proposed next version of a policy (guideline and label schema), not yet in force.
+
+    A draft can be evaluated before it is published (an LLM reviewer labels a gold sample under
+    the draft and under the version it was drafted from); publishing creates the PolicyVersion
+    and records it in `published_version`, after which the draft is read-only.
+    """
+
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="drafts")
+    base_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="+")
+    title = models.CharField(max_length=200, help_text="What the draft changes, in a few words.")
+    guideline = models.TextField(help_text="Guideline text in Markdown.")
+    label_schema = models.JSONField(validators=[check_label_schema])
+    published_version = models.OneToOneField(
+        PolicyVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="draft"
+    )
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(db_default=Now())
+
+    def __str__(self) -> str:
+        return f"{self.policy.key} draft {self.pk}: {self.title}"
+
+    @property
+    def label_values(self) -> list[str]:
+        return [label["value"] for label in self.label_schema["labels"]]
+
+
 class AnnotationSource(models.TextChoices):
     WORKSPACE = "workspace", "Review workspace"
     API = "api", "REST API"
     LABEL_STUDIO = "label_studio", "Label Studio"
     IMPORT = "import", "Imported dataset (crowd annotators)"
+    LLM = "llm", "LLM reviewer (machine-made)"
 
 
 class Annotation(models.Model):

@@ -17,7 +17,7 @@ from django.db import connection
 from config.celery import app
 
 ROOT = Path(__file__).resolve().parent.parent
-QUEUES = "celery,ingest,scoring,training,sync"
+QUEUES = "celery,ingest,scoring,training,sync,llm"
 
 
 def test_database_url() -> str:

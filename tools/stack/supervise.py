@@ -200,7 +200,7 @@ def supervise(children: list[Child], stop: StopSignals, port: int) -> int:
     return 0
 
 
-WORKER_QUEUES = "celery,ingest,scoring,training,sync"
+WORKER_QUEUES = "celery,ingest,scoring,training,sync,llm"
 
 
 def web_command(port: int, *, workers: int = 2) -> list[str]:

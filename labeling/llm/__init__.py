@@ -1,0 +1,1 @@
+"""LLM reviewers: LLM policy classifiers measured like any reviewer (see models.py)."""

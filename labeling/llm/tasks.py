@@ -1,0 +1,1 @@
+"""Celery tasks of LLM reviewers (queue `llm`): thin, take ids, call services."""

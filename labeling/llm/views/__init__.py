@@ -1,0 +1,1 @@
+"""Pages of LLM reviewers, one module per topic (reviewers, drafts, prelabels)."""
