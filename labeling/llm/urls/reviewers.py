@@ -1,3 +1,13 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from ..views import reviewers as views
+
+urlpatterns = [
+    path("", views.reviewer_list, name="reviewers"),
+    path("new/", views.reviewer_new, name="reviewer-new"),
+    path("<int:reviewer_id>/", views.reviewer_detail, name="reviewer"),
+    path("<int:reviewer_id>/edit/", views.reviewer_edit, name="reviewer-edit"),
+    path("<int:reviewer_id>/runs/", views.run_start, name="run-start"),
+    path("runs/<int:run_id>/", views.run_detail, name="run"),
+    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
+]
