@@ -552,6 +552,9 @@ def _write_annotations(run: LLMRun, judgements: list[LLMJudgement]) -> list[Anno
     plain = [j for j in judgements if j.variant == "" and j.label]
     if not plain:
         return []
+    # Two runs of one reviewer may cover the same items: lock the reviewer (after the run, as
+    # everywhere here) so their chunks check "already annotated" and insert one after the other.
+    LLMReviewer.objects.select_for_update().filter(pk=reviewer.pk).first()
     already = set(
         Annotation.objects.filter(
             reviewer_id=reviewer.account_id,
