@@ -19,8 +19,8 @@ from tests.llm.runs_data import local_reviewer, make_gold_items
 @pytest.fixture
 def no_broker(monkeypatch):  # type: ignore[no-untyped-def]
     """Chunks are driven by the test: what the engine would enqueue is recorded, not sent."""
-    sent: list[int] = []
-    monkeypatch.setattr(runs, "enqueue_chunk", lambda run_id, countdown=0: sent.append(run_id))
+    sent: list[tuple[int, float]] = []
+    monkeypatch.setattr(runs, "enqueue_chunk", lambda run_id, countdown=0: sent.append((run_id, countdown)))
     return sent
 
 
@@ -49,7 +49,7 @@ def test_a_duplicate_delivery_of_a_chunk_stores_nothing(transactional_db, no_bro
     run.refresh_from_db()
     assert (run.position, run.items_done) == (3, 3)
     assert LLMJudgement.objects.filter(run=run).count() == 3 == Annotation.objects.count()
-    assert no_broker == [run.pk, run.pk]  # the start, then the winner's next chunk only
+    assert [run_id for run_id, _ in no_broker] == [run.pk, run.pk]  # the start, then the winner's next chunk only
 
 
 @pytest.mark.slow
@@ -76,3 +76,18 @@ def test_a_second_run_of_the_same_reviewer_does_not_annotate_an_item_twice(trans
 
     assert LLMJudgement.objects.count() == 8 and LLMJudgement.objects.filter(cached=True).count() == 4
     assert Annotation.objects.filter(reviewer=reviewer.account).count() == 4
+
+
+@pytest.mark.slow
+def test_requests_per_minute_bounds_a_chunk_and_spaces_the_next_one(transactional_db, no_broker) -> None:
+    policy, _queue, ids = make_gold_items(3)
+    reviewer = local_reviewer(policy)
+    reviewer.requests_per_minute = 2
+    reviewer.save()
+    run = llm_run_start(reviewer=reviewer, kind="gold_sample", item_ids=ids, chunk_size=20, actor=SYSTEM)
+
+    assert llm_run_process_chunk(run_id=run.pk) == "more"
+
+    run.refresh_from_db()
+    assert run.position == 2  # at most a minute of requests per chunk
+    assert 0 < no_broker[-1][1] <= 60  # the next chunk waits out the minute
