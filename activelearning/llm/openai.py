@@ -8,7 +8,7 @@ log-probabilities of the top 20 tokens at each position.
 
 Label choice, never a guess:
 1. By log-probabilities, where the answer carries them: at the first generated position whose
-   token starts the value or title of exactly one label, each label takes the probability of
+   token (of two characters or more) starts the value or title of exactly one label, each label takes the probability of
    the top tokens that start its value or title, renormalised over the labels found there. A
    server's tokenizer is unknown here, so when a top token starts two labels (their first
    tokens collide) or no position names a label, this step gives no answer.
@@ -77,8 +77,14 @@ def messages_for(prompt: PolicyPrompt, content: str) -> list[dict[str, str]]:
 
 
 def _matches(token: str, label: LabelChoice) -> bool:
+    """True when `token` starts the label's value or title. A one-character token ("I", "-")
+    names a label only when that is the whole value or title: otherwise it is rather a word of
+    a sentence or of the answer's syntax."""
     piece = token.strip().lower()
-    return bool(piece) and (label.value.lower().startswith(piece) or label.title.lower().startswith(piece))
+    names = (label.value.lower(), label.title.lower())
+    if len(piece) < 2:
+        return bool(piece) and piece in names
+    return any(name.startswith(piece) for name in names)
 
 
 def choose_by_logprobs(labels: tuple[LabelChoice, ...], answer: _Answer) -> dict[str, float] | None:

@@ -4,10 +4,15 @@ retries run out, and abstains, never guessing, on answers it cannot map onto the
 
 from __future__ import annotations
 
+import email.utils
+import math
+import time
+
+import httpx
 import pytest
 
 from activelearning.llm.base import BackendUnavailable, LabelChoice, PolicyPrompt
-from activelearning.llm.openai import OpenAIBackend
+from activelearning.llm.openai import MAX_RETRY_WAIT, OpenAIBackend, retry_after_seconds
 from activelearning.llm.weights import MODEL_ID
 from tests.llm.conftest import PROTOCOL_SERVER_KEY
 from tests.llm.proxy import Step, chat_answer, json_step, scripted_server
@@ -92,6 +97,30 @@ def test_a_logprob_token_starting_two_labels_falls_back_to_the_json_answer():
     assert judgement.label == "unsure" and judgement.scores == {}
 
 
+def test_logprobs_are_read_where_the_answer_names_a_label_not_at_its_first_word():
+    prompt = PolicyPrompt(
+        two_label_prompt().template,
+        "Harassment",
+        "Insults are violating.",
+        (LabelChoice("insult", "Insult"), LabelChoice("fine", "Fine")),
+    )
+    first = {"token": "I", "logprob": -0.1, "top_logprobs": [{"token": "I", "logprob": -0.1}]}
+    named = {
+        "token": " insult",
+        "logprob": -0.2,
+        "top_logprobs": [
+            {"token": " insult", "logprob": -0.2},
+            {"token": " Fine", "logprob": -1.8},
+            {"token": " the", "logprob": -2.0},
+        ],
+    }
+    with scripted_server([chat_answer("I insult", logprobs={"content": [first, named]})]) as proxy:
+        (judgement,) = _backend(proxy.url).judge(prompt, [SAMPLE_TEXTS[0]])
+    expected = math.exp(-0.2) / (math.exp(-0.2) + math.exp(-1.8))
+    assert judgement.label == "insult"
+    assert judgement.scores == pytest.approx({"insult": expected, "fine": 1 - expected})
+
+
 def test_a_client_error_on_one_item_is_that_items_abstention():
     refused = json_step(400, {"error": {"message": "content too long"}})
     with scripted_server([refused, chat_answer('{"label": "violating"}')]) as proxy:
@@ -124,3 +153,18 @@ def test_a_server_refusing_logprobs_is_asked_again_without_them(llm_protocol_ser
         judgements = backend.judge(two_label_prompt(), SAMPLE_TEXTS[:2])
     assert ["logprobs" in r["body"] for r in proxy.requests] == [True, False, False]
     assert all(j.scores == {} and j.prompt_tokens > 0 for j in judgements)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("3", 3.0), ("0.5", 0.5), ("-4", 0.0), ("86400", MAX_RETRY_WAIT), ("soon", None), ("", None)],
+)
+def test_retry_after_is_read_in_seconds_and_capped(header, expected):  # type: ignore[no-untyped-def]
+    response = httpx.Response(429, headers={"Retry-After": header} if header else {})
+    assert retry_after_seconds(response) == expected
+
+
+def test_retry_after_may_be_an_http_date():
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    waited = retry_after_seconds(httpx.Response(503, headers={"Retry-After": later}))
+    assert waited is not None and 25 <= waited <= 31
