@@ -64,6 +64,10 @@ class LocalBackend:
         model.eval()
         return tokenizer, model
 
+    def tokenizer_and_model(self) -> tuple[Any, Any]:
+        """The loaded tokenizer and model (loaded on first use): the protocol server generates with them."""
+        return self._loaded
+
     def load(self) -> None:
         """Load (and on first use convert) the model now rather than on the first judgement."""
         self._loaded  # noqa: B018
@@ -152,7 +156,7 @@ class LocalBackend:
             before, _ = split_at_content(prompt)
             ids = tokenizer.encode(before, add_special_tokens=True)
             output = model(torch.tensor([ids]), use_cache=True)
-            self._prefix_cache = {key: (output.past_key_values, len(ids))}  # one prompt at a time
+            self._prefix_cache = {key: (output.cache, len(ids))}  # one prompt at a time
         return self._prefix_cache[key]
 
     def _forward(self, prompt: PolicyPrompt, sequences: list[list[int]]) -> Any:
