@@ -2,7 +2,9 @@
 
 Numbers come from `labeling.stats.agreement` (checked against reference packages) and from the
 checked Dawid–Skene fits of `labeling.services.reliability`; this module only selects the
-annotations and shapes the results.
+annotations and shapes the results. Every figure is of people by default: an LLM reviewer's
+answers (source `llm`) join only when a caller passes `include_llm=True`, and the LLM is shown
+beside the humans by `labeling.llm.services.reports`, not among them.
 """
 
 from __future__ import annotations
@@ -46,10 +48,16 @@ MIN_AGREEMENT_ITEMS = 20
 
 
 def _annotations(
-    policy: Policy, *, queue_id: int | None = None, since: datetime | None = None, until: datetime | None = None
+    policy: Policy,
+    *,
+    queue_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    include_llm: bool = False,
 ) -> QuerySet[Annotation]:
-    """Live, single-label annotations of real work under a policy (honeypots measure, not vote)."""
-    rows = policy_annotations(policy)
+    """Live annotations of real work under a policy (honeypots measure, not vote); people's only
+    unless `include_llm` (see `policy_annotations`)."""
+    rows = policy_annotations(policy, include_llm=include_llm)
     if queue_id is not None:
         rows = rows.filter(task__queue_id=queue_id)
     if since is not None:
@@ -83,9 +91,11 @@ def agreement_report(
     since: datetime | None = None,
     until: datetime | None = None,
     resamples: int = 500,
+    include_llm: bool = False,
 ) -> AgreementReport | None:
     """Percent agreement, Fleiss' kappa and Krippendorff's alpha with bootstrap 95 % intervals."""
-    triples = _triples(_annotations(policy, queue_id=queue_id, since=since, until=until))
+    rows = _annotations(policy, queue_id=queue_id, since=since, until=until, include_llm=include_llm)
+    triples = _triples(rows)
     units = [u for u in units_from_triples(triples) if len(u) >= 2]
     if not units:
         return None
@@ -118,9 +128,11 @@ class ReviewerPair:
     overlap: int
 
 
-def reviewer_pairs(*, policy: Policy, min_overlap: int = MIN_PAIR_OVERLAP, limit: int = 30) -> list[ReviewerPair]:
+def reviewer_pairs(
+    *, policy: Policy, min_overlap: int = MIN_PAIR_OVERLAP, limit: int = 30, include_llm: bool = False
+) -> list[ReviewerPair]:
     """Cohen's kappa on the label for the reviewer pairs who labelled the most items in common, by username."""
-    units = units_from_triples(_triples(_annotations(policy)))
+    units = units_from_triples(_triples(_annotations(policy, include_llm=include_llm)))
     pairs = sorted(pairwise_kappas(units, min_overlap=min_overlap), key=lambda p: -p.overlap)[:limit]
     ids = {int(reviewer) for pair in pairs for reviewer in (pair.a, pair.b)}
     names = dict(User.objects.filter(pk__in=ids).values_list("pk", "username"))
@@ -169,7 +181,7 @@ class ScaleAgreementReport:
 
 
 def scale_agreement_report(
-    *, policy: Policy, queue_id: int | None = None, resamples: int = 500
+    *, policy: Policy, queue_id: int | None = None, resamples: int = 500, include_llm: bool = False
 ) -> ScaleAgreementReport | None:
     """Alpha per answer field on the scale the policy's schema declares, and the mean pairwise kappa.
 
@@ -185,7 +197,7 @@ def scale_agreement_report(
     version = policy.current_version()
     if version is None:
         return None
-    rows = _annotations(policy, queue_id=queue_id).order_by("created_at")
+    rows = _annotations(policy, queue_id=queue_id, include_llm=include_llm).order_by("created_at")
     answers = list(rows.values_list("item_id", "reviewer_id", "labels", "severity"))
     if not answers:
         return None
@@ -263,7 +275,7 @@ class ReviewerStats:
     flags: list[str] = field(default_factory=list)
 
 
-def reviewer_stats(*, policy: Policy, since: datetime) -> list[ReviewerStats]:
+def reviewer_stats(*, policy: Policy, since: datetime, include_llm: bool = False) -> list[ReviewerStats]:
     """Per reviewer: throughput, handle time, agreement with gold, honeypot accuracy, reliability.
 
     A reviewer is flagged when their honeypot accuracy is below HONEYPOT_MIN_ACCURACY over at least
@@ -273,7 +285,7 @@ def reviewer_stats(*, policy: Policy, since: datetime) -> list[ReviewerStats]:
     20 labels an estimate of 60 % is compatible with 80 %, and a flag on a person must not be noise.
     """
     rows = (
-        _annotations(policy, since=since)
+        _annotations(policy, since=since, include_llm=include_llm)
         .select_related("reviewer")
         .only("reviewer", "labels", "handle_time_ms", "item_id")
     )
@@ -288,7 +300,7 @@ def reviewer_stats(*, policy: Policy, since: datetime) -> list[ReviewerStats]:
             handle[annotation.reviewer_id].append(annotation.handle_time_ms)
         if annotation.item_id in gold:
             agree[annotation.reviewer_id].append(sorted(annotation.labels) == sorted(gold[annotation.item_id]))
-    for hp in honeypot_accuracy(policy_id=policy.pk):
+    for hp in honeypot_accuracy(policy_id=policy.pk, include_llm=include_llm):
         if hp.reviewer_id in stats:
             stats[hp.reviewer_id].honeypot_accuracy = hp.accuracy
             stats[hp.reviewer_id].honeypots_answered = hp.answered

@@ -23,6 +23,7 @@ from reviewapp.content import hidden_characters, render_guideline
 from reviewapp.models import Queue, QueueKind, TaskStatus
 from reviewapp.projection import task_projection
 
+from .llm.services.reports import llm_beside_humans
 from .models import Adjudication, AdjudicationStatus, Annotation, Appeal, AppealStatus, GoldLabel, Policy, PolicyVersion
 from .quality import (
     AgreementReport,
@@ -305,6 +306,7 @@ def quality(request: HttpRequest) -> HttpResponse:
         reliability_fit=reliability_fit_latest(policy_id=policy.pk),
         accuracy_bar=settings.HONEYPOT_MIN_ACCURACY,
         pairs=reviewer_pairs(policy=policy),
+        llm_figures=llm_beside_humans(policy=policy) if policy.llm_reviewers.exists() else None,
         accuracy_chart=bar_chart(
             [
                 Bar(

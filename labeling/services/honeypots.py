@@ -13,7 +13,7 @@ from reviewapp.db import db_now
 from reviewapp.models import ModelDecision, Queue, QueueKind, ReviewTask, RoutingOutcome, TaskReason, TaskStatus
 from reviewapp.services.tasks import TaskSpec, review_task_open
 
-from ..models import Annotation, GoldLabel, HoneypotCheck
+from ..models import Annotation, AnnotationSource, GoldLabel, HoneypotCheck
 
 
 def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -> int:
@@ -131,9 +131,12 @@ class HoneypotAccuracy:
     accuracy: float
 
 
-def honeypot_accuracy(*, policy_id: int | None = None) -> list[HoneypotAccuracy]:
-    """Per reviewer (and policy) share of honeypots answered correctly."""
+def honeypot_accuracy(*, policy_id: int | None = None, include_llm: bool = False) -> list[HoneypotAccuracy]:
+    """Per reviewer (and policy) share of honeypots answered correctly; people's answers only
+    unless `include_llm` (an LLM reviewer's honeypot accuracy is in `labeling.llm.services.reports`)."""
     rows = HoneypotCheck.objects.filter(correct__isnull=False)
+    if not include_llm:
+        rows = rows.exclude(annotation__source=AnnotationSource.LLM)
     if policy_id is not None:
         rows = rows.filter(gold__policy_id=policy_id)
     stats = rows.values("reviewer_id", "gold__policy_id").annotate(

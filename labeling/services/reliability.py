@@ -18,15 +18,21 @@ from django.db.models import QuerySet
 
 from reviewapp.models import TaskReason
 
-from ..models import Annotation, Policy, ReliabilityFit, ReviewerReliability
+from ..models import Annotation, AnnotationSource, Policy, ReliabilityFit, ReviewerReliability
 from ..stats.dawid_skene import DawidSkeneModel, fit_dawid_skene
 
 MIN_ITEMS_FOR_RELIABILITY = 20
 
 
-def policy_annotations(policy: Policy) -> QuerySet[Annotation]:
-    """Live annotations of real work under a policy (honeypots measure reviewers, they do not vote)."""
-    return Annotation.objects.filter(policy=policy, retracted_at__isnull=True).exclude(task__reason=TaskReason.HONEYPOT)
+def policy_annotations(policy: Policy, *, include_llm: bool = False) -> QuerySet[Annotation]:
+    """Live annotations of real work under a policy (honeypots measure reviewers, they do not vote).
+
+    Human answers only unless `include_llm`: an LLM reviewer's answers (source `llm`, written by
+    its machine account) are measured beside the humans (`labeling.llm.services.reports`), never
+    mixed into the human figures, the crowd model or its weights.
+    """
+    rows = Annotation.objects.filter(policy=policy, retracted_at__isnull=True).exclude(task__reason=TaskReason.HONEYPOT)
+    return rows if include_llm else rows.exclude(source=AnnotationSource.LLM)
 
 
 def policy_triples(rows: QuerySet[Annotation]) -> list[tuple[str, str, str]]:
@@ -39,7 +45,7 @@ def policy_triples(rows: QuerySet[Annotation]) -> list[tuple[str, str, str]]:
 
 
 def reliability_refresh(*, policy: Policy, smoothing: float = 0.0, min_labels: int = MIN_ITEMS_FOR_RELIABILITY) -> int:
-    """Fit Dawid–Skene on the policy's annotations, record the fit, and store estimates if it passed.
+    """Fit Dawid–Skene on the policy's human annotations, record the fit, and store estimates if it passed.
 
     `smoothing` is the fit's Dirichlet smoothing of confusion cells and class counts (0, the
     maximum-likelihood fit, is what survives sparse crowds; see `labeling.stats.dawid_skene`).
