@@ -23,6 +23,7 @@ from reviewapp.content import hidden_characters, render_guideline
 from reviewapp.models import Queue, QueueKind, TaskStatus
 from reviewapp.projection import task_projection
 
+from .llm.services.suggestions import automation_bias_report
 from .models import Adjudication, AdjudicationStatus, Annotation, Appeal, AppealStatus, GoldLabel, Policy, PolicyVersion
 from .quality import (
     AgreementReport,
@@ -305,6 +306,7 @@ def quality(request: HttpRequest) -> HttpResponse:
         reliability_fit=reliability_fit_latest(policy_id=policy.pk),
         accuracy_bar=settings.HONEYPOT_MIN_ACCURACY,
         pairs=reviewer_pairs(policy=policy),
+        automation_bias=automation_bias_report(queue=queue) if queue else automation_bias_report(policy=policy),
         accuracy_chart=bar_chart(
             [
                 Bar(
