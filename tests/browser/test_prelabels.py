@@ -4,10 +4,12 @@ and a hostile label title or LLM name stays text."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group, User
 from playwright.sync_api import Page, expect
 
-from labeling.llm.models import SuggestionExposure
+from labeling.llm.models import QueuePrelabels, SuggestionExposure
 from labeling.models import Annotation, AnnotationSource
+from tests.browser.conftest import PASSWORD
 from tests.browser.workspace_nav import keys_ready, open_next_item
 from tests.factories import ContentItemFactory, PolicyFactory, QueueFactory, ReviewTaskFactory
 from tests.llm.prelabels_data import llm_annotation, llm_reviewer, prelabels_on
@@ -90,4 +92,29 @@ def test_a_blind_queue_shows_no_suggestion_even_when_its_settings_say_so(
     page.keyboard.press("a")
     expect(page.locator('#annotate-form input[name="labels"]:checked')).to_have_count(0)
     assert not SuggestionExposure.objects.exists()
+    assert watch.csp_violations == []
+
+
+def test_a_lead_enables_pre_labels_and_a_blind_queue_says_why_not(
+    page: Page, watch, screenshot, log_in, review_queue, policy
+) -> None:
+    lead = User.objects.create_user(username="lead-prelabels", password=PASSWORD)
+    lead.groups.add(Group.objects.get_or_create(name="policy_lead")[0])
+    blind = QueueFactory(slug="blind-settings", name="Blind settings", blind_review=True)
+    ReviewTaskFactory(policy=policy, queue=review_queue)
+    llm = llm_reviewer(policy, name="gemma-local")
+
+    log_in(lead)
+    page.goto("/lead/prelabels/")
+    expect(page.locator(f"#prelabels-refusal-{blind.pk}")).to_contain_text("Blind queue")
+    section = page.locator(f"#prelabels-queue-{review_queue.pk}")
+    section.get_by_label("LLM reviewer").select_option(label="gemma-local")
+    section.get_by_label("Show suggestions to reviewers").check()
+    section.get_by_label("Share of eligible tasks that show the suggestion").fill("0.9")
+    section.get_by_role("button", name="Save pre-labels").click()
+    expect(page.get_by_text(f"Pre-labels of {review_queue.name} saved.")).to_be_visible()
+    expect(section).to_contain_text("suggests on 90 % of eligible tasks")
+    screenshot("settings")
+    settings = QueuePrelabels.objects.get(queue=review_queue)
+    assert (settings.reviewer, settings.enabled, settings.suggest_fraction) == (llm, True, 0.9)
     assert watch.csp_violations == []

@@ -145,6 +145,11 @@ def test_configure_refuses_a_fraction_that_would_give_honeypots_away(policy, que
         _configure(queue, llm, fraction)
 
 
+def test_configure_refuses_suggestions_without_an_llm(queue) -> None:
+    with pytest.raises(ValidationError, match="Choose the LLM reviewer"):
+        _configure(queue, None, 0.5)
+
+
 def test_configure_refuses_an_llm_of_another_policy(queue, llm) -> None:
     other = ReviewTaskFactory(queue=queue).policy  # the queue carries only another policy
     assert other != llm.policy

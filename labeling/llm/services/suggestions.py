@@ -98,7 +98,8 @@ def prelabels_configure(
     """Set a queue's pre-labels; `reviewer` None switches them off. Audited; returns the settings.
 
     Refused (ValidationError) on blind and non-review queues, for an LLM reviewer that is inactive or
-    labels a policy the queue does not carry, and for a fraction outside [0, MAX_SUGGEST_FRACTION].
+    labels a policy the queue does not carry, for suggestions or votes without an LLM reviewer, and
+    for a fraction outside [0, MAX_SUGGEST_FRACTION].
     Locks the queue's settings row (when it exists) for the read-modify-write.
     """
     refusal = prelabels_refusal(queue)
@@ -107,6 +108,8 @@ def prelabels_configure(
     _check_fraction(suggest_fraction)
     if reviewer is not None:
         _check_reviewer(queue, reviewer)
+    elif enabled or counts_toward_consensus:
+        raise ValidationError("Choose the LLM reviewer whose labels are suggested or vote; none switches both off.")
     with transaction.atomic():
         current = QueuePrelabels.objects.select_for_update().filter(queue=queue).first()
         before = _settings_snapshot(current)

@@ -44,7 +44,7 @@ class PrelabelsForm(forms.Form):
     counts_toward_consensus = forms.BooleanField(required=False, label="The LLM's label votes in consensus")
 
     def __init__(self, *args: Any, queue: Queue, **kwargs: Any) -> None:
-        super().__init__(*args, prefix=f"q{queue.pk}", **kwargs)
+        super().__init__(*args, prefix=f"q{queue.pk}", label_suffix="", **kwargs)
         policies = [p.pk for p in queue_policies(queue)]
         self.fields["reviewer"].queryset = LLMReviewer.objects.filter(policy_id__in=policies, is_active=True)
 
@@ -80,7 +80,7 @@ def _row(queue: Queue, form: PrelabelsForm | None = None) -> dict[str, Any]:
     settings = queue_prelabels(queue)
     refusal = prelabels_refusal(queue)
     if form is None and not refusal:
-        initial = {"enabled": True}
+        initial: dict[str, Any] = {}
         if settings is not None:
             initial = {
                 "reviewer": settings.reviewer_id if settings.enabled or settings.counts_toward_consensus else None,
