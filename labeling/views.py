@@ -24,6 +24,7 @@ from reviewapp.models import Queue, QueueKind, TaskStatus
 from reviewapp.projection import task_projection
 
 from .llm.services.reports import llm_beside_humans
+from .llm.services.suggestions import automation_bias_report
 from .models import Adjudication, AdjudicationStatus, Annotation, Appeal, AppealStatus, GoldLabel, Policy, PolicyVersion
 from .quality import (
     AgreementReport,
@@ -307,6 +308,7 @@ def quality(request: HttpRequest) -> HttpResponse:
         accuracy_bar=settings.HONEYPOT_MIN_ACCURACY,
         pairs=reviewer_pairs(policy=policy),
         llm_figures=llm_beside_humans(policy=policy) if policy.llm_reviewers.exists() else None,
+        automation_bias=automation_bias_report(queue=queue) if queue else automation_bias_report(policy=policy),
         accuracy_chart=bar_chart(
             [
                 Bar(

@@ -47,7 +47,8 @@ def visible_queues(user: User) -> QuerySet[Queue]:
 
 def access_queue(user: User, queue_id: int) -> Queue:
     """The queue if the user may work it; 404 otherwise, so queue ids do not leak."""
-    queue = visible_queues(user).filter(pk=queue_id).first()
+    # The queue's LLM pre-label settings come in the same statement: the workspace asks for them.
+    queue = visible_queues(user).filter(pk=queue_id).select_related("prelabels__reviewer").first()
     if queue is None:
         raise Http404("No such queue.")
     return queue
@@ -56,7 +57,7 @@ def access_queue(user: User, queue_id: int) -> Queue:
 def access_task(user: User, task_id: int) -> ReviewTask:
     """A task in a queue the user may work (with item, policy and queue loaded); 404 otherwise."""
     task = (
-        ReviewTask.objects.select_related("item", "policy", "queue", "decision")
+        ReviewTask.objects.select_related("item", "policy", "queue__prelabels__reviewer", "decision")
         .filter(pk=task_id, queue__in=visible_queues(user))
         .first()
     )

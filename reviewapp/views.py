@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from labeling.llm.services.suggestions import suggestion_accepted_record, suggestion_for
 from labeling.models import Annotation
 from labeling.services.annotations import SubmissionRejected, annotation_retract, annotation_submit
 
@@ -101,6 +102,8 @@ def task_submit(request: HttpRequest, task_id: int) -> HttpResponse:
         return _render_workspace(request, task.queue, task, form=form)
     except SubmissionRejected as error:
         return _next(request, task.queue, notice=str(error))
+    if request.POST.get("suggestion_accepted") == "1":  # set by the accept key (workspace.js)
+        suggestion_accepted_record(task=task, reviewer=request.user, labels=result.annotation.labels)
     return _next(request, task.queue, notice="Saved.", last_annotation=result.annotation)
 
 
@@ -290,6 +293,8 @@ def _workspace_context(
         else 0,
         heartbeat_seconds=max(15, queue.lease_seconds // 3),
         label_keys=_label_keys(version),
+        # Free on queues without LLM pre-labels (the settings came with the queue); see suggestion_for.
+        suggestion=suggestion_for(task=task, reviewer=request.user),
         lease_deadline=task.lease_expires_at or timezone.now() + timedelta(seconds=queue.lease_seconds),
     )
     return context

@@ -157,6 +157,9 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-snapshot-build": ("get", dict.fromkeys(ROLES, DENIED)),
     "api-export-job": ("get", dict.fromkeys(ROLES, DENIED)),
     "api-export-download": ("get", dict.fromkeys(ROLES, DENIED)),
+    # LLM pre-labels: a lead page.
+    "llm:prelabels-list": ("get", LEAD_PAGE),
+    "llm:prelabels-update": ("post", LEAD_PAGE),
 }
 ADMIN_NAMESPACE = "admin"
 INGEST_ROW = {"source": "s", "external_id": "e-1", "policy": "harassment", "model_name": "m", "model_version": "1"}
@@ -264,7 +267,9 @@ def url_for(name: str, kwargs: dict) -> str:  # type: ignore[no-untyped-def]
     from django.urls import NoReverseMatch, reverse
 
     for candidate in ({}, {k: v for k, v in kwargs.items()}):
-        pattern = get_resolver().reverse_dict.getlist(name)
+        namespace, _, short = name.rpartition(":")  # a namespaced name's pattern is in its namespace's resolver
+        resolver = get_resolver().namespace_dict[namespace][1] if namespace else get_resolver()
+        pattern = resolver.reverse_dict.getlist(short)
         try:
             needed = {k: candidate[k] for k in pattern[0][0][0][1]} if pattern else {}
             return reverse(name, kwargs=needed)

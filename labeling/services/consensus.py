@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 
 from reviewapp.audit import SYSTEM, Actor, audit_record
@@ -20,7 +21,7 @@ from reviewapp.db import db_now
 from reviewapp.models import ConsensusRule, ReviewTask, TaskReason, TaskStatus
 from reviewapp.services.tasks import review_task_escalate, review_task_reopen, review_task_resolve
 
-from ..models import Adjudication, AdjudicationReason, Annotation, GoldSource
+from ..models import Adjudication, AdjudicationReason, Annotation, AnnotationSource, GoldSource
 from .reliability import reliabilities_in_force
 
 Vote = tuple[str, ...]  # a reviewer's label set, sorted, so multi-label answers compare as wholes
@@ -110,7 +111,12 @@ def task_resolve(*, task_id: int, actor: Actor = SYSTEM, force: bool = False) ->
     from .honeypots import honeypot_score
 
     with transaction.atomic():
-        task = ReviewTask.objects.select_for_update(of=("self",)).select_related("queue", "decision").get(pk=task_id)
+        # The queue's pre-label settings come along: they say whether an LLM's answer votes.
+        task = (
+            ReviewTask.objects.select_for_update(of=("self",))
+            .select_related("queue", "decision", "queue__prelabels__reviewer")
+            .get(pk=task_id)
+        )
         now = db_now()
         window = timedelta(seconds=settings.UNDO_WINDOW_SECONDS)
         if task.status != TaskStatus.COMPLETED or task.resolved_at is not None:
@@ -121,9 +127,11 @@ def task_resolve(*, task_id: int, actor: Actor = SYSTEM, force: bool = False) ->
             task.annotations.filter(retracted_at__isnull=True).select_related("policy_version").order_by("created_at")
         )
         if task.reason == TaskReason.HONEYPOT:
+            # A honeypot checks the person who answered it; a machine's answer is never scored here.
             review_task_resolve(task=task, now=now)
-            honeypot_score(task=task, annotations=annotations)
+            honeypot_score(task=task, annotations=[a for a in annotations if a.source != AnnotationSource.LLM])
             return "honeypot"
+        annotations = voting_annotations(task, annotations)
         outcome = _consensus_for(task, annotations)
         if outcome.agreed and task.queue.auto_gold:
             version = max((a.policy_version for a in annotations), key=lambda v: v.number)
@@ -159,6 +167,38 @@ def task_resolve(*, task_id: int, actor: Actor = SYSTEM, force: bool = False) ->
             resolved_at=now,
         )
         return "confirm" if outcome.agreed else "adjudication"
+
+
+def voting_annotations(task: ReviewTask, annotations: list[Annotation]) -> list[Annotation]:
+    """The annotations that vote in `task`'s consensus: the humans', plus the queue's pre-label LLM
+    reviewer's where its settings count it (`QueuePrelabels.counts_toward_consensus`); any other
+    machine-made annotation never votes.
+
+    The LLM then votes beside the humans and is part of the gold label's provenance; it never
+    fills a human's place, since a task completes on its human answers (the LLM's annotation is
+    written without counting towards `annotation_count`).
+    """
+    humans = [a for a in annotations if a.source != AnnotationSource.LLM]
+    try:
+        prelabels = task.queue.prelabels  # type: ignore[attr-defined]
+    except ObjectDoesNotExist:
+        return humans
+    if not prelabels.counts_toward_consensus:
+        return humans
+    # The LLM's one live answer of (item, policy), whichever task it was written on.
+    account_id = prelabels.reviewer.account_id
+    machine = next((a for a in annotations if a.reviewer_id == account_id), None) or (
+        Annotation.objects.filter(
+            item_id=task.item_id,
+            policy_id=task.policy_id,
+            reviewer_id=account_id,
+            source=AnnotationSource.LLM,
+            retracted_at__isnull=True,
+        )
+        .select_related("policy_version")
+        .first()
+    )
+    return [*humans, machine] if machine is not None else humans
 
 
 def _consensus_for(task: ReviewTask, annotations: list[Annotation]) -> Consensus:

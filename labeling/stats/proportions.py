@@ -26,3 +26,15 @@ def wilson_interval(successes: float, n: float, *, z: float = Z_95) -> tuple[flo
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe_difference_interval(k1: int, n1: int, k2: int, n2: int, *, z: float = Z_95) -> tuple[float, float, float]:
+    """(p1 − p2, low, high): Newcombe's hybrid score interval for a difference of two independent
+    proportions (Newcombe 1998, method 10), built from each group's Wilson interval. Needs n1, n2 > 0."""
+    if n1 <= 0 or n2 <= 0:
+        raise ValueError(f"need both groups non-empty, got n1={n1}, n2={n2}")
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson_interval(k1, n1, z=z)
+    l2, u2 = wilson_interval(k2, n2, z=z)
+    d = p1 - p2
+    return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)

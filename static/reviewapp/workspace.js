@@ -37,6 +37,29 @@
     input.focus();
   }
 
+  // An LLM pre-label (templates/llm/partials/_suggestion.html): the key selects its label and
+  // marks the answer as accepted from the suggestion; it submits nothing. The server counts the
+  // acceptance only if the submitted label is still the suggested one.
+  function acceptSuggestion() {
+    const box = region().querySelector("#llm-suggestion");
+    if (!box || policyHeld) return;
+    const value = box.getAttribute("data-label");
+    const input = Array.from(region().querySelectorAll('#annotate-form input[name="labels"]'))
+      .find(function (candidate) { return candidate.value === value; });
+    if (!input) return;
+    if (input.type === "checkbox") {
+      region().querySelectorAll('#annotate-form input[name="labels"]').forEach(function (other) { other.checked = false; });
+    }
+    input.checked = true;
+    input.focus();
+    const flag = box.querySelector("#suggestion-accepted");
+    if (flag) flag.value = "1";
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("#llm-suggestion-accept")) acceptSuggestion();
+  });
+
   function submit(formId) {
     const form = document.getElementById(formId);
     if (form) form.requestSubmit();
@@ -153,6 +176,7 @@
         submit("annotate-form"); break;
       case "s": openPanel("skip-panel", "select"); break;
       case "e": openPanel("escalate-panel", "textarea"); break;
+      case "a": acceptSuggestion(); break;
       case "u": submit("undo-form"); break;
       case "r": { const button = document.getElementById("reveal-button"); if (button) button.click(); break; }
       case "g": { const guide = document.getElementById("guideline"); if (guide) guide.open = !guide.open; break; }

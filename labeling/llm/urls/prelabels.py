@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from ..views import prelabels
+
+urlpatterns = [
+    path("", prelabels.prelabels_list, name="prelabels-list"),
+    path("<int:queue_id>/", prelabels.prelabels_update, name="prelabels-update"),
+]
