@@ -235,7 +235,7 @@ def test_reviewers_get_403_on_every_draft_page(draft: PolicyDraft) -> None:
     client = logged_in(UserFactory(username="reviewer"))
     pk = draft.pk
     assert client.get(reverse("llm:draft-list")).status_code == 403
-    assert client.get(reverse("llm:draft-new") + "?policy=harassment").status_code == 403
+    assert client.get(reverse("llm:draft-new", args=["harassment"])).status_code == 403
     assert client.get(reverse("llm:draft-detail", args=[pk])).status_code == 403
     assert client.get(reverse("llm:draft-edit", args=[pk])).status_code == 403
     assert client.post(reverse("llm:draft-evaluate", args=[pk])).status_code == 403
@@ -250,13 +250,13 @@ def test_the_list_shows_drafts_per_policy(draft: PolicyDraft, lead: User) -> Non
 
 
 def test_the_new_draft_form_is_prefilled_from_the_version_in_force(harassment: Policy, lead: User) -> None:
-    page = logged_in(lead).get(reverse("llm:draft-new") + "?policy=harassment").content.decode()
+    page = logged_in(lead).get(reverse("llm:draft-new", args=["harassment"])).content.decode()
     assert "Version text." in page and "&quot;not_violating&quot;" in page
 
 
 def test_the_form_shows_schema_errors_and_saves_a_valid_draft(harassment: Policy, lead: User) -> None:
     client = logged_in(lead)
-    url = reverse("llm:draft-new") + "?policy=harassment"
+    url = reverse("llm:draft-new", args=["harassment"])
     fields = {"title": "Stricter", "guideline": "Text"}
     page = client.post(url, {**fields, "label_schema": "{not json"}).content.decode()
     assert "Label schema is not valid JSON" in page

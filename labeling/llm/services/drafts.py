@@ -29,12 +29,14 @@ from reviewapp.models import ContentItem
 from ...models import Policy, PolicyDraft, PolicyVersion, check_label_schema
 from ...services.relabel import gold_current_labels, label_key
 from ...stats.proportions import wilson_interval
-from ..models import LLMJudgement, LLMReviewer, LLMRun, RunKind
+from ..models import LLMJudgement, LLMReviewer, LLMRun, RunKind, RunStatus
 from ..prompting import item_text
 
 MAX_TITLE_CHARS = 200
 MAX_GUIDELINE_CHARS = 100_000
 DRAFT_VARIANTS = ["current", "draft"]
+MAX_SAMPLE = 5000
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -237,21 +239,28 @@ def draft_evaluation_start(*, draft: PolicyDraft, reviewer: LLMReviewer, n: int,
     """Start an LLM run that labels `n` gold items of the draft's policy under the base version
     and under the draft. Raises ValidationError for a published draft, a reviewer of another
     policy, or a policy without gold."""
-    if draft.published_version_id is not None:
-        raise ValidationError("This draft was published; evaluate a new draft instead.")
     if reviewer.policy_id != draft.policy_id:
         raise ValidationError(f"{reviewer.name} reviews another policy.")
-    if not 1 <= n <= 5000:
-        raise ValidationError("The sample size must be between 1 and 5,000 items.")
+    if not reviewer.is_active:
+        raise ValidationError(f"{reviewer.name} is switched off.")
+    if not 1 <= n <= MAX_SAMPLE:
+        raise ValidationError(f"The sample size must be between 1 and {MAX_SAMPLE:,} items.")
     # The run engine is helper llmruns' module (issue 17); imported here until both are merged.
     from .runs import llm_gold_sample_ids, llm_run_start
 
     item_ids = llm_gold_sample_ids(policy=draft.policy, n=n, seed=seed)
     if not item_ids:
         raise ValidationError(f"{draft.policy.name} has no gold items to evaluate on.")
-    return llm_run_start(
-        reviewer=reviewer, kind=RunKind.DRAFT, item_ids=item_ids, variants=DRAFT_VARIANTS, draft=draft, actor=actor
-    )
+    with transaction.atomic():
+        # The draft's row lock makes a double click start one run, not two.
+        draft = PolicyDraft.objects.select_for_update().get(pk=draft.pk)
+        if draft.published_version_id is not None:
+            raise ValidationError("This draft was published; evaluate a new draft instead.")
+        if draft.runs.filter(kind=RunKind.DRAFT, status__in=ACTIVE_STATUSES).exists():
+            raise ValidationError("An evaluation of this draft is still running.")
+        return llm_run_start(
+            reviewer=reviewer, kind=RunKind.DRAFT, item_ids=item_ids, variants=DRAFT_VARIANTS, draft=draft, actor=actor
+        )
 
 
 # --- Reading an evaluation back ---------------------------------------------------------------

@@ -23,8 +23,9 @@ from reviewapp.audit import Actor
 from reviewapp.content import render_guideline
 
 from ...models import Policy, PolicyDraft
-from ..models import LLMReviewer, RunStatus
+from ..models import LLMReviewer
 from ..services.drafts import (
+    ACTIVE_STATUSES,
     draft_evaluation,
     draft_evaluation_start,
     draft_runs,
@@ -34,7 +35,6 @@ from ..services.drafts import (
     policy_draft_update,
 )
 
-ACTIVE_RUN = (RunStatus.QUEUED, RunStatus.RUNNING)
 DEFAULT_SAMPLE = 200
 
 
@@ -91,8 +91,8 @@ def draft_list(request: HttpRequest) -> HttpResponse:
 
 
 @lead_required
-def draft_new(request: HttpRequest) -> HttpResponse:
-    policy = get_object_or_404(Policy, key=request.GET.get("policy", ""), is_active=True)
+def draft_new(request: HttpRequest, policy_key: str) -> HttpResponse:
+    policy = get_object_or_404(Policy, key=policy_key, is_active=True)
     base = policy.current_version()
     if base is None:
         messages.error(request, f"{policy.name} has no version in force to draft from.")
@@ -107,8 +107,8 @@ def draft_new(request: HttpRequest) -> HttpResponse:
 
 
 @lead_required
-def draft_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    draft = get_object_or_404(PolicyDraft.objects.select_related("policy", "base_version"), pk=pk)
+def draft_edit(request: HttpRequest, draft_id: int) -> HttpResponse:
+    draft = get_object_or_404(PolicyDraft.objects.select_related("policy", "base_version"), pk=draft_id)
     if draft.published_version_id is not None:
         messages.error(request, "This draft was published; it is read-only.")
         return redirect("llm:draft-detail", draft.pk)
@@ -122,15 +122,17 @@ def draft_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @lead_required
-def draft_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    draft = get_object_or_404(PolicyDraft.objects.select_related("policy", "base_version", "published_version"), pk=pk)
+def draft_detail(request: HttpRequest, draft_id: int) -> HttpResponse:
+    draft = get_object_or_404(
+        PolicyDraft.objects.select_related("policy", "base_version", "published_version"), pk=draft_id
+    )
     runs = draft_runs(draft=draft)
     latest = runs[0] if runs else None
     context = {
         "draft": draft,
         "runs": runs,
         "run": latest,
-        "running": latest is not None and latest.status in ACTIVE_RUN,
+        "running": latest is not None and latest.status in ACTIVE_STATUSES,
         "evaluation": draft_evaluation(run=latest) if latest else None,
         "changes": label_changes(base=draft.base_version, schema=draft.label_schema),
         "reviewers": LLMReviewer.objects.filter(policy=draft.policy, is_active=True).order_by("name"),
@@ -143,16 +145,18 @@ def draft_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @lead_required
-def draft_evaluate(request: HttpRequest, pk: int) -> HttpResponse:
-    draft = get_object_or_404(PolicyDraft.objects.select_related("policy"), pk=pk)
-    reviewer = LLMReviewer.objects.filter(pk=request.POST.get("reviewer") or 0, policy=draft.policy).first()
+def draft_evaluate(request: HttpRequest, draft_id: int) -> HttpResponse:
+    draft = get_object_or_404(PolicyDraft.objects.select_related("policy"), pk=draft_id)
+    try:
+        reviewer_id, n = int(request.POST.get("reviewer") or 0), int(request.POST.get("n") or DEFAULT_SAMPLE)
+    except ValueError:
+        messages.error(request, "Choose a reviewer and give the sample size as a whole number.")
+        return redirect("llm:draft-detail", draft.pk)
+    reviewer = LLMReviewer.objects.filter(pk=reviewer_id, policy=draft.policy).first()
     try:
         if reviewer is None:
             raise ValidationError(f"Choose an LLM reviewer of {draft.policy.name}.")
-        n = int(request.POST.get("n") or DEFAULT_SAMPLE)
         draft_evaluation_start(draft=draft, reviewer=reviewer, n=n, actor=Actor.of(request.user))
-    except ValueError:
-        messages.error(request, "The sample size must be a whole number.")
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     return redirect("llm:draft-detail", draft.pk)
@@ -160,8 +164,8 @@ def draft_evaluate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @lead_required
-def draft_publish(request: HttpRequest, pk: int) -> HttpResponse:
-    draft = get_object_or_404(PolicyDraft, pk=pk)
+def draft_publish(request: HttpRequest, draft_id: int) -> HttpResponse:
+    draft = get_object_or_404(PolicyDraft, pk=draft_id)
     try:
         version = policy_draft_publish(draft=draft, actor=Actor.of(request.user))
     except ValidationError as error:
