@@ -177,7 +177,7 @@ def test_the_evaluation_equals_a_hand_count_of_the_judgements(draft: PolicyDraft
     assert (evaluation.planned, evaluation.answered, evaluation.n) == (6, 6, 5)
     assert (evaluation.abstained_current, evaluation.abstained_draft) == (1, 0)
     assert evaluation.rows == evaluation.columns == ["violating", "not_violating"]
-    assert evaluation.matrix() == [("violating", [1, 1]), ("not_violating", [2, 1])]
+    assert evaluation.matrix() == [("violating", "Violating", [1, 1]), ("not_violating", "Not violating", [2, 1])]
     item_ids = run.item_ids
     assert [(f.item_id, f.current, f.draft, f.gold) for f in evaluation.flips] == [
         (item_ids[1], "violating", "not_violating", "violating"),
@@ -208,7 +208,8 @@ def test_a_draft_that_changes_the_label_set_is_not_graded_against_gold(
     answers = [("violating", "abusive", "violating"), ("not_violating", "not_violating", "not_violating")]
     evaluation = draft_evaluation(run=draft_run(renamed, reviewer, answers))
     assert evaluation.rows == ["violating", "not_violating"] and evaluation.columns == ["abusive", "not_violating"]
-    assert evaluation.matrix() == [("violating", [1, 0]), ("not_violating", [0, 1])]
+    assert evaluation.matrix() == [("violating", "Violating", [1, 0]), ("not_violating", "Not violating", [0, 1])]
+    assert evaluation.column_heads == [("abusive", "Abusive"), ("not_violating", "Not violating")]
     assert not evaluation.keeps_label_set and evaluation.gold_n == 0
     assert [s.label for s in evaluation.shifts] == ["violating", "not_violating", "abusive"]
 
@@ -282,6 +283,9 @@ def test_the_detail_page_shows_the_evaluation_and_escapes_item_text(
     assert HOSTILE not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
     assert f'href="/items/{run.item_ids[1]}/"' in page
     assert "<strong>3</strong> of 5 items flip" in page
+    assert (
+        '<th scope="row" title="not_violating">Not violating</th><td class="num">2</td><td class="num">1</td>' in page
+    )
     assert "does <strong>not</strong> relabel existing gold" in page and "queue_relabel --policy harassment" in page
     assert "hx-trigger" not in page  # the run is done: nothing polls
 

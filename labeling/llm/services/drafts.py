@@ -26,7 +26,7 @@ from django.db.models.functions import Now
 from reviewapp.audit import Actor, audit_record
 from reviewapp.models import ContentItem
 
-from ...models import Policy, PolicyDraft, PolicyVersion, check_label_schema
+from ...models import Policy, PolicyDraft, PolicyVersion, check_label_schema, readable_key
 from ...services.relabel import gold_current_labels, label_key
 from ...stats.proportions import wilson_interval
 from ..models import LLMJudgement, LLMReviewer, LLMRun, RunKind, RunStatus
@@ -287,6 +287,7 @@ class Share:
 @dataclass(frozen=True)
 class LabelShift:
     label: str
+    title: str
     current: Share
     draft: Share
 
@@ -303,6 +304,8 @@ class Flip:
     draft: str
     excerpt: str
     gold: str | None
+    current_title: str = ""
+    draft_title: str = ""
 
 
 @dataclass
@@ -330,6 +333,8 @@ class DraftEvaluation:
     gold_n: int = 0
     gold_correct_current: int = 0
     gold_correct_draft: int = 0
+    base_titles: dict[str, str] = field(default_factory=dict)  # label value → title under the base version
+    draft_titles: dict[str, str] = field(default_factory=dict)  # … under the draft
 
     @property
     def flipped(self) -> int:
@@ -343,9 +348,16 @@ class DraftEvaluation:
     def accuracy_draft(self) -> Share:
         return Share(self.gold_correct_draft, self.gold_n)
 
-    def matrix(self) -> list[tuple[str, list[int]]]:
-        """Rows of the confusion table: (current label, counts per draft label in `columns` order)."""
-        return [(row, [self.confusion[(row, column)] for column in self.columns]) for row in self.rows]
+    def matrix(self) -> list[tuple[str, str, list[int]]]:
+        """Rows of the confusion table: (current label, its title, counts per draft label in `columns` order)."""
+        return [
+            (row, self.base_titles.get(row, row), [self.confusion[(row, column)] for column in self.columns])
+            for row in self.rows
+        ]
+
+    @property
+    def column_heads(self) -> list[tuple[str, str]]:
+        return [(column, self.draft_titles.get(column, column)) for column in self.columns]
 
 
 def draft_evaluation(*, run: LLMRun) -> DraftEvaluation:
@@ -378,10 +390,12 @@ def draft_evaluation(*, run: LLMRun) -> DraftEvaluation:
         columns=_ordered(draft.label_values, (new for _, new in both.values())),
         confusion=confusion,
         keeps_label_set=changes.keeps_label_set,
+        base_titles=_titles(draft.base_version.label_schema),
+        draft_titles=_titles(draft.label_schema),
     )
     gold = _gold_keys(draft.policy, list(both))
-    evaluation.flips = _flips(both, gold)
-    evaluation.shifts = _shifts(evaluation.rows, evaluation.columns, both)
+    evaluation.flips = _flips(both, gold, evaluation)
+    evaluation.shifts = _shifts(evaluation, both)
     if changes.keeps_label_set:
         graded = [(pair, gold[item]) for item, pair in both.items() if item in gold]
         evaluation.gold_n = len(graded)
@@ -401,7 +415,11 @@ def _gold_keys(policy: Policy, item_ids: list[int]) -> dict[int, str]:
     return {item_id: label_key(labels) for item_id, labels in golds}
 
 
-def _flips(both: dict[int, tuple[str, str]], gold: dict[int, str]) -> list[Flip]:
+def _titles(schema: dict[str, Any]) -> dict[str, str]:
+    return {label["value"]: label.get("title") or readable_key(label["value"]) for label in schema["labels"]}
+
+
+def _flips(both: dict[int, tuple[str, str]], gold: dict[int, str], evaluation: DraftEvaluation) -> list[Flip]:
     flipped = sorted(item for item, (current, new) in both.items() if current != new)
     items = ContentItem.objects.only("title", "text").in_bulk(flipped)
     return [
@@ -411,6 +429,8 @@ def _flips(both: dict[int, tuple[str, str]], gold: dict[int, str]) -> list[Flip]
             draft=both[item_id][1],
             excerpt=_excerpt(items[item_id]),
             gold=gold.get(item_id),
+            current_title=evaluation.base_titles.get(both[item_id][0], both[item_id][0]),
+            draft_title=evaluation.draft_titles.get(both[item_id][1], both[item_id][1]),
         )
         for item_id in flipped
     ]
@@ -421,12 +441,16 @@ def _excerpt(item: ContentItem) -> str:
     return text if len(text) <= FLIP_EXCERPT_CHARS else text[: FLIP_EXCERPT_CHARS - 1] + "…"
 
 
-def _shifts(rows: list[str], columns: list[str], both: dict[int, tuple[str, str]]) -> list[LabelShift]:
+def _shifts(evaluation: DraftEvaluation, both: dict[int, tuple[str, str]]) -> list[LabelShift]:
     n = len(both)
     current = Counter(label for label, _ in both.values())
     draft = Counter(label for _, label in both.values())
-    labels = [*rows, *(label for label in columns if label not in rows)]
-    return [LabelShift(label, Share(current[label], n), Share(draft[label], n)) for label in labels]
+    labels = [*evaluation.rows, *(label for label in evaluation.columns if label not in evaluation.rows)]
+    titles = {**evaluation.base_titles, **evaluation.draft_titles}
+    return [
+        LabelShift(label, titles.get(label, label), Share(current[label], n), Share(draft[label], n))
+        for label in labels
+    ]
 
 
 def draft_runs(*, draft: PolicyDraft) -> list[LLMRun]:
