@@ -157,7 +157,7 @@ def test_publishing_creates_the_next_version_and_makes_the_draft_read_only(draft
     assert event.before["version"] == 1 and event.after == {**event.after, "version": 2, "draft": draft.pk}
     with pytest.raises(ValidationError, match="read-only"):
         policy_draft_update(draft=draft, title="x", guideline="y", label_schema=BINARY_SCHEMA, actor=Actor.of(lead))
-    with pytest.raises(ValidationError, match="already published"):
+    with pytest.raises(ValidationError, match="already published; it is read-only"):
         policy_draft_publish(draft=draft, actor=Actor.of(lead))
 
 

@@ -193,7 +193,7 @@ def policy_draft_publish(*, draft: PolicyDraft, actor: Actor) -> PolicyVersion:
         Policy.objects.select_for_update().get(pk=draft.policy_id)
         draft = PolicyDraft.objects.select_for_update().select_related("policy", "base_version").get(pk=draft.pk)
         if draft.published_version_id is not None:
-            raise ValidationError(f"This draft was already published as v{draft.published_version.number}.")
+            raise ValidationError("This draft was already published; it is read-only.")
         current = draft.policy.current_version()
         if current is None or current.pk != draft.base_version_id:
             in_force = f"v{current.number}" if current else "no version"

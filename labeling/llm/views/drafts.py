@@ -84,7 +84,7 @@ def _saved(form: DraftForm, save: Any) -> PolicyDraft | None:
 def draft_list(request: HttpRequest) -> HttpResponse:
     policies = Policy.objects.filter(is_active=True).order_by("key")
     drafts = PolicyDraft.objects.select_related("policy", "base_version", "published_version").order_by("-created_at")
-    by_policy = {policy.pk: (policy, []) for policy in policies}
+    by_policy: dict[int, tuple[Policy, list[PolicyDraft]]] = {policy.pk: (policy, []) for policy in policies}
     for draft in drafts:
         by_policy.setdefault(draft.policy_id, (draft.policy, []))[1].append(draft)
     return render(request, "llm/draft_list.html", {"groups": list(by_policy.values())})
