@@ -19,7 +19,7 @@ from labeling.llm.services.drafts import (
 from labeling.models import GoldLabel, Policy, PolicyDraft
 from reviewapp.audit import Actor
 from reviewapp.models import AuditEvent, ContentItem
-from tests.factories import BINARY_SCHEMA, ContentItemFactory, PolicyFactory, UserFactory
+from tests.factories import BINARY_SCHEMA, ContentItemFactory, PolicyFactory, ReviewTaskFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -321,10 +321,15 @@ def test_the_guideline_preview_renders_markdown_without_raw_html(lead: User) -> 
 
 def test_evaluating_starts_a_draft_run_on_gold(draft: PolicyDraft, reviewer: LLMReviewer, lead: User) -> None:
     pytest.importorskip("labeling.llm.services.runs", reason="the run engine (helper llmruns) is not merged yet")
-    item = ContentItem.objects.create(source="s", external_id="gold-1", text="hi")
+    item = ReviewTaskFactory(policy=draft.policy, item=ContentItem.objects.create(source="s", external_id="g")).item
     GoldLabel.objects.create(
         item=item, policy=draft.policy, policy_version=draft.base_version, labels=["violating"], source="adjudication"
     )
     logged_in(lead).post(reverse("llm:draft-evaluate", args=[draft.pk]), {"reviewer": reviewer.pk, "n": "5"})
     run = LLMRun.objects.get()
     assert (run.kind, run.draft, run.variants) == (RunKind.DRAFT, draft, ["current", "draft"])
+    assert run.item_ids == [item.pk] and run.started_by == lead
+    response = logged_in(lead).post(
+        reverse("llm:draft-evaluate", args=[draft.pk]), {"reviewer": reviewer.pk}, follow=True
+    )
+    assert "still running" in response.content.decode() and LLMRun.objects.count() == 1

@@ -12,9 +12,9 @@ from labeling.llm.prompting import policy_prompt
 from labeling.llm.services.scoring import (
     llm_decisions_record,
     llm_model_version,
-    scoring_item_ids,
     violating_label,
 )
+from labeling.llm.services.scoring_jobs import scoring_item_ids
 from labeling.models import Policy
 from reviewapp.models import AuditEvent, ContentItem, ModelDecision, ReviewTask, RoutingOutcome, RoutingRule
 from tests.factories import ContentItemFactory, UserFactory

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
@@ -235,10 +236,13 @@ def _audit_state(draft: PolicyDraft) -> dict[str, Any]:
     }
 
 
-def draft_evaluation_start(*, draft: PolicyDraft, reviewer: LLMReviewer, n: int, actor: Actor, seed: int = 0) -> LLMRun:
+def draft_evaluation_start(
+    *, draft: PolicyDraft, reviewer: LLMReviewer, n: int, actor: User | Actor, seed: int = 0
+) -> LLMRun:
     """Start an LLM run that labels `n` gold items of the draft's policy under the base version
-    and under the draft. Raises ValidationError for a published draft, a reviewer of another
-    policy, or a policy without gold."""
+    and under the draft. `actor` is passed to `llm_run_start` as is (a user is recorded as the
+    run's starter). Raises ValidationError for a published draft, one with an evaluation still
+    running, a reviewer of another policy or switched off, or a policy without gold."""
     if reviewer.policy_id != draft.policy_id:
         raise ValidationError(f"{reviewer.name} reviews another policy.")
     if not reviewer.is_active:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -156,7 +157,7 @@ def draft_evaluate(request: HttpRequest, draft_id: int) -> HttpResponse:
     try:
         if reviewer is None:
             raise ValidationError(f"Choose an LLM reviewer of {draft.policy.name}.")
-        draft_evaluation_start(draft=draft, reviewer=reviewer, n=n, actor=Actor.of(request.user))
+        draft_evaluation_start(draft=draft, reviewer=reviewer, n=n, actor=cast(User, request.user))
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     return redirect("llm:draft-detail", draft.pk)

@@ -11,7 +11,8 @@ from django.utils.dateparse import parse_datetime
 from reviewapp.audit import SYSTEM
 
 from ...models import LLMReviewer
-from ...services.scoring import llm_model_name, llm_scoring_start, scoring_item_ids
+from ...services.scoring import llm_model_name
+from ...services.scoring_jobs import llm_scoring_start, scoring_item_ids
 
 
 class Command(BaseCommand):
