@@ -100,11 +100,14 @@ def test_judgements_of_other_runs_or_variants_are_ignored(reviewer: LLMReviewer)
     assert recorded.created == 1 and ModelDecision.objects.get().item_id == run.item_ids[0]
 
 
-def test_a_policy_without_a_routing_rule_is_reported_like_for_any_model(reviewer: LLMReviewer) -> None:
+def test_a_policy_without_a_routing_rule_is_reported_like_for_any_model(
+    reviewer: LLMReviewer, caplog: pytest.LogCaptureFixture
+) -> None:
     RoutingRule.objects.all().delete()
     run, ids = scoring_run(reviewer, [("violating", 0.95)])
     recorded = llm_decisions_record(run_id=run.pk, judgement_ids=ids)
     assert recorded.created == 0 and "no routing rule" in recorded.errors[0]["message"]
+    assert f"llm scoring run {run.pk}: 1 rows refused by ingest" in caplog.text
 
 
 def test_only_scoring_runs_are_recorded(reviewer: LLMReviewer) -> None:

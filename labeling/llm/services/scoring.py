@@ -18,6 +18,7 @@ thresholds and the online metrics treat the LLM like any model:
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ from reviewapp.services.ingest import decisions_ingest
 from ..backends import backend_for
 from ..models import LLMJudgement, LLMReviewer, LLMRun, RunKind
 from ..prompting import policy_prompt
+
+logger = logging.getLogger(__name__)
 
 NEGATIVE_PREFIXES = ("not_", "no_", "non_")
 MODEL_NAME_PREFIX = "llm:"
@@ -85,6 +88,9 @@ def llm_decisions_record(*, run_id: int, judgement_ids: list[int]) -> DecisionsR
     recorded.created = result.created
     recorded.duplicate = sum(1 for row in result.results if row["status"] == "duplicate")
     recorded.errors = result.errors
+    if result.errors:  # the engine does not read the result: say it where operators look
+        first = result.errors[0]
+        logger.warning("llm scoring run %s: %d rows refused by ingest, e.g. %s", run.pk, len(result.errors), first)
     return recorded
 
 
