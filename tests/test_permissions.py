@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from labeling.labelstudio.services import connection_create
+from labeling.llm.services.drafts import policy_draft_create
 from labeling.models import Adjudication
 from labeling.services.annotations import annotation_submit
 from labeling.services.gold import gold_record
@@ -160,6 +161,14 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     # LLM pre-labels: a lead page.
     "llm:prelabels-list": ("get", LEAD_PAGE),
     "llm:prelabels-update": ("post", LEAD_PAGE),
+    # Policy drafts (issue 17): lead pages.
+    "llm:draft-list": ("get", LEAD_PAGE),
+    "llm:draft-new": ("get", LEAD_PAGE),
+    "llm:draft-preview": ("post", LEAD_PAGE),
+    "llm:draft-detail": ("get", LEAD_PAGE),
+    "llm:draft-edit": ("get", LEAD_PAGE),
+    "llm:draft-evaluate": ("post", LEAD_PAGE),
+    "llm:draft-publish": ("post", LEAD_PAGE),
 }
 ADMIN_NAMESPACE = "admin"
 INGEST_ROW = {"source": "s", "external_id": "e-1", "policy": "harassment", "model_name": "m", "model_version": "1"}
@@ -238,6 +247,13 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "ingest_job_id": ingest_job.pk,
             "saved_search_id": SavedSearch.objects.create(user=users["lead"], name="mine", query="status=gold").pk,
             "token_id": upstream_token.pk,
+            "draft_id": policy_draft_create(
+                policy=policy,
+                title="d",
+                guideline="g",
+                label_schema=policy.current_version().label_schema,
+                actor=SYSTEM,
+            ).pk,
             **export_world(),  # slug, version, build_id, job_id
             **al_world(policy),  # run_id, model_id, proposal_id, label_error_run_id, policy_key
         },
@@ -266,10 +282,11 @@ def outcome(response) -> str:  # type: ignore[no-untyped-def]
 def url_for(name: str, kwargs: dict) -> str:  # type: ignore[no-untyped-def]
     from django.urls import NoReverseMatch, reverse
 
+    resolver, *namespaces, base = get_resolver(), *name.split(":")
+    for namespace in namespaces:  # a namespaced name's patterns live in its namespace's resolver
+        resolver = resolver.namespace_dict[namespace][1]
     for candidate in ({}, {k: v for k, v in kwargs.items()}):
-        namespace, _, short = name.rpartition(":")  # a namespaced name's pattern is in its namespace's resolver
-        resolver = get_resolver().namespace_dict[namespace][1] if namespace else get_resolver()
-        pattern = resolver.reverse_dict.getlist(short)
+        pattern = resolver.reverse_dict.getlist(base)
         try:
             needed = {k: candidate[k] for k in pattern[0][0][0][1]} if pattern else {}
             return reverse(name, kwargs=needed)
