@@ -25,7 +25,17 @@ from reviewapp.projection import task_projection
 
 from .llm.services.reports import llm_beside_humans
 from .llm.services.suggestions import automation_bias_report
-from .models import Adjudication, AdjudicationStatus, Annotation, Appeal, AppealStatus, GoldLabel, Policy, PolicyVersion
+from .models import (
+    Adjudication,
+    AdjudicationStatus,
+    Annotation,
+    AnnotationSource,
+    Appeal,
+    AppealStatus,
+    GoldLabel,
+    Policy,
+    PolicyVersion,
+)
 from .quality import (
     AgreementReport,
     agreement_over_time,
@@ -82,9 +92,8 @@ def _name_proposals(adjudications: Sequence[Adjudication]) -> None:
     """
     tasks = [a.task_id for a in adjudications]
     votes: dict[int, list[tuple[str, ...]]] = {task_id: [] for task_id in tasks}
-    for task_id, labels in Annotation.objects.filter(task_id__in=tasks, retracted_at__isnull=True).values_list(
-        "task_id", "labels"
-    ):
+    human = Annotation.objects.filter(task_id__in=tasks, retracted_at__isnull=True).exclude(source=AnnotationSource.LLM)
+    for task_id, labels in human.values_list("task_id", "labels"):
         votes[task_id].append(tuple(sorted(labels)))
     policies = {a.task.policy_id: a.task.policy for a in adjudications}
     versions = {policy_id: policy.current_version() for policy_id, policy in policies.items()}

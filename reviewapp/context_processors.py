@@ -21,7 +21,12 @@ def display(request: HttpRequest) -> dict[str, object]:
     parts = request.path.strip("/").split("/")
     section = NAV_SECTIONS.get(parts[0], "") if parts[0] else "home"
     if section == "lead" and len(parts) > 1:
-        section = {"datasets": "datasets", "quality": "quality", "appeals": "appeals", "llm": "llm"}.get(
-            parts[1], "adjudications"
-        )
+        section = {
+            "datasets": "datasets",
+            "quality": "quality",
+            "appeals": "appeals",
+            "llm": "llm",
+            "drafts": "llm",
+            "prelabels": "llm",
+        }.get(parts[1], "adjudications")
     return {"theme": theme_of(request), "themes": THEMES, "nav_section": section}

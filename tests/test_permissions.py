@@ -161,7 +161,15 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     # LLM pre-labels: a lead page.
     "llm:prelabels-list": ("get", LEAD_PAGE),
     "llm:prelabels-update": ("post", LEAD_PAGE),
-    # Policy drafts (issue 17): lead pages.
+    # LLM reviewers: lead pages.
+    "llm:reviewers": ("get", LEAD_PAGE),
+    "llm:reviewer-new": ("get", LEAD_PAGE),
+    "llm:reviewer": ("get", LEAD_PAGE),
+    "llm:reviewer-edit": ("get", LEAD_PAGE),
+    "llm:run-start": ("post", LEAD_PAGE),
+    "llm:run": ("get", LEAD_PAGE),
+    "llm:run-cancel": ("post", LEAD_PAGE),
+    # Policy drafts: lead pages.
     "llm:draft-list": ("get", LEAD_PAGE),
     "llm:draft-new": ("get", LEAD_PAGE),
     "llm:draft-preview": ("post", LEAD_PAGE),
@@ -254,11 +262,21 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
                 label_schema=policy.current_version().label_schema,
                 actor=SYSTEM,
             ).pk,
+            **llm_world(policy),  # reviewer_id, llm_run_id
             **export_world(),  # slug, version, build_id, job_id
             **al_world(policy),  # run_id, model_id, proposal_id, label_error_run_id, policy_key
         },
         "post": {"reason": "other", "policy": policy.key, "note": "n"},
     }
+
+
+def llm_world(policy) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    from labeling.llm.models import LLMRun, RunKind
+    from labeling.llm.services.reviewers import llm_reviewer_create
+
+    reviewer = llm_reviewer_create(name="llm", policy=policy, backend="local", model_name="gemma", actor=SYSTEM)
+    run = LLMRun.objects.create(reviewer=reviewer, kind=RunKind.GOLD_SAMPLE, item_ids=[], status="done")
+    return {"reviewer_id": reviewer.pk, "llm_run_id": run.pk}
 
 
 def client_for(role: str, world) -> Client:  # type: ignore[no-untyped-def]

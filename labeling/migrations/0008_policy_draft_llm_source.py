@@ -2,36 +2,74 @@
 
 import django.db.models.deletion
 import django.db.models.functions.datetime
-import labeling.models
 from django.conf import settings
 from django.db import migrations, models
 
+import labeling.models
+
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labeling', '0007_plural_names'),
+        ("labeling", "0007_plural_names"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='annotation',
-            name='source',
-            field=models.CharField(choices=[('workspace', 'Review workspace'), ('api', 'REST API'), ('label_studio', 'Label Studio'), ('import', 'Imported dataset (crowd annotators)'), ('llm', 'LLM reviewer (machine-made)')], default='workspace', max_length=20),
+            model_name="annotation",
+            name="source",
+            field=models.CharField(
+                choices=[
+                    ("workspace", "Review workspace"),
+                    ("api", "REST API"),
+                    ("label_studio", "Label Studio"),
+                    ("import", "Imported dataset (crowd annotators)"),
+                    ("llm", "LLM reviewer (machine-made)"),
+                ],
+                default="workspace",
+                max_length=20,
+            ),
         ),
         migrations.CreateModel(
-            name='PolicyDraft',
+            name="PolicyDraft",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(help_text='What the draft changes, in a few words.', max_length=200)),
-                ('guideline', models.TextField(help_text='Guideline text in Markdown.')),
-                ('label_schema', models.JSONField(validators=[labeling.models.check_label_schema])),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('base_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.policyversion')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='drafts', to='labeling.policy')),
-                ('published_version', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='draft', to='labeling.policyversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("title", models.CharField(help_text="What the draft changes, in a few words.", max_length=200)),
+                ("guideline", models.TextField(help_text="Guideline text in Markdown.")),
+                ("label_schema", models.JSONField(validators=[labeling.models.check_label_schema])),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "base_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="labeling.policyversion"
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="drafts", to="labeling.policy"
+                    ),
+                ),
+                (
+                    "published_version",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="draft",
+                        to="labeling.policyversion",
+                    ),
+                ),
             ],
         ),
     ]

@@ -139,6 +139,7 @@ COMPLETE_COUNTED = """
      WHERE t.id = c.task_id AND q.id = t.queue_id AND t.status = 'open'
     RETURNING t.id, t.item_id, t.annotation_count
 """
+# Machine-made (LLM) answers never fill a human's required place (labeling.llm).
 COMPLETE_COUNTING = """
     UPDATE reviewapp_reviewtask t
        SET annotation_count = c.n, extra_annotations = GREATEST(c.n - q.required_annotations, 0),
@@ -148,7 +149,8 @@ COMPLETE_COUNTING = """
            lease_expires_at = CASE WHEN t.lease_expires_at > COALESCE(%(now)s, statement_timestamp())
                                    AND t.leased_by_id <> %(answered_by)s THEN t.lease_expires_at END
       FROM (SELECT task_id, count(*) AS n FROM labeling_annotation
-             WHERE task_id = ANY(%(ids)s) AND retracted_at IS NULL GROUP BY task_id) c,
+             WHERE task_id = ANY(%(ids)s) AND retracted_at IS NULL AND source <> 'llm'
+             GROUP BY task_id) c,
            reviewapp_queue q
      WHERE t.id = c.task_id AND q.id = t.queue_id AND t.status = 'open'
     RETURNING t.id, t.item_id, t.annotation_count

@@ -320,7 +320,6 @@ def test_the_guideline_preview_renders_markdown_without_raw_html(lead: User) -> 
 
 
 def test_evaluating_starts_a_draft_run_on_gold(draft: PolicyDraft, reviewer: LLMReviewer, lead: User) -> None:
-    pytest.importorskip("labeling.llm.services.runs", reason="the run engine (helper llmruns) is not merged yet")
     item = ReviewTaskFactory(policy=draft.policy, item=ContentItem.objects.create(source="s", external_id="g")).item
     GoldLabel.objects.create(
         item=item, policy=draft.policy, policy_version=draft.base_version, labels=["violating"], source="adjudication"

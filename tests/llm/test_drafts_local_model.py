@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from labeling.llm.models import LLMJudgement, LLMReviewer, RunStatus
+from labeling.llm.services import runs
 from labeling.llm.services.drafts import draft_evaluation, draft_evaluation_start, policy_draft_create
 from labeling.llm.services.scoring import llm_model_name
 from labeling.llm.services.scoring_jobs import llm_scoring_start
@@ -18,7 +19,6 @@ from reviewapp.audit import SYSTEM
 from reviewapp.models import ModelDecision, RoutingRule
 from tests.factories import BINARY_SCHEMA, ContentItemFactory, ReviewTaskFactory, UserFactory
 
-runs = pytest.importorskip("labeling.llm.services.runs", reason="the run engine (helper llmruns) is not merged yet")
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 TEXTS = [

@@ -67,11 +67,12 @@ def test_the_form_says_what_is_wrong_with_a_template_or_an_endpoint(lead_client)
 
     assert bad_template.status_code == 400 and "The template must contain {labels}." in bad_template.content.decode()
     assert no_url.status_code == 400 and "needs its base URL" in no_url.content.decode()
-    assert bad_url.status_code == 400 and "http(s) URL with a host" in bad_url.content.decode()
+    assert bad_url.status_code == 400 and "must be https:// with a host name" in bad_url.content.decode()
     assert not LLMReviewer.objects.exists()
 
 
-def test_the_api_key_is_stored_encrypted_and_never_rendered_back(lead_client) -> None:
+def test_the_api_key_is_stored_encrypted_and_never_rendered_back(lead_client, settings) -> None:
+    settings.LLM_ALLOWED_HOSTS = ["llm.example.com"]  # an operator's endpoint inside the network
     policy = PolicyFactory()
     lead_client.post(
         reverse("llm:reviewer-new"),

@@ -41,10 +41,10 @@ def test_a_duplicate_delivery_of_a_chunk_stores_nothing(transactional_db, no_bro
     policy, _queue, ids = make_gold_items(6)
     run = llm_run_start(reviewer=local_reviewer(policy), kind="gold_sample", item_ids=ids, chunk_size=3, actor=SYSTEM)
     # Two deliveries of the same message claim the same chunk before either stores it.
-    first, duplicate = runs._claim_chunk(run.pk), runs._claim_chunk(run.pk)
+    first, duplicate = runs.run_chunk_claim(run.pk), runs.run_chunk_claim(run.pk)
 
-    assert runs._store_chunk(first, runs._answer(first), elapsed=0) == "more"
-    assert runs._store_chunk(duplicate, runs._answer(duplicate), elapsed=0) == "stale"
+    assert runs.run_chunk_store(first, runs.run_chunk_answer(first), elapsed=0) == "more"
+    assert runs.run_chunk_store(duplicate, runs.run_chunk_answer(duplicate), elapsed=0) == "stale"
 
     run.refresh_from_db()
     assert (run.position, run.items_done) == (3, 3)
@@ -56,12 +56,12 @@ def test_a_duplicate_delivery_of_a_chunk_stores_nothing(transactional_db, no_bro
 def test_a_chunk_computed_while_the_run_is_cancelled_is_discarded(transactional_db, no_broker) -> None:
     policy, _queue, ids = make_gold_items(4)
     run = llm_run_start(reviewer=local_reviewer(policy), kind="gold_sample", item_ids=ids, chunk_size=4, actor=SYSTEM)
-    claim = runs._claim_chunk(run.pk)
-    answers = runs._answer(claim)
+    claim = runs.run_chunk_claim(run.pk)
+    answers = runs.run_chunk_answer(claim)
 
     llm_run_cancel(run_id=run.pk, actor=SYSTEM)
 
-    assert runs._store_chunk(claim, answers, elapsed=0) == "stale"
+    assert runs.run_chunk_store(claim, answers, elapsed=0) == "stale"
     assert llm_run_process_chunk(run_id=run.pk) == RunStatus.CANCELLED
     assert not LLMJudgement.objects.filter(run=run).exists()
 

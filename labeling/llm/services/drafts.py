@@ -32,6 +32,7 @@ from ...services.relabel import gold_current_labels, label_key
 from ...stats.proportions import wilson_interval
 from ..models import LLMJudgement, LLMReviewer, LLMRun, RunKind, RunStatus
 from ..prompting import item_text
+from .runs import llm_gold_sample_ids, llm_run_start
 
 MAX_TITLE_CHARS = 200
 MAX_GUIDELINE_CHARS = 100_000
@@ -249,9 +250,6 @@ def draft_evaluation_start(
         raise ValidationError(f"{reviewer.name} is switched off.")
     if not 1 <= n <= MAX_SAMPLE:
         raise ValidationError(f"The sample size must be between 1 and {MAX_SAMPLE:,} items.")
-    # The run engine is helper llmruns' module (issue 17); imported here until both are merged.
-    from .runs import llm_gold_sample_ids, llm_run_start
-
     item_ids = llm_gold_sample_ids(policy=draft.policy, n=n, seed=seed)
     if not item_ids:
         raise ValidationError(f"{draft.policy.name} has no gold items to evaluate on.")

@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -20,7 +19,9 @@ from django.utils.text import slugify
 from activelearning.llm.prompts import TemplateError, check_template
 from labeling.models import Policy, PolicyVersion
 from reviewapp.audit import Actor, audit_record
+from reviewapp.outbound import UnsafeTarget
 
+from ..addresses import check_base_url
 from ..models import DEFAULT_TEMPLATE, BackendKind, LLMReviewer
 
 MAX_REQUESTS_PER_MINUTE = 100_000
@@ -42,25 +43,16 @@ AUDITED_FIELDS = (
 
 
 def check_endpoint_url(base_url: str) -> None:
-    """The shape of an OpenAI-compatible base URL: http(s), a host, no credentials or fragment.
-
-    Seam: `labeling.llm.addresses` (the webhook address policy for LLM endpoints, resolving the
-    host and refusing private addresses unless an operator allowed them) replaces this check
-    when it lands; this one only refuses what is never a valid endpoint, plus plain http outside
-    DEBUG and hosts not listed in LLM_ALLOWED_HOSTS.
-    """
+    """The shape of an OpenAI-compatible base URL (no query or fragment), then the webhook address
+    policy for LLM endpoints (`labeling.llm.addresses`): https to public addresses only, unless an
+    operator listed the host in REVIEWAPP_LLM_ALLOWED_HOSTS; never credentials in the URL."""
     parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError(
-            {"base_url": "Give the endpoint as an http(s) URL with a host, e.g. https://llm.example.com/v1."}
-        )
-    if parts.username or parts.password:
-        raise ValidationError({"base_url": "Put the key in the API key field, not in the URL."})
     if parts.fragment or parts.query:
         raise ValidationError({"base_url": "The base URL takes no query string or fragment."})
-    allowed = any(parts.hostname == entry.split(":")[0] for entry in settings.LLM_ALLOWED_HOSTS)
-    if parts.scheme == "http" and not (settings.DEBUG or allowed):
-        raise ValidationError({"base_url": "Use https, so the API key never crosses the network in clear."})
+    try:
+        check_base_url(base_url)
+    except UnsafeTarget as error:
+        raise ValidationError({"base_url": error.messages}) from None
 
 
 def check_reviewer_config(

@@ -301,12 +301,12 @@ def llm_run_process_chunk(*, run_id: int) -> str:
     """Process the next chunk of a run; returns what happened: "more" (next chunk enqueued),
     "done", "budget", "stale" (another delivery stored this chunk first), or the run's finished
     status. Idempotent: safe to call again for the same run at any time."""
-    claim = _claim_chunk(run_id)
+    claim = run_chunk_claim(run_id)
     if isinstance(claim, str):
         return str(claim)
     started = time.monotonic()
-    answers = _answer(claim)
-    return str(_store_chunk(claim, answers, elapsed=time.monotonic() - started))
+    answers = run_chunk_answer(claim)
+    return str(run_chunk_store(claim, answers, elapsed=time.monotonic() - started))
 
 
 def _budget_left(run: LLMRun) -> int:
@@ -317,7 +317,7 @@ def _budget_left(run: LLMRun) -> int:
     return max(left, 0)
 
 
-def _claim_chunk(run_id: int) -> Claim | str:
+def run_chunk_claim(run_id: int) -> Claim | str:
     """Lock the run briefly: re-check status and budgets, stamp the heartbeat, read the chunk."""
     with transaction.atomic():
         run = (
@@ -361,7 +361,7 @@ def _injection_target(prompt: PolicyPrompt, plain_label: str | None) -> str:
     return prompt.labels[0].title
 
 
-def _answer(claim: Claim) -> list[Answer]:
+def run_chunk_answer(claim: Claim) -> list[Answer]:
     """Every (item, variant) answer of the chunk: cache first, then the backend (no transaction)."""
     run = claim.run
     texts = {item.pk: item_text(item) for item in ContentItem.objects.filter(pk__in=claim.item_ids)}
@@ -419,7 +419,7 @@ def _answer_contents(backend: Any, prompt: PolicyPrompt, variant: str, contents:
     return answers
 
 
-def _store_chunk(claim: Claim, answers: list[Answer], *, elapsed: float) -> str:
+def run_chunk_store(claim: Claim, answers: list[Answer], *, elapsed: float) -> str:
     """One transaction: judgements, annotations, cache entries, counters and `position`, only if
     the run is still running at the claimed position (compare-and-set)."""
     fresh = [a for a in answers if not a.cached]

@@ -16,6 +16,7 @@ from reviewapp.audit import Actor
 from reviewapp.models import ContentItem
 
 from ..models import LLMReviewer, LLMRun, RunKind
+from .runs import llm_run_start
 
 
 def scoring_item_ids(
@@ -40,7 +41,4 @@ def llm_scoring_start(*, reviewer: LLMReviewer, item_ids: list[int], actor: User
         raise ValidationError(f"{reviewer.name} is switched off.")
     if not item_ids:
         raise ValidationError("No items to score.")
-    # The run engine is helper llmruns' module (issue 17); imported here until both are merged.
-    from .runs import llm_run_start
-
     return llm_run_start(reviewer=reviewer, kind=RunKind.SCORING, item_ids=item_ids, actor=actor)

@@ -8,6 +8,6 @@ urlpatterns = [
     path("<int:reviewer_id>/", views.reviewer_detail, name="reviewer"),
     path("<int:reviewer_id>/edit/", views.reviewer_edit, name="reviewer-edit"),
     path("<int:reviewer_id>/runs/", views.run_start, name="run-start"),
-    path("runs/<int:run_id>/", views.run_detail, name="run"),
-    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
+    path("runs/<int:llm_run_id>/", views.run_detail, name="run"),
+    path("runs/<int:llm_run_id>/cancel/", views.run_cancel, name="run-cancel"),
 ]

@@ -154,7 +154,7 @@ def _detail_context(reviewer: LLMReviewer, run_form: RunStartForm | None = None)
         "run_form": run_form or RunStartForm(initial={"chunk_size": 20, "n": 200}),
         "queues": Queue.objects.filter(is_active=True).order_by("name"),
         "llm_reviewer": reviewer,
-        "beside_humans": llm_beside_humans(policy=reviewer.policy),
+        "llm_figures": llm_beside_humans(policy=reviewer.policy, reviewer=reviewer),
         "injection": injection_report(run=injection_run) if injection_run else None,
     }
 
@@ -218,9 +218,9 @@ def _progress(run: LLMRun) -> dict[str, Any]:
 
 @require_GET
 @lead_required
-def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_detail(request: HttpRequest, llm_run_id: int) -> HttpResponse:
     run = get_object_or_404(
-        LLMRun.objects.select_related("reviewer__policy", "queue", "draft", "started_by"), pk=run_id
+        LLMRun.objects.select_related("reviewer__policy", "queue", "draft", "started_by"), pk=llm_run_id
     )
     template = "llm/run_detail.html" + ("#progress" if request.headers.get("HX-Request") else "")
     return render(request, template, _progress(run))
@@ -228,8 +228,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @require_POST
 @lead_required
-def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = get_object_or_404(LLMRun, pk=run_id)
+def run_cancel(request: HttpRequest, llm_run_id: int) -> HttpResponse:
+    run = get_object_or_404(LLMRun, pk=llm_run_id)
     llm_run_cancel(run_id=run.pk, actor=Actor.of(request.user))
     messages.success(request, f"Run {run.pk} cancelled.")
     return redirect("llm:run", run.pk)
