@@ -12,7 +12,8 @@ Measured:
 1. Agreement with gold: --items items of each dataset's test data (ConvAbuse: the authors' test
    split; Toxic Spans: every item, as it has no split; seeded sample), reference = the crowd
    majority (ConvAbuse "ambiguous" majorities and ties left out); the LLM's label under a short
-   written policy. Cohen's kappa, macro-F1, accuracy, the majority-class baseline's accuracy and
+   written policy with two labels, with contextual calibration (the backend's default) and
+   without it. Cohen's kappa, macro-F1, accuracy, the majority-class baseline's accuracy and
    ROC-AUC of the violating probability; bootstrap 95 % intervals over items.
 2. Injection flip rate: --injection-items ConvAbuse test items, each injection suffix of
    activelearning.llm.injection appended, aimed at the label the plain answer was not; flip rate
@@ -28,9 +29,13 @@ Last line: `job_items_per_s=… raw_items_per_s=… ratio=…` (ratio = job / ra
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
+import secrets
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,13 +43,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from _db import bench_database_url, recreate_database  # noqa: E402
 
 from activelearning.llm.base import LabelChoice, PolicyPrompt  # noqa: E402
 from activelearning.llm.injection import INJECTIONS, inject  # noqa: E402
 from activelearning.llm.local import LocalBackend  # noqa: E402
 from labeling.datasets import read_convabuse, read_toxic_spans  # noqa: E402
 
-TEMPLATE_PATH = ROOT / "labeling" / "llm" / "models.py"
 POLICIES = {
     "convabuse": (
         "Abuse",
@@ -152,3 +157,135 @@ def injection(backend: LocalBackend, prompt: PolicyPrompt, texts: list[str]) -> 
     lo, hi = wilson(flips_all, n_all)
     lines.append(f"  {'all':14s} flips={flips_all}/{n_all} rate={flips_all / max(n_all, 1):.3f} [{lo:.3f}, {hi:.3f}]")
     return "\n".join(lines), flips_all / max(n_all, 1)
+
+
+def start_worker(queue: str, log: Path) -> subprocess.Popen:
+    from config.celery import app
+
+    name = f"bench-llm-{secrets.token_hex(4)}@localhost"
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-n", name, "-Q", queue, "--pool",
+               "prefork", "--concurrency", "1", "--without-gossip", "--without-mingle", "-l", "warning"]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"worker exited: {log.read_text()[-2000:]}")
+        if app.control.ping(destination=[name], timeout=0.5):
+            return process
+    raise SystemExit("worker did not answer a ping within 120 s")
+
+
+def run_to_end(run_id: int, timeout: float = 1800) -> float:
+    """Seconds from now until the run leaves queued/running."""
+    from labeling.llm.models import LLMRun, RunStatus
+
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        run = LLMRun.objects.get(pk=run_id)
+        if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+            if run.status != RunStatus.DONE:
+                raise SystemExit(f"run {run_id} ended {run.status}: {run.error}")
+            return time.perf_counter() - started
+        time.sleep(0.2)
+    raise SystemExit(f"run {run_id} did not finish within {timeout:.0f} s")
+
+
+def job_throughput(n: int, seed: int) -> tuple[float, float, str]:
+    """(job items/s, raw items/s, detail) for n ConvAbuse gold items through the Celery job."""
+    from labeling.llm.backends import local_backend
+    from labeling.llm.models import LLMRun
+    from labeling.llm.prompting import item_text, policy_prompt
+    from labeling.llm.services.reviewers import llm_reviewer_create
+    from labeling.llm.services.runs import llm_gold_sample_ids, llm_run_start
+    from labeling.models import Policy
+    from labeling.services.crowd import dataset_import_annotations
+    from reviewapp.audit import SYSTEM
+    from reviewapp.models import ContentItem
+
+    data_dir = Path(os.environ.get("REVIEWAPP_DATA_DIR") or ROOT.parent / "shared" / "data")
+    dataset_import_annotations(fmt="convabuse", path=data_dir / "convabuse", actor=SYSTEM, limit=n + 120)
+    policy = Policy.objects.get(key="abuse")
+    reviewer = llm_reviewer_create(name="bench-gemma", policy=policy, backend="local", model_name="gemma", actor=SYSTEM)
+    sample = llm_gold_sample_ids(policy=policy, n=n + 16, seed=seed)
+    warm, timed = sample[:16], sample[16 : 16 + n]
+    # The worker loads the model and computes the prompt's prefix and calibration on other items.
+    warm_run = llm_run_start(reviewer=reviewer, kind="gold_sample", item_ids=warm, chunk_size=8, actor=SYSTEM)
+    warm_seconds = run_to_end(warm_run.pk)
+    run = llm_run_start(reviewer=reviewer, kind="gold_sample", item_ids=timed, chunk_size=20, actor=SYSTEM)
+    job_seconds = run_to_end(run.pk)
+    run = LLMRun.objects.get(pk=run.pk)
+    assert run.items_done == len(timed) and run.items_cached == 0, (run.items_done, run.items_cached)
+
+    backend = local_backend()  # the same backend, in this process, on the same texts
+    prompt = policy_prompt(reviewer)
+    texts = {i.pk: item_text(i) for i in ContentItem.objects.filter(pk__in=sample)}
+    backend.judge(prompt, [texts[i] for i in warm])
+    started = time.perf_counter()
+    backend.judge(prompt, [texts[i] for i in timed])
+    raw_seconds = time.perf_counter() - started
+    detail = (
+        f"items={len(timed)} chunk=20 warm_run_seconds={warm_seconds:.1f} (model load included, not timed) "
+        f"job_seconds={job_seconds:.1f} raw_seconds={raw_seconds:.1f} abstained={run.items_abstained} "
+        f"tokens={run.tokens_used}"
+    )
+    return len(timed) / job_seconds, len(timed) / raw_seconds, detail
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--injection-items", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    url = bench_database_url("bench_llm")
+    recreate_database(url)
+    queue = "bench-llm"
+    os.environ.update({"DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_DEBUG": "0",
+                       "REVIEWAPP_LLM_QUEUE": queue, "REVIEWAPP_LLM_TORCH_THREADS": "1"})  # fmt: skip
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from labeling.llm.backends import local_backend
+
+    call_command("migrate", verbosity=0)
+    print(f"load_average_start={os.getloadavg()[0]:.2f} cpus={os.cpu_count()} torch_threads=1")
+    backend = local_backend()
+    started = time.perf_counter()
+    backend.load()
+    print(f"model=gemma3-270m-q4-k-m (local, calibrated) load_seconds={time.perf_counter() - started:.1f}")
+    template = default_template()
+    uncalibrated = backend.with_calibration(False)
+    for dataset, (name, guideline, labels) in POLICIES.items():
+        prompt = PolicyPrompt(template=template, policy_name=name, guideline=guideline, labels=labels)
+        sample = gold_sample(dataset, args.items, args.seed)
+        split = "test" if dataset == "convabuse" else "all"
+        for label, scorer in (("calibrated", backend), ("uncalibrated", uncalibrated)):
+            print(f"agreement dataset={dataset} split={split} scoring={label} reference=crowd majority "
+                  + agreement(scorer, prompt, sample, args.seed))  # fmt: skip
+    name, guideline, labels = POLICIES["convabuse"]
+    prompt = PolicyPrompt(template=template, policy_name=name, guideline=guideline, labels=labels)
+    texts = [text for text, _ in gold_sample("convabuse", args.injection_items, args.seed + 1)]
+    lines, overall = injection(backend, prompt, texts)
+    print(f"injection dataset=convabuse split=test items={len(texts)} (flip = label differs from the plain prompt's)")
+    print(lines)
+
+    worker = start_worker(queue, Path("/tmp") / f"bench-llm-{os.getpid()}.log")  # noqa: S108
+    try:
+        job_rate, raw_rate, detail = job_throughput(args.items, args.seed)
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(timeout=60)
+    print(f"throughput {detail}")
+    print(f"load_average_end={os.getloadavg()[0]:.2f}")
+    print(f"injection_flip_rate={overall:.3f}")
+    print("target: ratio >= 0.8 (the Celery job keeps at least 80 % of the backend's in-process rate)")
+    print(f"job_items_per_s={job_rate:.2f} raw_items_per_s={raw_rate:.2f} ratio={job_rate / raw_rate:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -68,6 +68,12 @@ class LocalBackend:
         """The loaded tokenizer and model (loaded on first use): the protocol server generates with them."""
         return self._loaded
 
+    def with_calibration(self, calibrate: bool) -> LocalBackend:
+        """Another backend on the same loaded weights, with or without contextual calibration."""
+        other = LocalBackend(self.cache_dir, batch_size=self.batch_size, threads=self.threads, calibrate=calibrate)
+        other.__dict__["_loaded"] = self._loaded  # the cached_property's slot: no second copy of the model
+        return other
+
     def load(self) -> None:
         """Load (and on first use convert) the model now rather than on the first judgement."""
         self._loaded  # noqa: B018
