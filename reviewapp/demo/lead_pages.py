@@ -19,6 +19,8 @@ from activelearning.models import RunTrigger, TrainingRun
 from activelearning.services.rounds import round_gold_shortfall, training_run_start
 from labeling.exports.models import Dataset, DatasetSnapshot
 from labeling.exports.snapshots import SnapshotFilter, dataset_create, snapshot_request
+from labeling.llm.models import LLMReviewer
+from labeling.llm.services.reviewers import llm_reviewer_create
 from labeling.models import Appeal, GoldLabel, Policy
 from labeling.services.appeals import appeal_open
 from labeling.services.crowd import CrowdImportResult, crowd_annotations_import
@@ -164,3 +166,15 @@ def demo_round_ensure(*, policy: Policy) -> str:
         return f"no round started: {shortfall}"
     run = training_run_start(policy=policy, actor=SYSTEM, params={}, trigger=RunTrigger.NEW_GOLD)
     return f"round {run.pk} of {policy.key} queued for the worker (encoder {run.params['encoder']})"
+
+
+DEMO_LLM_REVIEWER = "Gemma 3 270M (local)"
+
+
+def demo_llm_reviewer_ensure(*, policy: Policy) -> str:
+    """Configure the local LLM reviewer for the policy (not run: its first run converts the model,
+    about a minute, and is the lead's to start from /lead/llm/); what was done."""
+    if LLMReviewer.objects.filter(name=DEMO_LLM_REVIEWER).exists():
+        return f"LLM reviewer {DEMO_LLM_REVIEWER!r} exists"
+    llm_reviewer_create(name=DEMO_LLM_REVIEWER, policy=policy, backend="local", model_name="gemma-3-270m", actor=SYSTEM)
+    return f"LLM reviewer {DEMO_LLM_REVIEWER!r} configured for {policy.key} (run it from /lead/llm/)"

@@ -29,7 +29,11 @@ from activelearning.models import (
 from activelearning.services.evaluation import model_version_evaluate
 from activelearning.services.splits import SplitDefinition
 from labeling.exports.snapshots import SnapshotFilter, dataset_create, snapshot_create
-from labeling.models import Adjudication, GoldLabel
+from labeling.llm.models import LLMJudgement, LLMRun, RunKind, RunStatus
+from labeling.llm.services.drafts import policy_draft_create
+from labeling.llm.services.reviewers import llm_reviewer_create
+from labeling.llm.services.suggestions import prelabels_configure
+from labeling.models import Adjudication, Annotation, AnnotationSource, GoldLabel
 from labeling.services.annotations import annotation_submit
 from reviewapp.audit import SYSTEM
 from reviewapp.models import ContentItem, Queue, ReviewTask, RoutingRule
@@ -97,6 +101,12 @@ class World:
             "ops",
             "labelstudio",
             "api_docs",
+            "llm_reviewers",
+            "llm_reviewer",
+            "llm_run",
+            "prelabels",
+            "drafts",
+            "draft",
         ]
         names = {"reviewer": reviewer, "lead": lead, "admin": [*lead, "tokens", "admin"]}[role]
         return [self.paths[name] for name in names]
@@ -247,6 +257,84 @@ def _online(policy, reviewer: User) -> None:  # type: ignore[no-untyped-def]
     assert answered
 
 
+def _llm(policy, queue: Queue, lead: User) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """An LLM reviewer that answered the gold items (a gold-sample run, an injection check whose
+    attacks flipped some answers), pre-labels on the review queue, and a draft it evaluated."""
+    reviewer = llm_reviewer_create(name="Gemma local", policy=policy, backend="local", model_name="gemma", actor=SYSTEM)
+    prelabels_configure(
+        queue=queue, reviewer=reviewer, enabled=True, suggest_fraction=0.5, counts_toward_consensus=False, actor=SYSTEM
+    )
+    golds = list(GoldLabel.objects.filter(policy=policy, task__isnull=False).select_related("task").order_by("pk"))
+    rng = random.Random(5)
+    run = LLMRun.objects.create(
+        reviewer=reviewer,
+        kind=RunKind.GOLD_SAMPLE,
+        item_ids=[g.item_id for g in golds],
+        variants=[""],
+        position=len(golds),
+        items_done=len(golds),
+        status=RunStatus.DONE,
+    )
+    injection = LLMRun.objects.create(
+        reviewer=reviewer,
+        kind=RunKind.INJECTION,
+        item_ids=[g.item_id for g in golds],
+        variants=["", "ignore_policy"],
+        position=len(golds),
+        status=RunStatus.DONE,
+    )
+    draft = policy_draft_create(
+        policy=policy,
+        title="Mockery counts",
+        guideline="Mockery of a person is harassment.",
+        label_schema=policy.current_version().label_schema,
+        actor=SYSTEM,
+    )
+    evaluation = LLMRun.objects.create(
+        reviewer=reviewer,
+        kind=RunKind.DRAFT,
+        draft=draft,
+        item_ids=[g.item_id for g in golds],
+        variants=["current", "draft"],
+        position=len(golds),
+        status=RunStatus.DONE,
+    )
+    for gold in golds:
+        label = (
+            gold.labels[0]
+            if rng.random() < 0.7
+            else ("not_violating" if gold.labels[0] == "violating" else "violating")
+        )
+        other = "not_violating" if label == "violating" else "violating"
+        annotation = Annotation.objects.create(
+            task=gold.task,
+            item_id=gold.item_id,
+            policy=policy,
+            policy_version=reviewer.policy_version,
+            reviewer=reviewer.account,
+            submission_id=uuid.uuid4(),
+            labels=[label],
+            handle_time_ms=300,
+            source=AnnotationSource.LLM,
+        )
+        scores = {label: 0.7, other: 0.3}
+        LLMJudgement.objects.create(
+            run=run,
+            item_id=gold.item_id,
+            label=label,
+            scores=scores,
+            latency_ms=300,
+            prompt_tokens=120,
+            annotation=annotation,
+        )
+        flipped = other if rng.random() < 0.2 else label
+        LLMJudgement.objects.create(run=injection, item_id=gold.item_id, label=label, scores=scores)
+        LLMJudgement.objects.create(run=injection, item_id=gold.item_id, variant="ignore_policy", label=flipped)
+        LLMJudgement.objects.create(run=evaluation, item_id=gold.item_id, variant="current", label=label)
+        LLMJudgement.objects.create(run=evaluation, item_id=gold.item_id, variant="draft", label=flipped)
+    return {"reviewer": reviewer.pk, "run": run.pk, "draft": draft.pk}
+
+
 def build_world(settings) -> World:  # type: ignore[no-untyped-def]
     settings.UNDO_WINDOW_SECONDS = 0  # an answer resolves its task at once
     reviewer, lead, admin = (user_with_role(f"a11y-{r}", r) for r in ("reviewer", "lead", "admin"))
@@ -277,6 +365,7 @@ def build_world(settings) -> World:  # type: ignore[no-untyped-def]
     assert ReviewTask.objects.filter(queue=fresh, status="open").exists()
     gold = GoldLabel.objects.filter(policy=policy).order_by("pk").first()
     assert gold is not None
+    llm = _llm(policy, review, lead)
     world = World(reviewer=reviewer, lead=lead, admin=admin)
     world.paths = {
         "home": "/",
@@ -303,6 +392,12 @@ def build_world(settings) -> World:  # type: ignore[no-untyped-def]
         "ops": "/ops/",
         "labelstudio": "/labelstudio/",
         "api_docs": "/api/docs/",
+        "llm_reviewers": "/lead/llm/",
+        "llm_reviewer": f"/lead/llm/{llm['reviewer']}/",
+        "llm_run": f"/lead/llm/runs/{llm['run']}/",
+        "prelabels": "/lead/prelabels/",
+        "drafts": "/lead/drafts/",
+        "draft": f"/lead/drafts/{llm['draft']}/",
         "admin": "/admin/",
         "login": "/accounts/login/",
         "forbidden": "/ops/",  # a reviewer's wrong-role URL

@@ -21,6 +21,7 @@ from reviewapp.demo.lead_pages import (
     demo_appeals_ensure,
     demo_crowd_ensure,
     demo_dataset_ensure,
+    demo_llm_reviewer_ensure,
     demo_round_ensure,
     gold_appeal_candidates,
     synthetic_appeal_candidates,
@@ -150,6 +151,7 @@ class Command(BaseCommand):
             self.stdout.write(f"opened {len(opened)} appeals in the appeals queue")
         self.stdout.write(demo_dataset_ensure(policy=policy))
         self.stdout.write(demo_round_ensure(policy=policy))
+        self.stdout.write(demo_llm_reviewer_ensure(policy=policy))
 
     @staticmethod
     def _guess(data: Path) -> str:
