@@ -78,6 +78,9 @@ EXPECTED: dict[str, tuple[dict[str, Any], int, int]] = {
     "activelearning.prune_pool_scores": (HEAVY, 1800, 1740),
     "activelearning.find_label_errors_scheduled": (HEAVY, 300, 280),
     "activelearning.measure_drift": (LATE_ACK, 900, 870),
+    # A chunk retries only when the backend is unreachable, by hand with backoff (labeling/llm/tasks.py).
+    "llm.run_chunk": ({**LATE_ACK, "max_retries": 8}, 900, 840),
+    "llm.resume_stalled": (LATE_ACK, 60, 50),
 }
 
 
@@ -96,6 +99,13 @@ def test_task_keeps_its_retry_and_time_limits(name: str) -> None:
     options, time_limit, soft_time_limit = EXPECTED[name]
     assert {option: getattr(task, option, None) for option in OPTIONS} == options
     assert (task.time_limit, task.soft_time_limit) == (time_limit, soft_time_limit)
+
+
+def test_llm_tasks_run_on_their_own_queue() -> None:
+    routes = settings.CELERY_TASK_ROUTES
+    assert {name: routes[name]["queue"] for name in registered_tasks() if name.startswith("llm.")} == dict.fromkeys(
+        ["llm.run_chunk", "llm.resume_stalled"], settings.LLM_QUEUE
+    )
 
 
 def test_label_studio_tasks_run_on_the_sync_queue() -> None:

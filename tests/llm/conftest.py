@@ -79,3 +79,12 @@ def llm_endpoint_allowed(settings, llm_protocol_server):  # type: ignore[no-unty
     """Lists the protocol server's host:port in LLM_ALLOWED_HOSTS for this test, as an operator would."""
     settings.LLM_ALLOWED_HOSTS = [urlsplit(llm_protocol_server).netloc]
     return llm_protocol_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def llm_weights_converted() -> Path:
+    """The packaged model converted once, before any test times a worker or a server that would
+    otherwise do it inside its own deadline (a fresh clone converts on first use: a minute or more)."""
+    from activelearning.llm.weights import converted_dir
+
+    return converted_dir(settings.LLM_WEIGHTS_DIR)
