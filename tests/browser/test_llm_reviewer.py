@@ -115,10 +115,9 @@ def test_a_lead_measures_the_local_llm_uses_its_suggestions_and_evaluates_a_draf
     expect(section).to_contain_text("Gemma local")
     expect(section).to_contain_text(re.compile(r"kappa|κ", re.I))
     expect(section).to_contain_text(re.compile(r"alpha|α", re.I))
-    expect(section.locator("table caption", has_text=re.compile("confusion", re.I))).to_have_count(1)
-    expect(section.locator("table", has=page.locator("caption", has_text=re.compile("confusion", re.I)))).to_contain_text(
-        "Not abusive"
-    )
+    confusion_caption = page.locator("caption", has_text=re.compile("confusion", re.I))
+    expect(section.locator("table", has=confusion_caption)).to_have_count(1)
+    expect(section.locator("table", has=confusion_caption)).to_contain_text("Not abusive")
     # The people's kappa with the LLM is listed per reviewer, by the crowd annotators' names.
     expect(section).to_contain_text("ca-")
     section.scroll_into_view_if_needed()
@@ -138,7 +137,8 @@ def test_a_lead_measures_the_local_llm_uses_its_suggestions_and_evaluates_a_draf
     queue_form.get_by_role("button", name="Label open tasks").click()
     wait_for(lambda: _run_done(RunKind.QUEUE), timeout=RUN_TIMEOUT, interval=1.0)
     assert LLMRun.objects.get(kind=RunKind.QUEUE).status == RunStatus.DONE
-    assert ReviewTask.objects.filter(queue=queue, status=TaskStatus.OPEN).count() == QUEUE_TASKS  # no human place filled
+    # The LLM's answers fill no human's place: every task is still open.
+    assert ReviewTask.objects.filter(queue=queue, status=TaskStatus.OPEN).count() == QUEUE_TASKS
 
     _log_in(page, reviewer)
     workspace_nav.start_reviewing(page, queue.pk)
