@@ -205,10 +205,15 @@ def job_throughput(n: int, seed: int) -> tuple[float, float, str]:
     from reviewapp.models import ContentItem
 
     data_dir = Path(os.environ.get("REVIEWAPP_DATA_DIR") or ROOT.parent / "shared" / "data")
-    dataset_import_annotations(fmt="convabuse", path=data_dir / "convabuse", actor=SYSTEM, limit=n + 120)
+    dataset_import_annotations(fmt="convabuse", path=data_dir / "convabuse", actor=SYSTEM, limit=n + 300)
     policy = Policy.objects.get(key="abuse")
     reviewer = llm_reviewer_create(name="bench-gemma", policy=policy, backend="local", model_name="gemma", actor=SYSTEM)
-    sample = llm_gold_sample_ids(policy=policy, n=n + 16, seed=seed)
+    # Distinct texts only: ConvAbuse repeats some user turns word for word, and a repeat is a cache
+    # hit in the job (the cache's purpose) but a full forward in the reference.
+    candidates = llm_gold_sample_ids(policy=policy, n=n + 116, seed=seed)
+    texts = {i.pk: item_text(i) for i in ContentItem.objects.filter(pk__in=candidates)}
+    distinct = list({texts[i]: i for i in reversed(candidates)}.values())[::-1]
+    sample = distinct[: n + 16]
     warm, timed = sample[:16], sample[16 : 16 + n]
     # The worker loads the model and computes the prompt's prefix and calibration on other items.
     warm_run = llm_run_start(reviewer=reviewer, kind="gold_sample", item_ids=warm, chunk_size=8, actor=SYSTEM)
@@ -220,7 +225,6 @@ def job_throughput(n: int, seed: int) -> tuple[float, float, str]:
 
     backend = local_backend()  # the same backend, in this process, on the same texts
     prompt = policy_prompt(reviewer)
-    texts = {i.pk: item_text(i) for i in ContentItem.objects.filter(pk__in=sample)}
     backend.judge(prompt, [texts[i] for i in warm])
     started = time.perf_counter()
     backend.judge(prompt, [texts[i] for i in timed])
