@@ -140,9 +140,12 @@ def test_a_run_whose_worker_is_sigkilled_is_finished_from_its_position_by_resume
     answered_before = set(LLMJudgement.objects.filter(run=run).values_list("item_id", flat=True))
     assert answered_before == set(ids[: run.position])
 
+    # The sweep runs before a new worker starts: the killed worker may have left its next chunk's
+    # message in the queue, which a new worker would take first (and stamp the heartbeat). Both
+    # messages are then delivered; the position's compare-and-set lets only one store each chunk.
+    LLMRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert llm_runs_resume_stalled() == [run.pk]
     with celery_worker(tmp_path / "second.log"):
-        LLMRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-        assert llm_runs_resume_stalled() == [run.pk]
         run = finished(run)
 
     assert run.status == RunStatus.DONE and run.items_done == 24
