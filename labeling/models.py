@@ -93,6 +93,9 @@ class PolicyVersion(models.Model):
     effective_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    change_summary = models.TextField(
+        blank=True, db_default="", help_text="What changed from the previous version, shown once to reviewers."
+    )
 
     class Meta:
         ordering = ["policy", "-number"]
@@ -116,6 +119,12 @@ class PolicyVersion(models.Model):
         return value
 
 
+class DraftStatus(models.TextChoices):
+    DRAFT = "draft"
+    IN_REVIEW = "in_review", "In review"
+    PUBLISHED = "published"
+
+
 class PolicyDraft(models.Model):
     """A proposed next version of a policy (guideline and label schema), not yet in force.
 
@@ -132,6 +141,11 @@ class PolicyDraft(models.Model):
     published_version = models.OneToOneField(
         PolicyVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="draft"
     )
+    status = models.CharField(max_length=10, choices=DraftStatus.choices, db_default=DraftStatus.DRAFT)
+    review_requested_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    review_requested_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(db_default=Now())
 
@@ -380,3 +394,85 @@ class Appeal(models.Model):
 
     def __str__(self) -> str:
         return f"appeal {self.external_ref} ({self.status})"
+
+
+class RelabelMode(models.TextChoices):
+    NONE = "none", "Keep existing gold as it is"
+    SAMPLE = "sample", "Re-review a stratified sample"
+    AFFECTED = "affected", "Re-review every item whose label the change affects"
+
+
+class PolicyPublication(models.Model):
+    """How a version was published from a draft, and what re-review of older gold it asked for."""
+
+    version = models.OneToOneField(PolicyVersion, on_delete=models.PROTECT, related_name="publication")
+    draft = models.OneToOneField(PolicyDraft, on_delete=models.PROTECT, related_name="publication")
+    previous_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="+")
+    relabel_mode = models.CharField(max_length=10, choices=RelabelMode.choices)
+    relabel_sample_size = models.PositiveIntegerField(null=True, blank=True)
+    relabel_queue = models.ForeignKey(
+        "reviewapp.Queue", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    relabel_tasks = models.PositiveIntegerField(default=0, help_text="Tasks opened for re-review.")
+    published_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    published_at = models.DateTimeField(db_default=Now())
+
+    def __str__(self) -> str:
+        return f"{self.version} published ({self.relabel_mode})"
+
+
+class PolicyNoticeSeen(models.Model):
+    """A reviewer was shown what changed in a policy version ("Policy updated: …"); shown once."""
+
+    reviewer = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="+")
+    policy_version = models.ForeignKey(PolicyVersion, on_delete=models.CASCADE, related_name="+")
+    seen_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["reviewer", "policy_version"], name="policynotice_once")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id} saw {self.policy_version_id}"
+
+
+class OnboardingAttempt(models.Model):
+    """A reviewer's pass through a queue's onboarding set: fixed gold items, scored when finished.
+
+    Answers never become annotations or gold and never count in agreement figures; the reference
+    labels are shown to the reviewer only after they finish.
+    """
+
+    queue = models.ForeignKey("reviewapp.Queue", on_delete=models.CASCADE, related_name="onboarding_attempts")
+    reviewer = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="onboarding_attempts")
+    gold_ids = models.JSONField(help_text="The gold labels of the set, in the order served.")
+    pass_mark = models.FloatField(help_text="The queue's pass mark when the attempt started.")
+    started_at = models.DateTimeField(db_default=Now())
+    finished_at = models.DateTimeField(null=True, blank=True)
+    n_correct = models.PositiveSmallIntegerField(null=True, blank=True)
+    passed = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue", "reviewer"],
+                condition=models.Q(finished_at__isnull=True),
+                name="onboarding_one_open_attempt",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"onboarding {self.pk} of {self.reviewer_id} in {self.queue_id}"
+
+
+class OnboardingAnswer(models.Model):
+    attempt = models.ForeignKey(OnboardingAttempt, on_delete=models.CASCADE, related_name="answers")
+    gold = models.ForeignKey(GoldLabel, on_delete=models.PROTECT, related_name="+")
+    labels = models.JSONField()
+    correct = models.BooleanField()
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["attempt", "gold"], name="onboarding_answer_once")]
+
+    def __str__(self) -> str:
+        return f"answer to gold {self.gold_id} in attempt {self.attempt_id}"

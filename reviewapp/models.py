@@ -45,6 +45,11 @@ class ContentItem(models.Model):
     metadata = models.JSONField(default=dict, blank=True, help_text="language, region, surface, ...")
     reach = models.BigIntegerField(default=0, help_text="Views or audience size upstream.")
     embedding = ArrayField(models.FloatField(), null=True, blank=True)
+    author_key = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Upstream author or entity id (pseudonymous), for case history; empty when not sent.",
+    )
     created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
@@ -59,6 +64,10 @@ class ContentItem(models.Model):
             models.Index(fields=["created_at", "id"], name="contentitem_received"),
             models.Index(fields=["external_id"], name="contentitem_external_id"),
             GinIndex(OpClass(Upper("text"), name="gin_trgm_ops"), name="contentitem_text_trgm"),
+            # Case history: an author's other items (most items carry no author key).
+            models.Index(
+                fields=["source", "author_key", "created_at"], name="contentitem_author", condition=~Q(author_key="")
+            ),
         ]
 
     def __str__(self) -> str:
@@ -160,6 +169,21 @@ class Queue(models.Model):
         default=True, help_text="Agreed labels become gold directly; otherwise a lead confirms them."
     )
     honeypot_rate = models.FloatField(default=0.0, help_text="Share of served items that are known-answer checks.")
+    onboarding_size = models.PositiveSmallIntegerField(
+        default=0, help_text="Gold items a reviewer must answer before live work here; 0: no onboarding."
+    )
+    onboarding_pass_mark = models.FloatField(default=0.8, help_text="Share of the onboarding set to answer right.")
+    pause_below_accuracy = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Pause a reviewer here when live honeypot accuracy over the window falls below this; empty: never.",
+    )
+    pause_window = models.PositiveSmallIntegerField(
+        default=20, help_text="How many of a reviewer's latest honeypot answers the pause rule reads."
+    )
+    show_author_history = models.BooleanField(
+        default=True, help_text="Show reviewers the author's prior violations (never on blind queues)."
+    )
     is_active = models.BooleanField(default=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="review_queues")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -186,6 +210,12 @@ class Queue(models.Model):
                     honeypot_rate__lt=1,
                 ),
                 name="queue_consensus_parameters_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(onboarding_size__lte=200, onboarding_pass_mark__gt=0, onboarding_pass_mark__lte=1)
+                & (Q(pause_below_accuracy__isnull=True) | Q(pause_below_accuracy__gt=0, pause_below_accuracy__lte=1))
+                & Q(pause_window__gte=1, pause_window__lte=500),
+                name="queue_qualification_range",
             ),
         ]
 
@@ -302,6 +332,9 @@ class ReviewTask(models.Model):
     annotation_count = models.PositiveSmallIntegerField(db_default=0, help_text="Live annotations so far.")
     extra_annotations = models.PositiveSmallIntegerField(
         db_default=0, help_text="Added by adaptive redundancy or a lead sending the item back."
+    )
+    assigned = models.BooleanField(
+        db_default=False, help_text="Reserved for the reviewers of its open assignments (TaskAssignment)."
     )
     created_at = models.DateTimeField(db_default=Now())
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -430,6 +463,9 @@ class ServiceToken(models.Model):
         "models:predict",
         "metrics:read",
         "items:read",
+        "items:write",
+        "policies:write",
+        "queues:write",
     )
 
     name = models.CharField(max_length=100, unique=True)
@@ -552,3 +588,132 @@ class SavedSearch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.name}"
+
+
+class AssignmentReason(models.TextChoices):
+    SENT_BACK = "sent_back", "Sent back by a lead"
+    ASSIGNED = "assigned", "Assigned by a lead"
+
+
+class TaskAssignment(models.Model):
+    """A task reserved for one named reviewer: a lead sent their answer back, or assigned it to them.
+
+    While a task has an open assignment (`ReviewTask.assigned`), only the reviewers of its open
+    assignments can claim it, and they are served it before unassigned work. The note is shown on
+    the task. An assignment closes when its reviewer answers (`fulfilled_at`) or a lead cancels it.
+    """
+
+    task = models.ForeignKey(ReviewTask, on_delete=models.PROTECT, related_name="assignments")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(max_length=12, choices=AssignmentReason.choices)
+    note = models.TextField(blank=True, help_text="The lead's note, shown to the reviewer on the task.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(db_default=Now())
+    fulfilled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "reviewer"],
+                condition=Q(fulfilled_at__isnull=True, cancelled_at__isnull=True),
+                name="assignment_one_open_per_reviewer",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["reviewer", "task"],
+                name="assignment_open_by_reviewer",
+                condition=Q(fulfilled_at__isnull=True, cancelled_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} reserved for {self.reviewer_id} ({self.reason})"
+
+
+class StandingStatus(models.TextChoices):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class QueueStanding(models.Model):
+    """A reviewer's access to live work in one queue, beyond membership.
+
+    No row means active, unless the queue requires onboarding (`Queue.onboarding_size > 0`), in
+    which case a reviewer works live only once `qualified_at` is set. A paused reviewer works
+    nothing live until a lead resumes them or, when the pause was automatic, they re-qualify.
+    """
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="standings")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queue_standings")
+    status = models.CharField(max_length=8, choices=StandingStatus.choices, default=StandingStatus.ACTIVE)
+    reason = models.TextField(blank=True, help_text="Why paused, in words shown to the reviewer and to leads.")
+    automatic = models.BooleanField(default=False, help_text="Paused by the honeypot rule, not by a lead.")
+    qualified_at = models.DateTimeField(null=True, blank=True, help_text="Last passed onboarding set.")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    changed_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["queue", "reviewer"], name="standing_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id} in {self.queue_id}: {self.status}"
+
+
+class BulkAction(models.Model):
+    """One lead's bulk action over a search result; `key` makes a retried request a no-op.
+
+    Each item it touched has its own audit event (action `bulk.<action>`), naming this row.
+    """
+
+    key = models.UUIDField(unique=True, help_text="Client-generated; the same key applies once.")
+    action = models.CharField(max_length=32)
+    params = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    query = models.CharField(max_length=2000, blank=True, help_text="The search it was taken over.")
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    actor_label = models.CharField(max_length=200)
+    matched = models.PositiveIntegerField(default=0, help_text="Tasks the search selected.")
+    changed = models.PositiveIntegerField(default=0, help_text="Tasks this action changed.")
+    skipped = models.JSONField(default=list, blank=True, help_text="[{'task': id, 'why': ...}] left as they were.")
+    created_at = models.DateTimeField(db_default=Now())
+
+    def __str__(self) -> str:
+        return f"bulk {self.action} by {self.actor_label}: {self.changed}/{self.matched}"
+
+
+class ItemComment(models.Model):
+    """A comment on an item's page, between reviewers and leads. Untrusted text; never edited."""
+
+    item = models.ForeignKey(ContentItem, on_delete=models.PROTECT, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField()
+    mentions = models.JSONField(default=list, blank=True, help_text="User ids mentioned with @username.")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [models.Index(fields=["item", "created_at"], name="comment_item_time")]
+
+    def __str__(self) -> str:
+        return f"comment {self.pk} on item {self.item_id}"
+
+
+class Notification(models.Model):
+    """An in-app message for one person (a mention, an overturned answer, a pause, a sent-back task)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=32)
+    text = models.CharField(max_length=500)
+    url = models.CharField(max_length=500, blank=True, help_text="A path inside the app.")
+    created_at = models.DateTimeField(db_default=Now())
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"], name="notification_unread", condition=Q(read_at=None))]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.user_id}"

@@ -36,13 +36,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from labeling.llm.services.suggestions import suggestion_accepted_record, suggestion_for
 from labeling.models import Annotation
 from labeling.services.annotations import SubmissionRejected, annotation_retract, annotation_submit
+from labeling.services.policy_notices import policy_notice_take
 
 from .access import access_queue, access_task, visible_queues
 from .content import media_for, render_guideline
 from .forms import AnnotationForm, EscalateForm, SkipForm
 from .models import MediaExposure, Queue, ReviewTask, TaskStatus
 from .projection import task_projection
+from .services.assignments import task_assignment_notes
+from .services.case_history import author_history_line
 from .services.claims import ClaimError, task_claim_next, task_escalate, task_held, task_lease_renew, task_release
+from .services.standing import queue_standing_for
 from .services.wellness import RevealRefused, break_due, graphic_exposures_this_shift, media_reveal
 
 WORKSPACE = "reviewapp/workspace.html"
@@ -277,6 +281,7 @@ def _workspace_context(
         "session": _session_counter(request.user, queue),
     }
     if task is None:
+        context["standing"] = queue_standing_for(queue=queue, reviewer=request.user)
         return context
     version = task.policy.current_version()
     item = task.item
@@ -295,6 +300,9 @@ def _workspace_context(
         label_keys=_label_keys(version),
         # Free on queues without LLM pre-labels (the settings came with the queue); see suggestion_for.
         suggestion=suggestion_for(task=task, reviewer=request.user),
+        policy_notice=policy_notice_take(version=version, reviewer=request.user),
+        assignment_notes=task_assignment_notes(task=task, reviewer=request.user),
+        author_history=author_history_line(task=task),
         lease_deadline=task.lease_expires_at or timezone.now() + timedelta(seconds=queue.lease_seconds),
     )
     return context

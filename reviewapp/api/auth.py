@@ -11,6 +11,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from ..access import is_lead
 from ..audit import Actor
 from ..models import ServiceToken
 
@@ -130,3 +131,19 @@ class ActsForPerson(permissions.BasePermission):
                 return False
             return True
         return bool(request.user and request.user.is_authenticated)
+
+
+class ActsForLead(ActsForPerson):
+    """As ActsForPerson, and the person is a policy lead or an admin (lead operations: policies,
+    queues and routing, reviewers' standing, bulk actions). A reviewer's session or personal
+    token gets 403."""
+
+    message = "This endpoint needs a signed-in policy lead or a lead's personal token."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        if not is_lead(request.user):
+            self.message = "Policy leads only."
+            return False
+        return True
