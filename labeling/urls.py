@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import policy_views, views
 
 urlpatterns = [
     path("adjudications/", views.adjudication_list, name="adjudication-list"),
@@ -12,5 +12,8 @@ urlpatterns = [
     path("appeals/queue", views.appeals_queue_create, name="appeals-queue-create"),
     path("gold/<int:item_id>/<int:policy_id>/", views.gold_history, name="gold-history"),
     path("quality/", views.quality, name="quality"),
+    path("policies/", policy_views.policy_list, name="policy-list"),
+    path("policies/<slug:policy_key>/", policy_views.policy_detail, name="policy-detail"),
+    path("policies/<slug:policy_key>/diff", policy_views.policy_diff_view, name="policy-diff"),
     path("quality/refresh", views.reliability_refresh_view, name="quality-refresh"),
 ]

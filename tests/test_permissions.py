@@ -52,6 +52,7 @@ REVIEWER_API = {
 }
 UPSTREAM_API = {**dict.fromkeys(ROLES, DENIED), "upstream_token": OK}
 ADMIN = {**dict.fromkeys(ROLES, LOGIN), "admin": OK, "lead": OK}
+LEAD_API = {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}  # ActsForLead: a reviewer's token is refused
 ADMIN_PAGE = {**PAGE, "reviewer": DENIED, "outsider": DENIED, "lead": DENIED}  # the product's admin pages
 
 # url name → (method, expected outcome per role)
@@ -177,6 +178,17 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "llm:draft-edit": ("get", LEAD_PAGE),
     "llm:draft-evaluate": ("post", LEAD_PAGE),
     "llm:draft-publish": ("post", LEAD_PAGE),
+    "llm:draft-request-review": ("post", LEAD_PAGE),
+    # Policy lifecycle: lead pages, and a REST API for leads (session or a lead's token with policies:write).
+    "policy-list": ("get", LEAD_PAGE),
+    "policy-detail": ("get", LEAD_PAGE),
+    "policy-diff": ("get", LEAD_PAGE),
+    "api-policy-drafts": ("post", LEAD_API),
+    "api-policy-draft": ("get", LEAD_API),
+    "api-policy-draft-request-review": ("post", LEAD_API),
+    "api-policy-draft-publish": ("post", LEAD_API),
+    "api-policy-versions": ("get", LEAD_API),
+    "api-policy-diff": ("get", LEAD_API),
 }
 ADMIN_NAMESPACE = "admin"
 INGEST_ROW = {"source": "s", "external_id": "e-1", "policy": "harassment", "model_name": "m", "model_version": "1"}

@@ -9,8 +9,10 @@ and after on the items that went through it.
 
 from __future__ import annotations
 
+import math
+import random
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
@@ -23,6 +25,7 @@ from reviewapp.services.routing import task_priority
 from reviewapp.services.tasks import TaskSpec, review_task_open
 
 from ..models import GoldLabel, Policy, PolicyVersion
+from ..stats.proportions import wilson_interval
 
 # A re-review has no fresh model score to rank it by: rank it as fully uncertain.
 REVIEW_SCORE = 0.5
@@ -185,3 +188,129 @@ def relabel_distribution(
         distribution.after[new_key] += 1
         distribution.confusion[(old_key, new_key)] += 1
     return distribution
+
+
+# --- Choosing what to re-review when a version is published ------------------------------------
+
+
+def gold_relabel_candidates(*, policy: Policy, from_version: PolicyVersion) -> QuerySet[GoldLabel]:
+    """Current gold labels of `policy` decided under `from_version` or older and not yet sent for
+    re-review since (see `gold_with_pending_review`)."""
+    eligible = gold_current_labels(policy=policy).filter(policy_version__number__lte=from_version.number)
+    pending = gold_with_pending_review(eligible, reason=TaskReason.RELABEL)
+    return eligible.exclude(pk__in=pending.values("pk"))
+
+
+def stratified_allocation(counts: Mapping[str, int], n: int) -> dict[str, int]:
+    """How many of `n` to draw from each stratum: proportional to its size, at least one from each
+    non-empty stratum, never more than it holds (largest-remainder rounding, ties by name).
+
+    Raises ValidationError when `n` is smaller than the number of non-empty strata.
+    """
+    sizes = {key: size for key, size in sorted(counts.items()) if size > 0}
+    total = sum(sizes.values())
+    if n >= total:
+        return dict(sizes)
+    if n < len(sizes):
+        raise ValidationError(
+            f"A sample of {n} cannot hold one item of each of the {len(sizes)} labels; choose at least {len(sizes)}."
+        )
+    quota = {key: n * size / total for key, size in sizes.items()}
+    allocation = {key: max(1, math.floor(q)) for key, q in quota.items()}
+    while sum(allocation.values()) > n:  # the minimum of one pushed us over: take from the most over-served
+        key = max((k for k in allocation if allocation[k] > 1), key=lambda k: (allocation[k] - quota[k], k))
+        allocation[key] -= 1
+    while sum(allocation.values()) < n:  # hand out the rest by largest remainder
+        key = max((k for k in allocation if allocation[k] < sizes[k]), key=lambda k: (quota[k] - allocation[k], k))
+        allocation[key] += 1
+    return allocation
+
+
+@dataclass(frozen=True)
+class RelabelSelection:
+    """The gold labels chosen for re-review and how: recorded in the publication's audit event."""
+
+    gold_ids: list[int]
+    population: dict[str, int]  # label key → candidates
+    chosen: dict[str, int]  # label key → chosen
+    seed: int | None = None
+
+    def record(self) -> dict[str, object]:
+        return {"population": self.population, "chosen": self.chosen, "seed": self.seed, "gold_ids": self.gold_ids}
+
+
+def relabel_sample(*, candidates: QuerySet[GoldLabel], n: int, seed: int) -> RelabelSelection:
+    """A stratified random sample of `n` of `candidates`, stratified by current gold label
+    (`label_key`), proportional with at least one per label (`stratified_allocation`).
+    Deterministic for a given seed and candidate set."""
+    if n < 1:
+        raise ValidationError("The sample size must be at least 1.")
+    strata: dict[str, list[int]] = {}
+    for gold_id, labels in candidates.order_by("pk").values_list("pk", "labels"):
+        strata.setdefault(label_key(labels), []).append(gold_id)
+    if not strata:
+        raise ValidationError("No gold label is waiting for re-review under an older version: nothing to sample.")
+    population = {key: len(ids) for key, ids in sorted(strata.items())}
+    allocation = stratified_allocation(population, n)
+    rng = random.Random(seed)  # noqa: S311 -- a reproducible sample, not a secret
+    chosen_ids = sorted(gold_id for key in population for gold_id in rng.sample(strata[key], allocation[key]))
+    return RelabelSelection(gold_ids=chosen_ids, population=population, chosen=allocation, seed=seed)
+
+
+def relabel_affected(*, candidates: QuerySet[GoldLabel], labels: Collection[str]) -> RelabelSelection:
+    """Every candidate whose gold label includes one of `labels` (removed or redefined values)."""
+    wanted = set(labels)
+    population: Counter[str] = Counter()
+    chosen: Counter[str] = Counter()
+    gold_ids: list[int] = []
+    for gold_id, gold_labels in candidates.order_by("pk").values_list("pk", "labels"):
+        key = label_key(gold_labels)
+        population[key] += 1
+        if wanted & set(gold_labels):
+            chosen[key] += 1
+            gold_ids.append(gold_id)
+    return RelabelSelection(gold_ids=gold_ids, population=dict(sorted(population.items())), chosen=dict(chosen))
+
+
+def relabel_tasks_open(*, selection: RelabelSelection, queue: Queue, actor: Actor) -> list[int]:
+    """Open a RELABEL task in `queue` for each chosen gold label's item. Call inside the
+    transaction that made the new version; audit: `task.created` per task (review_task_open)."""
+    golds = GoldLabel.objects.filter(pk__in=selection.gold_ids).select_related("policy", "item", "task").order_by("pk")
+    return review_tasks_open(golds, queue=queue, reason=TaskReason.RELABEL, actor=actor)
+
+
+@dataclass(frozen=True)
+class ShareRow:
+    """One label's share of the re-decided items before and after, with 95 % Wilson intervals."""
+
+    label: str
+    before: int
+    after: int
+    n: int
+
+    @property
+    def before_share(self) -> float:
+        return self.before / self.n if self.n else 0.0
+
+    @property
+    def after_share(self) -> float:
+        return self.after / self.n if self.n else 0.0
+
+    @property
+    def before_interval(self) -> tuple[float, float]:
+        return wilson_interval(self.before, self.n)
+
+    @property
+    def after_interval(self) -> tuple[float, float]:
+        return wilson_interval(self.after, self.n)
+
+    @property
+    def difference(self) -> float:
+        return self.after_share - self.before_share
+
+
+def relabel_share_rows(distribution: RelabelDistribution) -> list[ShareRow]:
+    return [
+        ShareRow(label, distribution.before[label], distribution.after[label], distribution.items)
+        for label in distribution.labels
+    ]

@@ -14,6 +14,7 @@ from labeling.llm.services.drafts import (
     draft_evaluation_start,
     policy_draft_create,
     policy_draft_publish,
+    policy_draft_request_review,
     policy_draft_update,
 )
 from labeling.models import GoldLabel, Policy, PolicyDraft
@@ -131,7 +132,7 @@ def test_a_label_replaced_by_another_is_flagged_as_a_possible_rename(harassment:
     assert "'violating' disappears while 'abusive' appears" in message and "nothing is renamed" in message
     assert not PolicyDraft.objects.exists()
 
-    draft = policy_draft_create(**fields, actor=Actor.of(lead), confirm_label_changes=True)
+    draft = policy_draft_create(**fields, actor=Actor.of(lead), confirm_removed=["violating"])
     event = AuditEvent.objects.get(action="policy_draft.created", object_id=str(draft.pk))
     assert event.after["removed_labels"] == ["violating"] and event.after["added_labels"] == ["abusive"]
 
@@ -147,6 +148,7 @@ def test_an_update_of_an_unpublished_draft_is_audited_with_before_and_after(draf
 
 
 def test_publishing_creates_the_next_version_and_makes_the_draft_read_only(draft: PolicyDraft, lead: User) -> None:
+    policy_draft_request_review(draft=draft, actor=Actor.of(lead))
     version = policy_draft_publish(draft=draft, actor=Actor.of(lead))
     assert version.number == 2 and version.guideline == draft.guideline and version.created_by == lead
     assert draft.policy.current_version() == version
@@ -157,7 +159,7 @@ def test_publishing_creates_the_next_version_and_makes_the_draft_read_only(draft
     assert event.before["version"] == 1 and event.after == {**event.after, "version": 2, "draft": draft.pk}
     with pytest.raises(ValidationError, match="read-only"):
         policy_draft_update(draft=draft, title="x", guideline="y", label_schema=BINARY_SCHEMA, actor=Actor.of(lead))
-    with pytest.raises(ValidationError, match="already published; it is read-only"):
+    with pytest.raises(ValidationError, match="already published as v2; it cannot be published twice"):
         policy_draft_publish(draft=draft, actor=Actor.of(lead))
 
 
@@ -165,8 +167,10 @@ def test_a_draft_of_a_superseded_version_cannot_be_published(draft: PolicyDraft,
     other = policy_draft_create(
         policy=draft.policy, title="Other", guideline="g", label_schema=BINARY_SCHEMA, actor=Actor.of(lead)
     )
+    for each in (draft, other):
+        policy_draft_request_review(draft=each, actor=Actor.of(lead))
     policy_draft_publish(draft=draft, actor=Actor.of(lead))
-    with pytest.raises(ValidationError, match="based on v1 but v2 is in force"):
+    with pytest.raises(ValidationError, match="based on v1 but v2 was published since"):
         policy_draft_publish(draft=other, actor=Actor.of(lead))
     assert draft.policy.versions.count() == 2
 
@@ -203,7 +207,7 @@ def test_a_draft_that_changes_the_label_set_is_not_graded_against_gold(
         guideline="g",
         label_schema=RENAMED_SCHEMA,
         actor=Actor.of(lead),
-        confirm_label_changes=True,
+        confirm_removed=["violating"],
     )
     answers = [("violating", "abusive", "violating"), ("not_violating", "not_violating", "not_violating")]
     evaluation = draft_evaluation(run=draft_run(renamed, reviewer, answers))
@@ -286,7 +290,7 @@ def test_the_detail_page_shows_the_evaluation_and_escapes_item_text(
     assert (
         '<th scope="row" title="not_violating">Not violating</th><td class="num">2</td><td class="num">1</td>' in page
     )
-    assert "does <strong>not</strong> relabel existing gold" in page and "queue_relabel --policy harassment" in page
+    assert "Send for review</button>" in page and "Changes from v1 to this draft" in page
     assert "hx-trigger" not in page  # the run is done: nothing polls
 
 
@@ -301,8 +305,9 @@ def test_a_running_evaluation_polls_its_partial(draft: PolicyDraft, reviewer: LL
 
 def test_publishing_from_the_page(draft: PolicyDraft, lead: User) -> None:
     client = logged_in(lead)
-    response = client.post(reverse("llm:draft-publish", args=[draft.pk]), follow=True)
-    assert "Published as harassment v2. Existing gold was not relabelled." in response.content.decode()
+    client.post(reverse("llm:draft-request-review", args=[draft.pk]))
+    response = client.post(reverse("llm:draft-publish", args=[draft.pk]), {"relabel_mode": "none"}, follow=True)
+    assert "Published as harassment v2; 0 re-review tasks opened." in response.content.decode()
     assert "published as v2" in response.content.decode()
     edit = client.get(reverse("llm:draft-edit", args=[draft.pk]), follow=True).content.decode()
     assert "read-only" in edit

@@ -15,7 +15,9 @@ read-only. It relabels nothing: gold decided under older versions is re-reviewed
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -23,12 +25,31 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from reviewapp.audit import Actor, audit_record
-from reviewapp.models import ContentItem
+from reviewapp.models import ContentItem, Queue
 
-from ...models import Policy, PolicyDraft, PolicyVersion, check_label_schema, readable_key
-from ...services.relabel import gold_current_labels, label_key
+from ...models import (
+    DraftStatus,
+    Policy,
+    PolicyDraft,
+    PolicyPublication,
+    PolicyVersion,
+    RelabelMode,
+    check_label_schema,
+    readable_key,
+)
+from ...services.policy_versions import policy_change_summary, policy_diff
+from ...services.relabel import (
+    RelabelSelection,
+    gold_current_labels,
+    gold_relabel_candidates,
+    label_key,
+    relabel_affected,
+    relabel_sample,
+    relabel_tasks_open,
+)
 from ...stats.proportions import wilson_interval
 from ..models import LLMJudgement, LLMReviewer, LLMRun, RunKind, RunStatus
 from ..prompting import item_text
@@ -65,9 +86,9 @@ class LabelChanges:
             new = ", ".join(repr(value) for value in self.added)
             return (
                 f"label {gone} disappears while {new} appears: if this is a rename, nothing is renamed — "
-                f"existing annotations and gold keep {gone}. Confirm the label changes to save the draft."
+                f"existing annotations and gold keep {gone}. Confirm each removed label to save the draft."
             )
-        return f"label {gone} disappears: existing annotations and gold keep it. Confirm the label changes to save."
+        return f"label {gone} disappears: existing annotations and gold keep it. Confirm each removed label to save."
 
 
 def label_changes(*, base: PolicyVersion, schema: dict[str, Any]) -> LabelChanges:
@@ -80,7 +101,7 @@ def label_changes(*, base: PolicyVersion, schema: dict[str, Any]) -> LabelChange
 
 
 def check_draft_fields(
-    *, base: PolicyVersion, title: str, guideline: str, label_schema: Any, confirm_label_changes: bool
+    *, base: PolicyVersion, title: str, guideline: str, label_schema: Any, confirm_removed: Collection[str]
 ) -> LabelChanges:
     """Validate a draft's fields; raise ValidationError with a message per field at fault."""
     errors: dict[str, list[str]] = {}
@@ -99,7 +120,9 @@ def check_draft_fields(
     if errors:
         raise ValidationError(errors)
     changes = label_changes(base=base, schema=label_schema)
-    if changes.removed and not confirm_label_changes:
+    if set(changes.removed) - set(confirm_removed):
+        # Each removed label is confirmed by name: one tick must not wave through a second removal
+        # added to the schema after the first was confirmed.
         raise ValidationError({"label_schema": [changes.message()]})
     return changes
 
@@ -111,12 +134,12 @@ def policy_draft_create(
     guideline: str,
     label_schema: Any,
     actor: Actor,
-    confirm_label_changes: bool = False,
+    confirm_removed: Collection[str] = (),
 ) -> PolicyDraft:
     """A draft of `policy`'s next version, based on the version in force.
 
     Raises ValidationError for a policy without a version in force, bad fields, or a label that
-    disappears (a possible rename) without `confirm_label_changes`. Audit: `policy_draft.created`.
+    disappears (a possible rename) unless its value is in `confirm_removed`. Audit: `policy_draft.created`.
     """
     base = policy.current_version()
     if base is None:
@@ -126,7 +149,7 @@ def policy_draft_create(
         title=title,
         guideline=guideline,
         label_schema=label_schema,
-        confirm_label_changes=confirm_label_changes,
+        confirm_removed=confirm_removed,
     )
     with transaction.atomic():
         draft = PolicyDraft.objects.create(
@@ -154,10 +177,11 @@ def policy_draft_update(
     guideline: str,
     label_schema: Any,
     actor: Actor,
-    confirm_label_changes: bool = False,
+    confirm_removed: Collection[str] = (),
 ) -> PolicyDraft:
     """Change an unpublished draft. Locks the draft row; a published draft is read-only
-    (ValidationError). Audit: `policy_draft.updated` with before and after."""
+    (ValidationError). A draft in review goes back to "draft": what was asked to be reviewed is
+    not what it says now. Audit: `policy_draft.updated` with before and after."""
     with transaction.atomic():
         draft = PolicyDraft.objects.select_for_update().select_related("base_version").get(pk=draft.pk)
         if draft.published_version_id is not None:
@@ -167,11 +191,12 @@ def policy_draft_update(
             title=title,
             guideline=guideline,
             label_schema=label_schema,
-            confirm_label_changes=confirm_label_changes,
+            confirm_removed=confirm_removed,
         )
         before = _audit_state(draft)
         draft.title, draft.guideline, draft.label_schema = title.strip(), guideline, label_schema
-        draft.save(update_fields=["title", "guideline", "label_schema"])
+        draft.status = DraftStatus.DRAFT
+        draft.save(update_fields=["title", "guideline", "label_schema", "status"])
         audit_record(
             actor=actor,
             action="policy_draft.updated",
@@ -183,48 +208,181 @@ def policy_draft_update(
     return draft
 
 
-def policy_draft_publish(*, draft: PolicyDraft, actor: Actor) -> PolicyVersion:
-    """Create the policy's next version from `draft`, in force from now; the draft becomes read-only.
+def policy_draft_request_review(*, draft: PolicyDraft, actor: Actor) -> PolicyDraft:
+    """Mark a draft ready for review ("in review"); only a draft in review can be published.
+
+    Locks the draft row. Idempotent: a draft already in review is returned unchanged (no second
+    audit event). Refuses (ValidationError) a published draft. Audit: `policy_draft.review_requested`.
+    """
+    with transaction.atomic():
+        draft = PolicyDraft.objects.select_for_update().get(pk=draft.pk)
+        if draft.published_version_id is not None:
+            raise ValidationError("This draft was published; it is read-only.")
+        if draft.status == DraftStatus.IN_REVIEW:
+            return draft
+        before = _audit_state(draft)
+        draft.status = DraftStatus.IN_REVIEW
+        draft.review_requested_by_id = actor.id
+        draft.review_requested_at = timezone.now()
+        draft.save(update_fields=["status", "review_requested_by", "review_requested_at"])
+        audit_record(
+            actor=actor,
+            action="policy_draft.review_requested",
+            object_type="policy_draft",
+            object_id=draft.pk,
+            before=before,
+            after=_audit_state(draft),
+        )
+    return draft
+
+
+# A time typed into a form a few seconds ago is "now", not a mistake.
+EFFECTIVE_TIME_GRACE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class RelabelChoice:
+    """What to re-review when a version is published: nothing, a stratified sample of
+    `sample_size` of the gold decided under older versions (drawn with `seed`), or every such gold
+    label whose label the draft removes or redefines; tasks open in `queue`."""
+
+    mode: str = RelabelMode.NONE
+    queue: Queue | None = None
+    sample_size: int | None = None
+    seed: int = 0
+
+
+def policy_draft_publish(
+    *,
+    draft: PolicyDraft,
+    actor: Actor,
+    effective_at: datetime | None = None,
+    relabel: RelabelChoice | None = None,
+) -> PolicyVersion:
+    """Create the policy's next version from a draft in review; the draft becomes read-only.
+
+    `effective_at` (default now) may be in the future — the version is then scheduled and the
+    version in force is unchanged until then — but not more than a minute in the past. The version
+    gets a `change_summary` (the diff from the base version, in a sentence). `relabel` opens
+    RELABEL tasks for gold decided under the base version or older, only for a version in force at
+    once (reviewers would otherwise re-review under the old guideline). Records a
+    `PolicyPublication`.
 
     Locks the policy row (version numbers are handed out one at a time), then the draft. Refuses
-    (ValidationError) a draft already published, or one whose base is no longer the version in
-    force (someone published since: its evaluation compared against the wrong version). Existing
-    gold is not relabelled. Audit: `policy_version.published`.
+    (ValidationError) a draft already published (a second publish does nothing), one not in
+    review, or one whose base is no longer the newest version (someone published since).
+    Audit: `policy_version.published` with the relabel selection (strata, seed, gold ids).
     """
+    relabel = relabel or RelabelChoice()
+    now = timezone.now()
+    in_force_now = effective_at is None or effective_at <= now
+    _check_publish_choice(effective_at=effective_at, now=now, relabel=relabel)
     with transaction.atomic():
         Policy.objects.select_for_update().get(pk=draft.policy_id)
         draft = PolicyDraft.objects.select_for_update().select_related("policy", "base_version").get(pk=draft.pk)
-        if draft.published_version_id is not None:
-            raise ValidationError("This draft was already published; it is read-only.")
-        current = draft.policy.current_version()
-        if current is None or current.pk != draft.base_version_id:
-            in_force = f"v{current.number}" if current else "no version"
-            raise ValidationError(
-                f"This draft is based on v{draft.base_version.number} but {in_force} is in force now; "
-                "start a new draft from the version in force."
-            )
-        latest = draft.policy.versions.aggregate(n=Max("number"))["n"] or 0
+        _check_publishable(draft)
+        base = draft.base_version
+        diff = policy_diff(a=base, b=draft)
         version = PolicyVersion.objects.create(
             policy=draft.policy,
-            number=latest + 1,
+            number=base.number + 1,
             guideline=draft.guideline,
             label_schema=draft.label_schema,
             # The database's clock, the one `Policy.current_version` reads "in force" by.
-            effective_at=Now(),
+            effective_at=Now() if in_force_now else effective_at,
+            change_summary=policy_change_summary(diff),
             created_by_id=actor.id,
         )
         version.refresh_from_db(fields=["effective_at"])
+        selection = _relabel_selection(
+            draft=draft, relabel=relabel, redefined=[*diff.removed_values, *diff.redefined_values]
+        )
+        task_ids = relabel_tasks_open(selection=selection, queue=relabel.queue, actor=actor) if relabel.queue else []
+        PolicyPublication.objects.create(
+            version=version,
+            draft=draft,
+            previous_version=base,
+            relabel_mode=relabel.mode,
+            relabel_sample_size=relabel.sample_size if relabel.mode == RelabelMode.SAMPLE else None,
+            relabel_queue=relabel.queue if relabel.mode != RelabelMode.NONE else None,
+            relabel_tasks=len(task_ids),
+            published_by_id=actor.id,
+        )
         draft.published_version = version
-        draft.save(update_fields=["published_version"])
+        draft.status = DraftStatus.PUBLISHED
+        draft.save(update_fields=["published_version", "status"])
         audit_record(
             actor=actor,
             action="policy_version.published",
             object_type="policy",
             object_id=draft.policy_id,
-            before={"version": draft.base_version.number, "labels": draft.base_version.label_values},
-            after={"version": version.number, "labels": version.label_values, "draft": draft.pk},
+            before={"version": base.number, "labels": base.label_values},
+            after={
+                "version": version.number,
+                "labels": version.label_values,
+                "draft": draft.pk,
+                "effective_at": version.effective_at.isoformat(),
+                "change_summary": version.change_summary,
+                "relabel_mode": relabel.mode,
+                "relabel_queue": relabel.queue.slug if relabel.queue else None,
+                "relabel_tasks": len(task_ids),
+                "relabel_selection": selection.record(),
+            },
         )
     return version
+
+
+def _check_publish_choice(*, effective_at: datetime | None, now: datetime, relabel: RelabelChoice) -> None:
+    if effective_at is not None and effective_at < now - EFFECTIVE_TIME_GRACE:
+        raise ValidationError(
+            {"effective_at": ["The effective time is in the past: leave it empty for now, or choose a later time."]}
+        )
+    if relabel.mode not in RelabelMode.values:
+        raise ValidationError({"relabel_mode": [f"Unknown re-review choice {relabel.mode!r}."]})
+    if relabel.mode == RelabelMode.NONE:
+        if relabel.queue is not None:
+            raise ValidationError({"relabel_queue": ["A queue is chosen only when something is re-reviewed."]})
+        return
+    if effective_at is not None and effective_at > now:
+        raise ValidationError(
+            {
+                "relabel_mode": [
+                    "Re-review needs the version in force at once (reviewers label under the version in force): "
+                    "publish it effective now, or publish without re-review and queue it once the version is in force."
+                ]
+            }
+        )
+    if relabel.queue is None:
+        raise ValidationError({"relabel_queue": ["Choose the queue the re-review tasks open in."]})
+    if relabel.mode == RelabelMode.SAMPLE and not (relabel.sample_size and 1 <= relabel.sample_size <= MAX_SAMPLE):
+        raise ValidationError({"relabel_sample_size": [f"The sample size must be between 1 and {MAX_SAMPLE:,} items."]})
+
+
+def _check_publishable(draft: PolicyDraft) -> None:
+    if draft.published_version_id is not None:
+        number = PolicyVersion.objects.only("number").get(pk=draft.published_version_id).number
+        raise ValidationError(f"This draft was already published as v{number}; it cannot be published twice.")
+    if draft.status != DraftStatus.IN_REVIEW:
+        raise ValidationError("Send the draft for review before publishing it.")
+    latest = draft.policy.versions.aggregate(n=Max("number"))["n"] or 0
+    if latest != draft.base_version.number:
+        raise ValidationError(
+            f"This draft is based on v{draft.base_version.number} but v{latest} was published since; "
+            "start a new draft from the newest version."
+        )
+
+
+def _relabel_selection(*, draft: PolicyDraft, relabel: RelabelChoice, redefined: list[str]) -> RelabelSelection:
+    if relabel.mode == RelabelMode.NONE:
+        return RelabelSelection(gold_ids=[], population={}, chosen={})
+    candidates = gold_relabel_candidates(policy=draft.policy, from_version=draft.base_version)
+    if relabel.mode == RelabelMode.SAMPLE:
+        return relabel_sample(candidates=candidates, n=relabel.sample_size or 0, seed=relabel.seed)
+    if not redefined:
+        raise ValidationError(
+            {"relabel_mode": ["The draft removes or redefines no label, so no gold label is affected."]}
+        )
+    return relabel_affected(candidates=candidates, labels=redefined)
 
 
 def _audit_state(draft: PolicyDraft) -> dict[str, Any]:
@@ -234,6 +392,7 @@ def _audit_state(draft: PolicyDraft) -> dict[str, Any]:
         "title": draft.title,
         "guideline_chars": len(draft.guideline),
         "labels": draft.label_values,
+        "status": draft.status,
     }
 
 

@@ -11,5 +11,6 @@ urlpatterns = [
     path("<int:draft_id>/", drafts.draft_detail, name="draft-detail"),
     path("<int:draft_id>/edit/", drafts.draft_edit, name="draft-edit"),
     path("<int:draft_id>/evaluate/", drafts.draft_evaluate, name="draft-evaluate"),
+    path("<int:draft_id>/request-review/", drafts.draft_request_review, name="draft-request-review"),
     path("<int:draft_id>/publish/", drafts.draft_publish, name="draft-publish"),
 ]

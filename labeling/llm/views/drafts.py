@@ -22,17 +22,23 @@ from django.views.decorators.http import require_POST
 from reviewapp.access import lead_required
 from reviewapp.audit import Actor
 from reviewapp.content import render_guideline
+from reviewapp.models import Queue
 
-from ...models import Policy, PolicyDraft
+from ...models import Policy, PolicyDraft, PolicyVersion, RelabelMode
+from ...services.policy_versions import policy_diff
+from ...services.relabel import gold_relabel_candidates
 from ..models import LLMReviewer
 from ..services.drafts import (
     ACTIVE_STATUSES,
+    MAX_SAMPLE,
+    RelabelChoice,
     draft_evaluation,
     draft_evaluation_start,
     draft_runs,
     label_changes,
     policy_draft_create,
     policy_draft_publish,
+    policy_draft_request_review,
     policy_draft_update,
 )
 
@@ -46,10 +52,24 @@ class DraftForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false", "class": "code"}),
         help_text='JSON: {"labels": [{"value": "violating", "title": "Violating", "description": "…"}, …], …}',
     )
-    confirm_label_changes = forms.BooleanField(
+    confirm_removed = forms.MultipleChoiceField(
         required=False,
-        label="I confirm the label changes (a removed label is not renamed: existing gold keeps it)",
+        widget=forms.CheckboxSelectMultiple,
+        label="Confirm each label this draft removes (a removed label is not renamed: existing gold keeps it)",
     )
+
+    def __init__(self, *args: Any, base: PolicyVersion, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Offer a confirmation for each label of the base version that the posted schema drops.
+        try:
+            posted = json.loads(self.data.get("label_schema", "")) if self.is_bound else None
+            kept = {label["value"] for label in posted["labels"]}
+        except (ValueError, TypeError, KeyError):
+            kept = set(base.label_values)
+        removed = [value for value in base.label_values if value not in kept]
+        self.fields["confirm_removed"].choices = [
+            (value, f"Remove {base.label_title(value)} ({value})") for value in removed
+        ]
 
     def clean_label_schema(self) -> Any:
         try:
@@ -73,12 +93,16 @@ def _saved(form: DraftForm, save: Any) -> PolicyDraft | None:
     try:
         return save(**form.cleaned_data)
     except ValidationError as error:
-        if hasattr(error, "error_dict"):
-            for name, errors in error.error_dict.items():
-                form.add_error(name if name in form.fields else None, errors)
-        else:
-            form.add_error(None, error)
+        _add_errors(form, error)
         return None
+
+
+def _add_errors(form: forms.Form, error: ValidationError) -> None:
+    if hasattr(error, "error_dict"):
+        for name, errors in error.error_dict.items():
+            form.add_error(name if name in form.fields else None, errors)
+    else:
+        form.add_error(None, error)
 
 
 @lead_required
@@ -98,7 +122,7 @@ def draft_new(request: HttpRequest, policy_key: str) -> HttpResponse:
     if base is None:
         messages.error(request, f"{policy.name} has no version in force to draft from.")
         return redirect("llm:draft-list")
-    form = DraftForm(request.POST or None, initial=DraftForm.initial_from(base))
+    form = DraftForm(request.POST or None, initial=DraftForm.initial_from(base), base=base)
     if request.method == "POST":
         save = partial(policy_draft_create, policy=policy, actor=Actor.of(request.user))
         draft = _saved(form, save)
@@ -113,7 +137,7 @@ def draft_edit(request: HttpRequest, draft_id: int) -> HttpResponse:
     if draft.published_version_id is not None:
         messages.error(request, "This draft was published; it is read-only.")
         return redirect("llm:draft-detail", draft.pk)
-    form = DraftForm(request.POST or None, initial=DraftForm.initial_from(draft))
+    form = DraftForm(request.POST or None, initial=DraftForm.initial_from(draft), base=draft.base_version)
     if request.method == "POST":
         save = partial(policy_draft_update, draft=draft, actor=Actor.of(request.user))
         if _saved(form, save) is not None:
@@ -139,6 +163,9 @@ def draft_detail(request: HttpRequest, draft_id: int) -> HttpResponse:
         "reviewers": LLMReviewer.objects.filter(policy=draft.policy, is_active=True).order_by("name"),
         "default_sample": DEFAULT_SAMPLE,
         "guideline_html": render_guideline(draft.guideline),
+        "diff": policy_diff(a=draft.base_version, b=draft),
+        "diff_a": f"v{draft.base_version.number}",
+        "diff_b": "this draft",
     }
     template = "llm/draft_detail.html" + ("#evaluation" if request.headers.get("HX-Request") else "")
     return render(request, template, context)
@@ -163,16 +190,92 @@ def draft_evaluate(request: HttpRequest, draft_id: int) -> HttpResponse:
     return redirect("llm:draft-detail", draft.pk)
 
 
-@require_POST
+class PublishForm(forms.Form):
+    effective_at = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        label="In force from",
+        help_text="Leave empty for now. A later time schedules the version; a time in the past is refused.",
+    )
+    relabel_mode = forms.ChoiceField(
+        choices=RelabelMode.choices, initial=RelabelMode.NONE, widget=forms.RadioSelect, label="Re-review existing gold"
+    )
+    relabel_sample_size = forms.IntegerField(
+        required=False, min_value=1, max_value=MAX_SAMPLE, label="Sample size", help_text="For a stratified sample."
+    )
+    relabel_queue = forms.ModelChoiceField(
+        queryset=Queue.objects.filter(is_active=True).order_by("name"),
+        required=False,
+        label="Queue for re-review tasks",
+    )
+    seed = forms.IntegerField(
+        required=False, min_value=0, label="Sample seed", help_text="The same seed draws the same sample."
+    )
+
+    def relabel_choice(self) -> RelabelChoice:
+        data = self.cleaned_data
+        return RelabelChoice(
+            mode=data["relabel_mode"],
+            queue=data["relabel_queue"],
+            sample_size=data["relabel_sample_size"],
+            seed=data["seed"] or 0,
+        )
+
+
 @lead_required
 def draft_publish(request: HttpRequest, draft_id: int) -> HttpResponse:
+    """GET: the publish page (diff, predicted impact, re-review choice); POST: publish."""
+    draft = get_object_or_404(PolicyDraft.objects.select_related("policy", "base_version"), pk=draft_id)
+    if draft.published_version_id is not None and request.method != "POST":
+        messages.error(request, "This draft was already published; it cannot be published twice.")
+        return redirect("llm:draft-detail", draft.pk)
+    form = PublishForm(request.POST or None, initial={"seed": draft.pk})
+    if request.method == "POST" and form.is_valid():
+        try:
+            version = policy_draft_publish(
+                draft=draft,
+                actor=Actor.of(request.user),
+                effective_at=form.cleaned_data["effective_at"],
+                relabel=form.relabel_choice(),
+            )
+        except ValidationError as error:
+            _add_errors(form, error)
+        else:
+            tasks = version.publication.relabel_tasks
+            messages.success(
+                request, f"Published as {version}; {tasks} re-review task{'s' if tasks != 1 else ''} opened."
+            )
+            return redirect("policy-detail", draft.policy.key)
+    return render(request, "llm/draft_publish.html", _publish_context(draft, form), status=400 if form.errors else 200)
+
+
+def _publish_context(draft: PolicyDraft, form: PublishForm) -> dict[str, Any]:
+    runs = draft_runs(draft=draft)
+    latest = runs[0] if runs else None
+    candidates = gold_relabel_candidates(policy=draft.policy, from_version=draft.base_version)
+    return {
+        "draft": draft,
+        "form": form,
+        "diff": policy_diff(a=draft.base_version, b=draft),
+        "diff_a": f"v{draft.base_version.number}",
+        "diff_b": "this draft",
+        "run": latest,
+        "running": latest is not None and latest.status in ACTIVE_STATUSES,
+        "evaluation": draft_evaluation(run=latest) if latest else None,
+        "candidates": candidates.count(),
+    }
+
+
+@require_POST
+@lead_required
+def draft_request_review(request: HttpRequest, draft_id: int) -> HttpResponse:
     draft = get_object_or_404(PolicyDraft, pk=draft_id)
     try:
-        version = policy_draft_publish(draft=draft, actor=Actor.of(request.user))
+        policy_draft_request_review(draft=draft, actor=Actor.of(request.user))
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        messages.success(request, f"Published as {version}. Existing gold was not relabelled.")
+        messages.success(request, "Sent for review: it can now be published.")
     return redirect("llm:draft-detail", draft.pk)
 
 

@@ -1,0 +1,18 @@
+"""Policy lifecycle REST routes (mounted under /api/v1/ by config/api_urls.py)."""
+
+from django.urls import path
+
+from . import policies
+
+urlpatterns = [
+    path("policies/<slug:policy_key>/drafts", policies.DraftsView.as_view(), name="api-policy-drafts"),
+    path("policies/<slug:policy_key>/versions", policies.VersionsView.as_view(), name="api-policy-versions"),
+    path("policies/<slug:policy_key>/diff", policies.DiffView.as_view(), name="api-policy-diff"),
+    path("policy-drafts/<int:draft_id>", policies.DraftView.as_view(), name="api-policy-draft"),
+    path(
+        "policy-drafts/<int:draft_id>/request-review",
+        policies.DraftRequestReviewView.as_view(),
+        name="api-policy-draft-request-review",
+    ),
+    path("policy-drafts/<int:draft_id>/publish", policies.DraftPublishView.as_view(), name="api-policy-draft-publish"),
+]
