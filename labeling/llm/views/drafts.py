@@ -212,6 +212,11 @@ class PublishForm(forms.Form):
         required=False, min_value=0, label="Sample seed", help_text="The same seed draws the same sample."
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        queue_field = cast(forms.ModelChoiceField, self.fields["relabel_queue"])
+        queue_field.label_from_instance = lambda queue: f"{queue.name} ({queue.slug})"
+
     def relabel_choice(self) -> RelabelChoice:
         data = self.cleaned_data
         return RelabelChoice(
