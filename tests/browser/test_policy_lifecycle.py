@@ -15,6 +15,7 @@ from labeling.services.gold import gold_record
 from reviewapp.audit import SYSTEM
 from reviewapp.models import ReviewTask, TaskReason
 from reviewapp.services.claims import task_claim_next
+from tests.browser.axe import serious_violations
 from tests.browser.conftest import PASSWORD
 from tests.browser.workspace_nav import keys_ready, start_reviewing
 from tests.factories import ContentItemFactory, QueueFactory, ReviewTaskFactory
@@ -80,8 +81,11 @@ def test_a_lead_publishes_a_new_version_and_a_reviewer_is_told_once(
         ReviewTaskFactory(policy=policy, queue=review_queue, item=ContentItemFactory(text=text))
 
     # The lead writes the draft: guideline and label schema.
+    a11y: list[str] = []
     log_in(lead)
-    page.goto(f"/lead/policies/{policy.key}/")
+    page.goto("/lead/policies/")
+    page.get_by_role("link", name=policy.name).click()
+    a11y += serious_violations(page)
     page.get_by_role("link", name="New draft").first.click()
     page.get_by_label("Title").fill("Name mockery and threats")
     guideline = page.get_by_label("Guideline")
@@ -98,6 +102,7 @@ def test_a_lead_publishes_a_new_version_and_a_reviewer_is_told_once(
     expect(diff.locator("#schema-diff")).to_contain_text("added Threat")
     expect(diff.locator("#guideline-diff")).to_contain_text("Mocking someone's name is harassment.")
     screenshot("draft")
+    a11y += serious_violations(page)
     page.get_by_role("button", name="Send for review").click()
     expect(page.locator("#draft-status")).to_have_text("in review")
 
@@ -108,6 +113,7 @@ def test_a_lead_publishes_a_new_version_and_a_reviewer_is_told_once(
     page.get_by_label("Sample size").fill("3")
     page.get_by_label("Queue for re-review tasks").select_option(label="Relabel (relabel)")
     screenshot("publish")
+    a11y += serious_violations(page)
     page.get_by_role("button", name="Publish", exact=True).click()
     expect(page.locator(".messages")).to_contain_text("Published as harassment v2; 3 re-review tasks opened.")
     versions = page.locator("#versions")
@@ -119,6 +125,7 @@ def test_a_lead_publishes_a_new_version_and_a_reviewer_is_told_once(
     page.get_by_role("link", name="v1 → v2").click()
     expect(page.get_by_role("heading", name="Changes from v1 to v2")).to_be_visible()
     expect(page.locator("#schema-diff")).to_contain_text("Violating → Harassing")
+    a11y += serious_violations(page)
 
     # The re-review is answered (2 violating + 1 not violating sampled; everyone says not violating).
     assert ReviewTask.objects.filter(reason=TaskReason.RELABEL).count() == 3
@@ -131,6 +138,8 @@ def test_a_lead_publishes_a_new_version_and_a_reviewer_is_told_once(
     expect(comparison.get_by_role("row", name="Harassing")).to_contain_text("0.667 [0.208, 0.939] n=2")
     expect(comparison.get_by_role("row", name="Not violating")).to_contain_text("1.000 [0.439, 1.000] n=3")
     screenshot("before-after")
+    a11y += serious_violations(page)
+    assert a11y == []
 
     # The reviewer: "Policy updated: …" on the first task under v2, not on the next one.
     page.context.clear_cookies()

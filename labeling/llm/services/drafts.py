@@ -7,9 +7,12 @@ reads those answers back: the confusion between the two, the items that flip, th
 change in label distribution and, where the label set stays the same, the accuracy of each
 against gold.
 
-Publishing creates the next `PolicyVersion` from the draft (append-only) and makes the draft
-read-only. It relabels nothing: gold decided under older versions is re-reviewed through
-`labeling.services.relabel.gold_queue_relabel` (manage.py queue_relabel).
+A draft moves draft → in review (`policy_draft_request_review`; an edit sends it back to draft)
+→ published. Publishing creates the next `PolicyVersion` (append-only) with its effective time
+and a `change_summary` (`services.policy_versions`), makes the draft read-only, records a
+`PolicyPublication` and may open RELABEL tasks for gold decided under older versions: a
+stratified sample or the gold whose label the draft removes or redefines
+(`labeling.services.relabel`).
 """
 
 from __future__ import annotations
