@@ -3,13 +3,13 @@ re-review's before/after shows on the policy page; a reviewer is told once what 
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
 from django.contrib.auth.models import Group, User
 from playwright.sync_api import Page, expect
 
+from labeling.models import PolicyDraft
 from labeling.services.annotations import annotation_submit
 from labeling.services.gold import gold_record
 from reviewapp.audit import SYSTEM
@@ -87,12 +87,17 @@ def test_a_lead_publishes_a_new_version_and_a_reviewer_is_told_once(
     page.get_by_role("link", name=policy.name).click()
     a11y += serious_violations(page)
     page.get_by_role("link", name="New draft").first.click()
-    page.get_by_label("Title").fill("Name mockery and threats")
+    page.locator("#id_title").fill("Name mockery and threats")
     guideline = page.get_by_label("Guideline")
     guideline.fill(guideline.input_value() + "\n\nMocking someone's name is harassment.")
     page.get_by_role("button", name="Preview the guideline").click()
     expect(page.locator("#guideline-preview")).to_contain_text("Mocking someone's name is harassment.")
-    page.get_by_label("Label schema").fill(json.dumps(NEW_SCHEMA, indent=2))
+    # Label rows: retitle and define "violating", add "threat".
+    page.get_by_label("Label 1 title").fill("Harassing")
+    page.get_by_label("Label 1 description").fill("Attacks or mocks a person.")
+    page.get_by_label("Label 3 value").fill("threat")
+    page.get_by_label("Label 3 title").fill("Threat")
+    page.get_by_label("Label 3 position").fill("3")
     page.get_by_role("button", name="Save draft").click()
 
     # The draft page shows the diff against v1; the lead sends it for review.
@@ -101,6 +106,7 @@ def test_a_lead_publishes_a_new_version_and_a_reviewer_is_told_once(
     expect(diff.locator("#schema-diff")).to_contain_text("Violating → Harassing")
     expect(diff.locator("#schema-diff")).to_contain_text("added Threat")
     expect(diff.locator("#guideline-diff")).to_contain_text("Mocking someone's name is harassment.")
+    assert PolicyDraft.objects.get().label_schema["labels"] == NEW_SCHEMA["labels"]
     screenshot("draft")
     a11y += serious_violations(page)
     page.get_by_role("button", name="Send for review").click()

@@ -3,6 +3,9 @@ between versions, the once-only notice to reviewers, the policy pages and the RE
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import uuid
 from datetime import timedelta
 
@@ -414,3 +417,77 @@ def test_the_api_refuses_a_token_without_the_scope_and_any_reviewer(
     assert session.post(url, body, format="json").status_code == 403
     assert session.post(f"/api/v1/policy-drafts/{draft.pk}/publish", {}, format="json").status_code == 403
     assert PolicyDraft.objects.count() == 1
+
+
+# --- the label editor --------------------------------------------------------------------------
+
+
+def editor_post(client: Client, url: str, **changes: str) -> tuple[dict[str, str], object]:
+    """The draft form as the browser posts it, with `changes` applied to its fields."""
+    page = client.get(url).content.decode()
+    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page))
+    fields.update(
+        {
+            name: html.unescape(value)
+            for name, value in re.findall(r'<textarea name="([^"]+)"[^>]*>\n?(.*?)</textarea>', page, re.S)
+        }
+    )
+    fields["label_schema_initial"] = html.unescape(fields["label_schema_initial"])
+    fields.pop("csrfmiddlewaretoken", None)
+    fields.update(changes)
+    return fields, client.post(url, fields)
+
+
+def test_the_label_rows_edit_titles_add_labels_reorder_and_set_severity(policy: Policy, lead: User) -> None:
+    client = Client()
+    client.force_login(lead)
+    url = reverse("llm:draft-new", args=[policy.key])
+    _, response = editor_post(
+        client,
+        url,
+        title="Rows",
+        **{
+            "labels-0-title": "Harassing",
+            "labels-0-description": "Attacks a person.",
+            "labels-0-ORDER": "2",
+            "labels-1-ORDER": "1",
+            "labels-2-value": "threat",
+            "labels-2-title": "Threat",
+            "labels-2-ORDER": "3",
+            "severity_levels": "low, high",
+            "allow_multiple": "on",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    schema = PolicyDraft.objects.get().label_schema
+    assert schema["labels"] == [
+        {"value": N, "title": "Not violating"},
+        {"value": V, "title": "Harassing", "description": "Attacks a person."},
+        {"value": "threat", "title": "Threat"},
+    ]
+    assert schema["severity_levels"] == ["low", "high"] and schema["allow_multiple"] is True
+
+
+def test_changing_a_value_in_the_rows_needs_the_removal_confirmed(policy: Policy, lead: User) -> None:
+    client = Client()
+    client.force_login(lead)
+    url = reverse("llm:draft-new", args=[policy.key])
+    fields, response = editor_post(client, url, title="Rename", **{"labels-0-value": "abusive"})
+    page = response.content.decode()
+    assert response.status_code == 200 and "Remove Violating (violating)" in page and "nothing is renamed" in page
+    response = client.post(url, {**fields, "confirm_removed": [V]})
+    assert response.status_code == 302
+    assert PolicyDraft.objects.get().label_values == ["abusive", N]
+
+
+def test_editing_both_the_rows_and_the_json_is_refused(policy: Policy, lead: User) -> None:
+    client = Client()
+    client.force_login(lead)
+    url = reverse("llm:draft-new", args=[policy.key])
+    _, response = editor_post(
+        client, url, title="Both", label_schema=json.dumps(NEW_SCHEMA), **{"labels-0-title": "Other"}
+    )
+    assert "both in the rows and in the JSON" in response.content.decode()
+    assert not PolicyDraft.objects.exists()
+    _, response = editor_post(client, url, title="JSON", label_schema=json.dumps(NEW_SCHEMA))
+    assert response.status_code == 302 and PolicyDraft.objects.get().label_schema == NEW_SCHEMA

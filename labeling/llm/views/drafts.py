@@ -45,13 +45,71 @@ from ..services.drafts import (
 DEFAULT_SAMPLE = 200
 
 
+class LabelRowForm(forms.Form):
+    """One label of the schema editor; a row left without a value is ignored."""
+
+    value = forms.CharField(
+        required=False, max_length=64, help_text="Stable key (a slug); changing it is not a rename."
+    )
+    title = forms.CharField(required=False, max_length=200)
+    description = forms.CharField(required=False, max_length=2000)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        number = int(self.prefix.rsplit("-", 1)[-1]) + 1 if self.prefix else 1
+        for name in ("value", "title", "description"):
+            self.fields[name].label = f"Label {number} {name}"
+
+
+class BaseLabelRows(forms.BaseFormSet):
+    def add_fields(self, form: forms.Form, index: int | None) -> None:
+        super().add_fields(form, index)
+        number = "" if index is None else f" {index + 1}"
+        form.fields["ORDER"].label = f"Label{number} position"
+        form.fields["DELETE"].label = f"Remove label{number}"
+
+
+LabelRows = forms.formset_factory(
+    LabelRowForm, formset=BaseLabelRows, extra=2, can_order=True, can_delete=True, max_num=50
+)
+
+
+def _normal_schema(schema: Any) -> Any:
+    """A schema with defaults filled in and empty titles/descriptions dropped, to tell whether
+    an editor changed it (the JSON and the label rows both start from the same schema)."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("labels"), list):
+        return schema
+    labels = [
+        {k: v for k, v in label.items() if not (k in ("title", "description") and not v)}
+        if isinstance(label, dict)
+        else label
+        for label in schema["labels"]
+    ]
+    return {
+        **schema,
+        "labels": labels,
+        "allow_multiple": schema.get("allow_multiple", False),
+        "severity_levels": schema.get("severity_levels", []),
+    }
+
+
 class DraftForm(forms.Form):
+    """A draft's fields. The label schema is edited either in the label rows (value, title,
+    description, order, remove; severity scale; multi-label) or as JSON: whichever of the two the
+    lead changed is saved; changing both is refused rather than guessing."""
+
     title = forms.CharField(max_length=200, help_text="What the draft changes, in a few words.")
     guideline = forms.CharField(widget=forms.Textarea(attrs={"rows": 16}), help_text="Markdown.")
+    severity_levels = forms.CharField(
+        required=False, max_length=500, help_text="From least to most severe, comma-separated; empty for none."
+    )
+    allow_multiple = forms.BooleanField(required=False, label="Several labels per item")
     label_schema = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false", "class": "code"}),
-        help_text='JSON: {"labels": [{"value": "violating", "title": "Violating", "description": "…"}, …], …}',
+        label="Label schema (JSON)",
+        help_text='{"labels": [{"value": "violating", "title": "Violating", "description": "…"}, …], …}',
     )
+    label_schema_initial = forms.CharField(widget=forms.HiddenInput, required=False)
     confirm_removed = forms.MultipleChoiceField(
         required=False,
         widget=forms.CheckboxSelectMultiple,
@@ -60,29 +118,104 @@ class DraftForm(forms.Form):
 
     def __init__(self, *args: Any, base: PolicyVersion, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        schema = self._initial_schema()
+        self.rows = LabelRows(
+            self.data if self.is_bound else None,
+            prefix="labels",
+            initial=[
+                {
+                    "value": label["value"],
+                    "title": label.get("title", ""),
+                    "description": label.get("description", ""),
+                    "ORDER": index + 1,
+                }
+                for index, label in enumerate(schema.get("labels", []) if isinstance(schema, dict) else [])
+            ],
+        )
         # Offer a confirmation for each label of the base version that the posted schema drops.
         try:
-            posted = json.loads(self.data.get("label_schema", "")) if self.is_bound else None
-            kept = {label["value"] for label in posted["labels"]}
-        except (ValueError, TypeError, KeyError):
-            kept = set(base.label_values)
-        removed = [value for value in base.label_values if value not in kept]
+            kept = {label["value"] for label in self._resolved_schema()["labels"]} if self.is_bound else None
+        except (ValidationError, ValueError, TypeError, KeyError):
+            kept = None
+        removed = [value for value in base.label_values if kept is not None and value not in kept]
         self.fields["confirm_removed"].choices = [
             (value, f"Remove {base.label_title(value)} ({value})") for value in removed
         ]
 
-    def clean_label_schema(self) -> Any:
+    def _initial_schema(self) -> Any:
+        text = self.data.get("label_schema_initial") if self.is_bound else self.initial.get("label_schema")
         try:
-            return json.loads(self.cleaned_data["label_schema"])
+            return json.loads(text or "{}")
+        except ValueError:
+            return {}
+
+    def _posted_json(self) -> Any:
+        text = self.data.get("label_schema", "")
+        try:
+            return json.loads(text)
         except json.JSONDecodeError as error:
             raise ValidationError(f"Label schema is not valid JSON: {error.msg} (line {error.lineno}).") from None
 
+    def _from_rows(self, posted: Any) -> dict[str, Any]:
+        if not self.rows.is_valid():
+            raise ValidationError("Correct the label rows below.")
+        extra = {label.get("value"): label for label in posted.get("labels", []) if isinstance(label, dict)}
+        labels = []
+        for row in self.rows.ordered_forms:
+            data = row.cleaned_data
+            if not data.get("value") or data.get("DELETE"):
+                continue
+            label = {**extra.get(data["value"], {}), "value": data["value"].strip()}
+            for key in ("title", "description"):
+                label.pop(key, None)
+                if data.get(key, "").strip():
+                    label[key] = data[key].strip()
+            labels.append(label)
+        levels = [level.strip() for level in self.data.get("severity_levels", "").split(",") if level.strip()]
+        schema: dict[str, Any] = {
+            "labels": labels,
+            "allow_multiple": self.data.get("allow_multiple") in ("on", "true", "1"),
+            "severity_levels": levels,
+        }
+        if isinstance(posted, dict) and "scales" in posted:
+            schema["scales"] = posted["scales"]
+        return schema
+
+    def _resolved_schema(self) -> Any:
+        """The schema to save: the JSON when it was edited, else the label rows when they were
+        (or when the form has no rows: a plain JSON post); ValidationError when both were."""
+        posted = self._posted_json()
+        if "labels-TOTAL_FORMS" not in self.data:
+            return posted
+        initial = _normal_schema(self._initial_schema())
+        built = self._from_rows(posted if isinstance(posted, dict) else {})
+        json_edited, rows_edited = _normal_schema(posted) != initial, _normal_schema(built) != initial
+        if json_edited and rows_edited:
+            raise ValidationError(
+                "You changed the labels both in the rows and in the JSON: make the change in one of them."
+            )
+        return posted if json_edited else built
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        try:
+            data["label_schema"] = self._resolved_schema()
+        except ValidationError as error:
+            self.add_error("label_schema", error)
+        for name in ("severity_levels", "allow_multiple", "label_schema_initial"):
+            data.pop(name, None)
+        return data
+
     @classmethod
     def initial_from(cls, source: Any) -> dict[str, Any]:
+        schema = json.dumps(source.label_schema, indent=2, ensure_ascii=False)
         return {
             "title": getattr(source, "title", ""),
             "guideline": source.guideline,
-            "label_schema": json.dumps(source.label_schema, indent=2, ensure_ascii=False),
+            "label_schema": schema,
+            "label_schema_initial": schema,
+            "severity_levels": ", ".join(source.label_schema.get("severity_levels", [])),
+            "allow_multiple": source.label_schema.get("allow_multiple", False),
         }
 
 
