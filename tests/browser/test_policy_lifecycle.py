@@ -98,6 +98,8 @@ def test_a_lead_publishes_a_new_version_and_a_reviewer_is_told_once(
     page.get_by_label("Label 3 value").fill("threat")
     page.get_by_label("Label 3 title").fill("Threat")
     page.get_by_label("Label 3 position").fill("3")
+    screenshot("draft-form")
+    a11y += serious_violations(page)
     page.get_by_role("button", name="Save draft").click()
 
     # The draft page shows the diff against v1; the lead sends it for review.

@@ -337,3 +337,17 @@ def test_evaluating_starts_a_draft_run_on_gold(draft: PolicyDraft, reviewer: LLM
         reverse("llm:draft-evaluate", args=[draft.pk]), {"reviewer": reviewer.pk}, follow=True
     )
     assert "still running" in response.content.decode() and LLMRun.objects.count() == 1
+
+
+def test_the_publish_page_shows_the_predicted_impact_and_refuses_a_past_time(
+    draft: PolicyDraft, reviewer: LLMReviewer, lead: User
+) -> None:
+    draft_run(draft, reviewer)
+    policy_draft_request_review(draft=draft, actor=Actor.of(lead))
+    client = logged_in(lead)
+    url = reverse("llm:draft-publish", args=[draft.pk])
+    page = client.get(url).content.decode()
+    assert "What the draft would change" in page and "<strong>3</strong> of 5 items flip" in page
+    response = client.post(url, {"relabel_mode": "none", "effective_at": "2020-01-01T10:00"})
+    assert response.status_code == 400 and "The effective time is in the past" in response.content.decode()
+    assert draft.policy.versions.count() == 1
