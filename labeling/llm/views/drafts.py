@@ -48,9 +48,7 @@ DEFAULT_SAMPLE = 200
 class LabelRowForm(forms.Form):
     """One label of the schema editor; a row left without a value is ignored."""
 
-    value = forms.CharField(
-        required=False, max_length=64, help_text="Stable key (a slug); changing it is not a rename."
-    )
+    value = forms.CharField(required=False, max_length=64)
     title = forms.CharField(required=False, max_length=200)
     description = forms.CharField(required=False, max_length=2000)
 
