@@ -235,4 +235,12 @@ def _standing_events(reviewer: User) -> list[AuditEvent]:
     slugs = dict(Queue.objects.filter(pk__in=[q for q in queue_ids if q]).values_list("pk", "slug"))
     for event in events:
         event.queue_slug = slugs.get((event.after or {}).get("queue"), "")  # type: ignore[attr-defined]
+        event.what = EVENT_NAMES.get(event.action, event.action)  # type: ignore[attr-defined]
     return events
+
+
+EVENT_NAMES = {
+    "standing.paused": "Paused",
+    "standing.resumed": "Resumed by a lead",
+    "standing.qualified": "Passed onboarding",
+}
