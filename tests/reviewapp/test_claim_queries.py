@@ -19,7 +19,6 @@ from reviewapp.services.claims import task_claim_next, task_lease_renew, task_re
 from reviewapp.services.leases import task_leases_expire
 from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory
 
-
 # Before the claim statement, the reviewer's standing in the queue (onboarding, pause): a probe of
 # the (queue, reviewer) unique index (reviewapp.services.standing).
 STANDING = 1
