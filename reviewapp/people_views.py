@@ -133,6 +133,8 @@ def _onboarding_context(queue: Queue, reviewer: Any, *, notice: str, error: str)
         context.update(
             step=step,
             view=item_projection(item=step.gold.item, heading=step.gold.policy.name),
+            # Graphic media stay blurred: a reveal is counted on a task (reviewapp.services.wellness).
+            revealed=not step.gold.item.is_graphic,
             version=step.version,
             label_keys=label_keys(step.version),
             guideline_html=render_guideline(step.version.guideline) if step.version else "",

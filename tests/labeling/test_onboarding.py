@@ -211,3 +211,22 @@ def test_the_rest_onboarding_flow_for_a_reviewer_token(onboarding_queue, reviewe
         format="json",
     )
     assert bad.status_code == 409
+
+
+def test_graphic_media_stay_blurred_on_the_onboarding_page(policy, onboarding_queue, reviewer, settings) -> None:
+    settings.MEDIA_ALLOWED_HOSTS = ["media.example"]
+    item = ContentItemFactory(modality="image", media_urls=["https://media.example/a.jpg"])
+    gold_record(
+        item_id=item.pk,
+        policy_version=policy.current_version(),
+        labels=["violating"],
+        source="adjudication",
+        actor=SYSTEM,
+    )
+    onboarding_start(queue=onboarding_queue, reviewer=reviewer)
+    client = Client()
+    client.force_login(reviewer)
+    response = client.get(f"/queues/{onboarding_queue.pk}/onboarding/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "media concealed" in html and "reveal-button" not in html
