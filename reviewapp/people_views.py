@@ -190,11 +190,14 @@ def _standing_change(request: HttpRequest, reviewer: User, *, pause: bool) -> Ht
         except Refused as error:
             form.add_error(None, error.detail)
         else:
-            verb = "paused" if pause else "resumed"
-            messages.success(request, f"{reviewer.get_username()} {verb} in {queue.name}.")
+            notice = f"{reviewer.get_username()} {'paused' if pause else 'resumed'} in {queue.name}."
+            if request.htmx:
+                return _render_detail(request, reviewer, notice=notice)
+            messages.success(request, notice)
             return redirect("reviewer-detail", user_id=reviewer.pk)
-    errors = [message for messages_ in form.errors.values() for message in messages_]
-    return _render_detail(request, reviewer, errors=errors, status=400)
+    errors = [str(message) for messages_ in form.errors.values() for message in messages_]
+    # htmx swaps only 2xx responses: the errors are shown in the region instead.
+    return _render_detail(request, reviewer, errors=errors, status=200 if request.htmx else 400)
 
 
 def _reviewer(user_id: int) -> User:
@@ -204,7 +207,9 @@ def _reviewer(user_id: int) -> User:
     return reviewer
 
 
-def _render_detail(request: HttpRequest, reviewer: User, *, errors: list[str] | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+def _render_detail(  # type: ignore[no-untyped-def]
+    request: HttpRequest, reviewer: User, *, errors: list[str] | None = None, notice: str = "", status: int = 200
+):
     annotations = list(
         reviewer.annotations.select_related("item", "policy_version", "task__queue").order_by("-created_at")[:RECENT]
     )
@@ -218,6 +223,7 @@ def _render_detail(request: HttpRequest, reviewer: User, *, errors: list[str] | 
         "reviewer": reviewer,
         "standings": reviewer_standings(reviewer=reviewer),
         "errors": errors or [],
+        "notice": notice,
         "annotations": [(a, gold.get((a.item_id, a.policy_id))) for a in annotations],
         "honeypots": HoneypotCheck.objects.filter(reviewer=reviewer, correct__isnull=False)
         .select_related("task__queue", "task__item")
@@ -225,7 +231,8 @@ def _render_detail(request: HttpRequest, reviewer: User, *, errors: list[str] | 
         "attempts": OnboardingAttempt.objects.filter(reviewer=reviewer).select_related("queue").order_by("-started_at"),
         "events": _standing_events(reviewer),
     }
-    return render(request, "reviewapp/reviewer_detail.html", context, status=status)
+    template = "reviewapp/reviewer_detail.html" + ("#standings" if request.htmx else "")
+    return render(request, template, context, status=status)
 
 
 def _standing_events(reviewer: User) -> list[AuditEvent]:

@@ -199,7 +199,7 @@ def test_a_lead_pauses_and_resumes_a_reviewer_from_the_reviewer_page(
     assert not AuditEvent.objects.filter(action="standing.paused").exists()
     row.get_by_label("Reason").fill("Labels <b>too fast</b> on hate items; talk to me first")
     row.get_by_role("button", name="Pause").click()
-    expect(page.locator(".messages")).to_contain_text(f"{reviewer.username} paused")
+    expect(page.locator("#standing-notice")).to_contain_text(f"{reviewer.username} paused")
     expect(row).to_contain_text("Labels <b>too fast</b> on hate items")  # shown as text, escaped
     expect(row.locator(".badge-danger")).to_have_text("paused")
     screenshot("lead-paused")
@@ -216,7 +216,8 @@ def test_a_lead_pauses_and_resumes_a_reviewer_from_the_reviewer_page(
     row.get_by_label("Reason").fill("Talked it through")
     row.get_by_role("button", name="Resume").click()
     expect(row.locator(".badge-success")).to_have_text("live")
-    expect(page.locator("#standing-events tbody tr")).to_have_count(2)
+    expect(page.locator("#standing-notice")).to_contain_text(f"{reviewer.username} resumed")
+    expect(page.locator("#standing-events tbody tr")).to_have_count(2)  # updated out of band
     events = AuditEvent.objects.filter(object_type="reviewer").order_by("pk")
     assert [(e.action, e.actor_id) for e in events] == [("standing.paused", lead.pk), ("standing.resumed", lead.pk)]
     assert (watch.dialogs, watch.blocked_requests, watch.csp_violations) == ([], [], [])

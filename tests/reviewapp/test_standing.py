@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import Group
+from django.test import Client
 from rest_framework.test import APIClient
 
 from labeling.models import HoneypotCheck
@@ -226,3 +227,27 @@ def test_rest_pause_and_resume_need_a_leads_token_with_queues_write(queue, revie
     assert response.status_code == 200 and response.json()["status"] == "live"
     event = AuditEvent.objects.get(action="standing.paused")
     assert event.actor_label.startswith("token:") or event.actor_id == lead.pk
+
+
+# ---- the lead's reviewer page, as plain forms ----
+
+
+def test_the_reviewer_page_refuses_a_pause_without_a_reason_and_pauses_with_one(queue, reviewer, lead) -> None:
+    client = Client()
+    client.force_login(lead)
+    url = f"/lead/reviewers/{reviewer.pk}/pause"
+    response = client.post(url, {"queue": queue.pk, "reason": "  "})
+    assert response.status_code == 400 and "Give a reason" in response.content.decode()
+    assert queue_standing_for(queue=queue, reviewer=reviewer).live
+    response = client.post(url, {"queue": queue.pk, "reason": "<script>x</script> rushing"})
+    assert response.status_code == 302
+    page = client.get(f"/lead/reviewers/{reviewer.pk}/").content.decode()
+    assert "&lt;script&gt;x&lt;/script&gt; rushing" in page and "<script>x</script>" not in page
+    response = client.post(url, {"queue": queue.pk, "reason": "again"})
+    assert response.status_code == 400 and "already paused" in response.content.decode()
+    response = client.post(
+        f"/lead/reviewers/{reviewer.pk}/resume", {"queue": queue.pk, "reason": "ok"}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 200 and 'id="standings"' in response.content.decode()
+    assert 'hx-swap-oob="true"' in response.content.decode()
+    assert queue_standing_for(queue=queue, reviewer=reviewer).live
