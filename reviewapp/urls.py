@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import item_views, theme, token_views, views
+from . import item_views, people_views, theme, token_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,4 +21,10 @@ urlpatterns = [
     path("items/<int:item_id>/audit.jsonl", views.item_audit_export, name="item-audit-export"),
     path("tokens/", token_views.tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke", token_views.token_revoke_view, name="token-revoke"),
+    path("queues/<int:queue_id>/onboarding/", people_views.onboarding_page, name="onboarding"),
+    path("queues/<int:queue_id>/onboarding/answer", people_views.onboarding_answer_view, name="onboarding-answer"),
+    path("lead/reviewers/", people_views.reviewer_list, name="reviewer-list"),
+    path("lead/reviewers/<int:user_id>/", people_views.reviewer_detail, name="reviewer-detail"),
+    path("lead/reviewers/<int:user_id>/pause", people_views.reviewer_pause, name="reviewer-pause"),
+    path("lead/reviewers/<int:user_id>/resume", people_views.reviewer_resume, name="reviewer-resume"),
 ]

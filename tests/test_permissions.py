@@ -105,6 +105,18 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-task-lease": ("post", REVIEWER_API),
     "api-task-release": ("post", REVIEWER_API),
     "api-task-escalate": ("post", REVIEWER_API),
+    # People: a reviewer's onboarding set in a queue they work; the lead's reviewer pages.
+    "onboarding": ("get", QUEUE_PAGE),
+    "onboarding-answer": ("post", QUEUE_PAGE),
+    "reviewer-list": ("get", LEAD_PAGE),
+    "reviewer-detail": ("get", LEAD_PAGE),
+    "reviewer-pause": ("post", LEAD_PAGE),
+    "reviewer-resume": ("post", LEAD_PAGE),
+    "api-queue-onboarding": ("get", {**REVIEWER_API, "outsider": DENIED}),
+    "api-queue-onboarding-answers": ("post", {**REVIEWER_API, "outsider": DENIED}),
+    # A lead's session or a lead's token with queues:write (none of the test tokens is a lead's).
+    "api-reviewer-pause": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
+    "api-reviewer-resume": ("post", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     # Active learning: lead pages; the API also takes tokens with models:write (none of the test roles has it).
     "al-models": ("get", LEAD_PAGE),
     "al-online": ("get", LEAD_PAGE),
@@ -267,6 +279,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "ingest_job_id": ingest_job.pk,
             "saved_search_id": SavedSearch.objects.create(user=users["lead"], name="mine", query="status=gold").pk,
             "token_id": upstream_token.pk,
+            "user_id": users["reviewer"].pk,
             "draft_id": policy_draft_create(
                 policy=policy,
                 title="d",

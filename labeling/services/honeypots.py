@@ -5,12 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
 
 from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.db import db_now
-from reviewapp.models import ModelDecision, Queue, QueueKind, ReviewTask, RoutingOutcome, TaskReason, TaskStatus
+from reviewapp.models import (
+    ModelDecision,
+    Queue,
+    QueueKind,
+    QueueStanding,
+    ReviewTask,
+    RoutingOutcome,
+    StandingStatus,
+    TaskReason,
+    TaskStatus,
+)
+from reviewapp.services.standing import queue_standing_pause
 from reviewapp.services.tasks import TaskSpec, review_task_open
 
 from ..models import Annotation, AnnotationSource, GoldLabel, HoneypotCheck
@@ -120,7 +132,42 @@ def honeypot_score(*, task: ReviewTask, annotations: list[Annotation]) -> Honeyp
         item_id=task.item_id,
         after={"reviewer_id": answer.reviewer_id, "correct": check.correct},
     )
+    honeypot_pause_check(queue=task.queue, reviewer=answer.reviewer)
     return check
+
+
+def honeypot_pause_check(*, queue: Queue, reviewer: User) -> QueueStanding | None:
+    """The queue's pause rule, run after each scored honeypot: when the reviewer's latest
+    `queue.pause_window` honeypot answers here (a full window, counted since they were last
+    admitted to live work: qualified or resumed) are right less often than
+    `queue.pause_below_accuracy`, pause them automatically. Returns the paused standing, or None.
+
+    Runs in the caller's transaction (the honeypot's resolution); the pause locks the standing row.
+    """
+    threshold = queue.pause_below_accuracy
+    if threshold is None:
+        return None
+    standing = QueueStanding.objects.filter(queue=queue, reviewer=reviewer).first()
+    if standing is not None and standing.status == StandingStatus.PAUSED:
+        return None
+    checks = HoneypotCheck.objects.filter(task__queue=queue, reviewer=reviewer, correct__isnull=False).exclude(
+        annotation__source=AnnotationSource.LLM
+    )
+    if standing is not None:
+        checks = checks.filter(answered_at__gt=standing.changed_at)
+    window = list(checks.order_by("-answered_at", "-pk").values_list("correct", flat=True)[: queue.pause_window])
+    if len(window) < queue.pause_window:
+        return None
+    right = sum(window)
+    accuracy = right / len(window)
+    if accuracy >= threshold:
+        return None
+    reason = (
+        f"Automatic pause: {right} of your last {len(window)} known-answer checks in this queue were right "
+        f"({accuracy:.0%}); the queue pauses reviewers below {threshold:.0%}. "
+        "Pass the onboarding set to work here again."
+    )
+    return queue_standing_pause(queue=queue, reviewer=reviewer, reason=reason, actor=SYSTEM, automatic=True)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from labeling.services.annotations import annotation_submit
 from ..access import access_queue, access_task
 from ..projection import task_projection
 from ..services.claims import task_claim_next, task_escalate, task_lease_renew, task_release
+from ..services.standing import queue_standing_require
 from .auth import ActsForPerson
 from .serializers import ErrorSerializer
 
@@ -124,10 +125,17 @@ class QueueClaimView(_ReviewerView):
         operation_id="queue_claim",
         summary="Claim the next task of a queue (or get back the one you hold)",
         request=None,
-        responses={200: TaskOut, 204: OpenApiResponse(description="Nothing to claim right now.")},
+        description="409 when you may not work live tasks in this queue: `standing` says why "
+        "(`onboarding`: pass its onboarding set first; `paused`: `detail` gives the reason).",
+        responses={
+            200: TaskOut,
+            204: OpenApiResponse(description="Nothing to claim right now."),
+            409: ErrorSerializer,
+        },
     )
     def post(self, request: Request, queue_id: int) -> Response:
         queue = access_queue(request.user, queue_id)
+        queue_standing_require(queue=queue, reviewer=request.user)
         claim = task_claim_next(reviewer=request.user, queue=queue)
         if claim is None:
             return Response(status=status.HTTP_204_NO_CONTENT)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import appeals, ingest_jobs, items, tasks, views
+from . import appeals, ingest_jobs, items, people, tasks, views
 
 urlpatterns = [
     path("decisions", views.DecisionsView.as_view(), name="api-decisions"),
@@ -15,4 +15,12 @@ urlpatterns = [
     path("tasks/<int:task_id>/lease", tasks.TaskLeaseView.as_view(), name="api-task-lease"),
     path("tasks/<int:task_id>/release", tasks.TaskReleaseView.as_view(), name="api-task-release"),
     path("tasks/<int:task_id>/escalate", tasks.TaskEscalateView.as_view(), name="api-task-escalate"),
+    path("queues/<int:queue_id>/onboarding", people.QueueOnboardingView.as_view(), name="api-queue-onboarding"),
+    path(
+        "queues/<int:queue_id>/onboarding/answers",
+        people.OnboardingAnswersView.as_view(),
+        name="api-queue-onboarding-answers",
+    ),
+    path("reviewers/<int:user_id>/pause", people.ReviewerPauseView.as_view(), name="api-reviewer-pause"),
+    path("reviewers/<int:user_id>/resume", people.ReviewerResumeView.as_view(), name="api-reviewer-resume"),
 ]

@@ -31,6 +31,7 @@ from ..audit import Actor
 from ..context import current_request_id
 from ..errors import Conflict, Invalid
 from ..models import ContentItem, ModelDecision, Queue, ReviewTask, TaskStatus
+from .standing import queue_standing_for
 
 M = TypeVar("M", bound=models.Model)
 
@@ -150,11 +151,15 @@ _HELD_SQL = _HELD_CTE + _TASK_ROW_SQL
 def task_claim_next(*, reviewer: User, queue: Queue) -> Claim | None:
     """Lease the next task of `queue` to `reviewer`, or return the one they already hold.
 
-    One statement (plus a count of graphic exposures on queues with a daily cap): the pick, the
+    One statement after a read of the reviewer's standing (plus a count of graphic exposures on
+    queues with a daily cap): the pick, the
     lease and its audit row commit together. Rows are locked with SKIP LOCKED, so concurrent
     claimers never wait on each other and never get the same task. Returns None when nothing is
-    claimable.
+    claimable, and when the reviewer may not work live tasks here (onboarding first, or paused:
+    `reviewapp.services.standing`; the workspace then shows why, the API says so with a 409).
     """
+    if not queue_standing_for(queue=queue, reviewer=reviewer).live:
+        return None
     actor = Actor.of(reviewer)
     with _server_bound_cursor() as cursor:
         cursor.execute(

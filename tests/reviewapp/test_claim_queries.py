@@ -19,6 +19,10 @@ from reviewapp.services.claims import task_claim_next, task_lease_renew, task_re
 from reviewapp.services.leases import task_leases_expire
 from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory
 
+# Before the claim statement, the reviewer's standing in the queue (onboarding, pause): a probe of
+# the (queue, reviewer) unique index (reviewapp.services.standing).
+STANDING = 1
+
 
 @pytest.fixture
 def reviewer(db):  # type: ignore[no-untyped-def]
@@ -29,7 +33,7 @@ def test_a_claim_is_one_statement_with_its_lease_and_audit_row(policy, queue, re
     task = ReviewTaskFactory(policy=policy, queue=queue)
     with CaptureQueriesContext(connection) as context:
         claim = task_claim_next(reviewer=reviewer, queue=queue)
-    assert len(context) == 1, context.captured_queries
+    assert len(context) == STANDING + 1, context.captured_queries
     assert claim.task.pk == task.pk and not claim.resumed
     stored = ReviewTask.objects.get(pk=task.pk)
     assert (stored.leased_by_id, stored.lease_expires_at) == (reviewer.pk, claim.task.lease_expires_at)
@@ -44,7 +48,7 @@ def test_resuming_a_held_task_is_one_statement_and_writes_nothing(policy, queue,
     first = task_claim_next(reviewer=reviewer, queue=queue)
     with CaptureQueriesContext(connection) as context:
         again = task_claim_next(reviewer=reviewer, queue=queue)
-    assert len(context) == 1, context.captured_queries
+    assert len(context) == STANDING + 1, context.captured_queries
     assert again.task.pk == first.task.pk and again.resumed
     assert again.task.lease_expires_at == first.task.lease_expires_at
     assert AuditEvent.objects.filter(action="task.claimed").count() == 1
@@ -54,7 +58,7 @@ def test_resuming_a_held_task_is_one_statement_and_writes_nothing(policy, queue,
 def test_an_empty_queue_costs_one_statement(queue, reviewer) -> None:
     with CaptureQueriesContext(connection) as context:
         assert task_claim_next(reviewer=reviewer, queue=queue) is None
-    assert len(context) == 1
+    assert len(context) == STANDING + 1
 
 
 def test_a_daily_graphic_cap_adds_only_the_exposure_count(policy, queue, reviewer) -> None:
@@ -63,7 +67,7 @@ def test_a_daily_graphic_cap_adds_only_the_exposure_count(policy, queue, reviewe
     ReviewTaskFactory(policy=policy, queue=queue)
     with CaptureQueriesContext(connection) as context:
         assert task_claim_next(reviewer=reviewer, queue=queue) is not None
-    assert len(context) == 2, context.captured_queries
+    assert len(context) == STANDING + 2, context.captured_queries
 
 
 def test_the_claimed_task_comes_with_item_policy_and_decision_loaded(policy, queue, reviewer) -> None:

@@ -27,8 +27,9 @@ from tests.factories import ReviewTaskFactory, UserFactory
 HTMX = {"HTTP_HX_REQUEST": "true"}
 # Session, user, lead check, the queue (or task) the reviewer may work.
 REQUEST_PREAMBLE = 4
-# task_claim_next: one statement that resumes or claims, its audit row included.
-CLAIM = 1
+# task_claim_next: the reviewer's standing in the queue (onboarding, pause), then one statement
+# that resumes or claims, its audit row included.
+CLAIM = 2
 # task_held: the GET of the queue page reads the task the reviewer holds; it never claims.
 HELD = 1
 # The page around an item: the reviewer's graphic exposure count, the policy version in force,
