@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import item_views, theme, token_views, views
+from . import item_views, queue_views, theme, token_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,4 +21,13 @@ urlpatterns = [
     path("items/<int:item_id>/audit.jsonl", views.item_audit_export, name="item-audit-export"),
     path("tokens/", token_views.tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke", token_views.token_revoke_view, name="token-revoke"),
+    path("lead/queues/", queue_views.queue_list, name="queue-list"),
+    path("lead/queues/new/", queue_views.queue_new, name="queue-new"),
+    path("lead/queues/<int:queue_id>/", queue_views.queue_detail, name="queue-detail"),
+    path("lead/queues/<int:queue_id>/edit/", queue_views.queue_edit, name="queue-edit"),
+    path("lead/queues/<int:queue_id>/members/add", queue_views.queue_member_add_view, name="queue-member-add"),
+    path("lead/queues/<int:queue_id>/members/remove", queue_views.queue_member_remove_view, name="queue-member-remove"),
+    path("lead/routing/", queue_views.routing_rule_list, name="routing-rule-list"),
+    path("lead/routing/new/", queue_views.routing_rule_new, name="routing-rule-new"),
+    path("lead/routing/<int:routing_rule_id>/", queue_views.routing_rule_edit, name="routing-rule-edit"),
 ]

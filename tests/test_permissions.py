@@ -25,7 +25,7 @@ from reviewapp.services.ingest_jobs import ingest_job_create
 from reviewapp.services.tokens import token_create
 from tests.activelearning.test_django_helpers import permission_objects as al_world
 from tests.exports.world import export_world
-from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory
+from tests.factories import ContentItemFactory, ReviewTaskFactory, RoutingRuleFactory, UserFactory
 
 ROLES = ("anonymous", "reviewer", "outsider", "lead", "admin", "upstream_token", "reviewer_token")
 OK, DENIED, LOGIN = "ok", "denied", "login"
@@ -52,6 +52,7 @@ REVIEWER_API = {
 }
 UPSTREAM_API = {**dict.fromkeys(ROLES, DENIED), "upstream_token": OK}
 ADMIN = {**dict.fromkeys(ROLES, LOGIN), "admin": OK, "lead": OK}
+LEAD_API = {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}  # ActsForLead: a lead's session or token
 ADMIN_PAGE = {**PAGE, "reviewer": DENIED, "outsider": DENIED, "lead": DENIED}  # the product's admin pages
 
 # url name → (method, expected outcome per role)
@@ -177,6 +178,24 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "llm:draft-edit": ("get", LEAD_PAGE),
     "llm:draft-evaluate": ("post", LEAD_PAGE),
     "llm:draft-publish": ("post", LEAD_PAGE),
+    # Queues and routing: lead pages, and an API for a lead's session or a lead's token with queues:write
+    # (the test roles' tokens lack that scope or a lead; tests/reviewapp/test_queue_pages.py covers the tokens).
+    "queue-list": ("get", LEAD_PAGE),
+    "queue-new": ("post", LEAD_PAGE),
+    "queue-detail": ("get", LEAD_PAGE),
+    "queue-edit": ("post", LEAD_PAGE),
+    "queue-member-add": ("post", LEAD_PAGE),
+    "queue-member-remove": ("post", LEAD_PAGE),
+    "routing-rule-list": ("get", LEAD_PAGE),
+    "routing-rule-new": ("post", LEAD_PAGE),
+    "routing-rule-edit": ("post", LEAD_PAGE),
+    "api-queues": ("get", LEAD_API),
+    "api-queue": ("get", LEAD_API),
+    "api-queue-members": ("post", LEAD_API),
+    "api-queue-member-remove": ("post", LEAD_API),
+    "api-routing-rules": ("get", LEAD_API),
+    "api-routing-rule": ("get", LEAD_API),
+    "api-routing-estimate": ("get", LEAD_API),
 }
 ADMIN_NAMESPACE = "admin"
 INGEST_ROW = {"source": "s", "external_id": "e-1", "policy": "harassment", "model_name": "m", "model_version": "1"}
@@ -255,6 +274,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "ingest_job_id": ingest_job.pk,
             "saved_search_id": SavedSearch.objects.create(user=users["lead"], name="mine", query="status=gold").pk,
             "token_id": upstream_token.pk,
+            "routing_rule_id": RoutingRuleFactory(policy=policy, queue=queue).pk,
             "draft_id": policy_draft_create(
                 policy=policy,
                 title="d",
