@@ -61,6 +61,7 @@ MAX_ONBOARDING = 200
 MAX_PAUSE_WINDOW = 500
 MAX_SLA_MINUTES = 60 * 24 * 365
 MAX_LEASE_SECONDS = 60 * 60 * 24
+MAX_GRAPHIC_CAP = 10_000
 
 
 # --- checks: the model's constraints, as messages per field -------------------------------------
@@ -96,8 +97,9 @@ def check_queue_settings(values: dict[str, Any]) -> None:
         errors["min_confidence"] = "A probability above 0, at most 1."
     if not 0 <= values["honeypot_rate"] < 1:
         errors["honeypot_rate"] = "A share from 0 up to (not including) 1: 0.05 serves one check in twenty."
-    if values["graphic_daily_cap"] is not None and values["graphic_daily_cap"] < 0:
-        errors["graphic_daily_cap"] = "A cap cannot be negative; leave it empty for no cap."
+    cap = values["graphic_daily_cap"]
+    if cap is not None and not 0 <= cap <= MAX_GRAPHIC_CAP:
+        errors["graphic_daily_cap"] = f"Between 0 and {MAX_GRAPHIC_CAP} items a day; leave it empty for no cap."
     if not 0 <= values["onboarding_size"] <= MAX_ONBOARDING:
         errors["onboarding_size"] = f"Between 0 (no onboarding) and {MAX_ONBOARDING} items."
     if not 0 < values["onboarding_pass_mark"] <= 1:
@@ -182,7 +184,10 @@ def queue_create(*, slug: str, actor: Actor, **settings: Any) -> Queue:
             audit_record(
                 actor=actor, action="queue.created", object_type="queue", object_id=queue.pk, after=_queue_state(queue)
             )
-    except IntegrityError:  # a lead creating the same slug at the same moment
+    except IntegrityError:
+        if not Queue.objects.filter(slug=slug).exists():
+            raise
+        # another lead created the same slug at the same moment
         raise ValidationError({"slug": f"A queue with the slug {slug!r} exists already."}) from None
     return queue
 
