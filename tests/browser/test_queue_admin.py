@@ -12,6 +12,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from reviewapp.models import AuditEvent, ModelDecision, Queue, RoutingOutcome, RoutingRule
+from tests.browser.axe import serious_violations
 from tests.browser.conftest import PASSWORD
 from tests.factories import ContentItemFactory, QueueFactory, RoutingRuleFactory
 
@@ -56,6 +57,12 @@ def person(role: str) -> User:
     return user
 
 
+def htmx_ready(page: Page) -> None:
+    """Wait until htmx has taken over the page's forms (its deferred script ran, the page loaded):
+    before that, a click submits the plain form, which works too but is not what is tested here."""
+    page.wait_for_function("() => window.htmx !== undefined && document.readyState === 'complete'")
+
+
 def estimate_row(page: Page, row: str) -> list[str]:
     return page.locator(f"#estimate-{row} td").all_inner_texts()
 
@@ -81,11 +88,13 @@ def test_a_queue_and_its_routing_are_set_up_from_the_product(
     page.get_by_role("button", name="Save queue").click()
     expect(page.get_by_role("heading", name="Queue Toxicity review")).to_be_visible()
 
+    htmx_ready(page)
     page.get_by_label("Add reviewer by username").fill(reviewer.username)
     page.get_by_role("button", name="Add member").click()
     expect(page.locator("#members .notice")).to_have_text(f"{reviewer.username} added.")
     expect(page.locator("#member-list")).to_contain_text(reviewer.username)
     screenshot("queue-with-member")
+    inaccessible = serious_violations(page)
 
     page.get_by_role("link", name="New routing rule into this queue").click()
     page.get_by_label("Policy").select_option(str(policy.pk))
@@ -94,6 +103,7 @@ def test_a_queue_and_its_routing_are_set_up_from_the_product(
     page.get_by_label("Auto action").fill("0.8")
     page.get_by_label("Audit rate clear").fill("0.5")
     page.get_by_label("Audit rate action").fill("0.25")
+    htmx_ready(page)
     page.get_by_role("button", name="Preview effect").click()
     expect(page.locator("#estimate-scope")).to_contain_text("6 decisions of harassment by model tox-bert")
     expect(page.locator("#estimate-scope")).to_contain_text("Current: the policy's * rule.")
@@ -102,9 +112,15 @@ def test_a_queue_and_its_routing_are_set_up_from_the_product(
     assert estimate_row(page, "queued") == ["4", "2"]
     assert estimate_row(page, "audit") == ["0.0", "1.5"]
     screenshot("routing-estimate")
+    inaccessible += serious_violations(page)
     page.get_by_role("button", name="Save rule").click()
     expect(page.get_by_role("heading", name="Routing rules")).to_be_visible()
     expect(page.locator(".messages")).to_contain_text("Routing rule for Harassment · tox-bert created.")
+    inaccessible += serious_violations(page)
+    page.locator("main").get_by_role("link", name="Queues", exact=True).click()
+    expect(page.locator("#queues")).to_contain_text("Toxicity review")
+    inaccessible += serious_violations(page)
+    assert inaccessible == []
 
     queue = Queue.objects.get(slug="tox-review")
     assert (queue.required_annotations, queue.max_annotations, queue.adaptive, queue.sla_minutes) == (2, 3, True, 90)
