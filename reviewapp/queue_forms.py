@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, cast
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -73,6 +73,11 @@ class MemberForm(forms.Form):
     username = forms.CharField(max_length=150)
 
 
+class QueueChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} ({obj.slug})"
+
+
 class RoutingRuleForm(forms.Form):
     """A routing rule. The posted `previewed` (a hidden input beside the estimate, not a field) is
     the fingerprint of the values whose estimate was shown: saving other values shows theirs first."""
@@ -87,13 +92,13 @@ class RoutingRuleForm(forms.Form):
     auto_action = forms.FloatField(required=False, help_text="Scores at or above are enforced; empty: never.")
     audit_rate_clear = forms.FloatField(initial=0.0, help_text="Share of auto-cleared decisions sent to audit (0–1).")
     audit_rate_action = forms.FloatField(initial=0.0, help_text="Share of auto-enforced decisions sent to audit (0–1).")
-    queue = forms.ModelChoiceField(queryset=Queue.objects.filter(is_active=True), help_text="Reviews the middle band.")
-    audit_queue = forms.ModelChoiceField(
+    queue = QueueChoiceField(queryset=Queue.objects.filter(is_active=True), help_text="Reviews the middle band.")
+    audit_queue = QueueChoiceField(
         queryset=Queue.objects.filter(is_active=True), required=False, help_text="Empty: the review queue."
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if self.rule is None and data.get("policy") is not None and "model_name" in data:
             policy, model_name = self.target()
             if RoutingRule.objects.filter(policy=policy, model_name=model_name).exists():
@@ -105,9 +110,6 @@ class RoutingRuleForm(forms.Form):
         self.rule = rule
         if rule is not None:
             del self.fields["policy"], self.fields["model_name"]
-        for name in ("queue", "audit_queue"):
-            field = cast(forms.ModelChoiceField, self.fields[name])
-            field.label_from_instance = lambda queue: f"{queue.name} ({queue.slug})"  # type: ignore[method-assign]
 
     def target(self) -> tuple[Policy, str]:
         if self.rule is not None:
