@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import item_views, people_views, theme, token_views, views
+from . import item_views, people_views, queue_views, theme, token_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -27,4 +27,13 @@ urlpatterns = [
     path("lead/reviewers/<int:user_id>/", people_views.reviewer_detail, name="reviewer-detail"),
     path("lead/reviewers/<int:user_id>/pause", people_views.reviewer_pause, name="reviewer-pause"),
     path("lead/reviewers/<int:user_id>/resume", people_views.reviewer_resume, name="reviewer-resume"),
+    path("lead/queues/", queue_views.queue_list, name="queue-list"),
+    path("lead/queues/new/", queue_views.queue_new, name="queue-new"),
+    path("lead/queues/<int:queue_id>/", queue_views.queue_detail, name="queue-detail"),
+    path("lead/queues/<int:queue_id>/edit/", queue_views.queue_edit, name="queue-edit"),
+    path("lead/queues/<int:queue_id>/members/add", queue_views.queue_member_add_view, name="queue-member-add"),
+    path("lead/queues/<int:queue_id>/members/remove", queue_views.queue_member_remove_view, name="queue-member-remove"),
+    path("lead/routing/", queue_views.routing_rule_list, name="routing-rule-list"),
+    path("lead/routing/new/", queue_views.routing_rule_new, name="routing-rule-new"),
+    path("lead/routing/<int:routing_rule_id>/", queue_views.routing_rule_edit, name="routing-rule-edit"),
 ]

@@ -25,7 +25,7 @@ from reviewapp.services.ingest_jobs import ingest_job_create
 from reviewapp.services.tokens import token_create
 from tests.activelearning.test_django_helpers import permission_objects as al_world
 from tests.exports.world import export_world
-from tests.factories import ContentItemFactory, ReviewTaskFactory, UserFactory
+from tests.factories import ContentItemFactory, ReviewTaskFactory, RoutingRuleFactory, UserFactory
 
 ROLES = ("anonymous", "reviewer", "outsider", "lead", "admin", "upstream_token", "reviewer_token")
 OK, DENIED, LOGIN = "ok", "denied", "login"
@@ -201,6 +201,24 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-policy-draft-publish": ("post", LEAD_API),
     "api-policy-versions": ("get", LEAD_API),
     "api-policy-diff": ("get", LEAD_API),
+    # Queues and routing: lead pages, and an API for a lead's session or a lead's token with queues:write
+    # (the test roles' tokens lack that scope or a lead; tests/reviewapp/test_queue_pages.py covers the tokens).
+    "queue-list": ("get", LEAD_PAGE),
+    "queue-new": ("post", LEAD_PAGE),
+    "queue-detail": ("get", LEAD_PAGE),
+    "queue-edit": ("post", LEAD_PAGE),
+    "queue-member-add": ("post", LEAD_PAGE),
+    "queue-member-remove": ("post", LEAD_PAGE),
+    "routing-rule-list": ("get", LEAD_PAGE),
+    "routing-rule-new": ("post", LEAD_PAGE),
+    "routing-rule-edit": ("post", LEAD_PAGE),
+    "api-queues": ("get", LEAD_API),
+    "api-queue": ("get", LEAD_API),
+    "api-queue-members": ("post", LEAD_API),
+    "api-queue-member-remove": ("post", LEAD_API),
+    "api-routing-rules": ("get", LEAD_API),
+    "api-routing-rule": ("get", LEAD_API),
+    "api-routing-estimate": ("get", LEAD_API),
 }
 ADMIN_NAMESPACE = "admin"
 INGEST_ROW = {"source": "s", "external_id": "e-1", "policy": "harassment", "model_name": "m", "model_version": "1"}
@@ -280,6 +298,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "saved_search_id": SavedSearch.objects.create(user=users["lead"], name="mine", query="status=gold").pk,
             "token_id": upstream_token.pk,
             "user_id": users["reviewer"].pk,
+            "routing_rule_id": RoutingRuleFactory(policy=policy, queue=queue).pk,
             "draft_id": policy_draft_create(
                 policy=policy,
                 title="d",

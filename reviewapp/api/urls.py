@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import appeals, ingest_jobs, items, people, tasks, views
+from . import appeals, ingest_jobs, items, people, queues, tasks, views
 
 urlpatterns = [
     path("decisions", views.DecisionsView.as_view(), name="api-decisions"),
@@ -10,6 +10,15 @@ urlpatterns = [
     path("ingest-jobs/<int:ingest_job_id>", ingest_jobs.IngestJobDetailView.as_view(), name="api-ingest-job"),
     path("appeals", appeals.AppealsView.as_view(), name="api-appeals"),
     path("items", items.ItemLookupView.as_view(), name="api-items"),
+    path("queues", queues.QueuesView.as_view(), name="api-queues"),
+    path("queues/<int:queue_id>", queues.QueueDetailView.as_view(), name="api-queue"),
+    path("queues/<int:queue_id>/members", queues.QueueMembersView.as_view(), name="api-queue-members"),
+    path(
+        "queues/<int:queue_id>/members/remove", queues.QueueMemberRemoveView.as_view(), name="api-queue-member-remove"
+    ),
+    path("routing-rules", queues.RoutingRulesView.as_view(), name="api-routing-rules"),
+    path("routing-rules/estimate", queues.RoutingEstimateView.as_view(), name="api-routing-estimate"),
+    path("routing-rules/<int:routing_rule_id>", queues.RoutingRuleDetailView.as_view(), name="api-routing-rule"),
     path("queues/<int:queue_id>/claim", tasks.QueueClaimView.as_view(), name="api-queue-claim"),
     path("tasks/<int:task_id>/annotations", tasks.TaskAnnotationsView.as_view(), name="api-task-annotations"),
     path("tasks/<int:task_id>/lease", tasks.TaskLeaseView.as_view(), name="api-task-lease"),

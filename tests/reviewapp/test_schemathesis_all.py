@@ -83,7 +83,7 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
     queue = QueueFactory(slug="harassment-review")
     queue.members.add(lead)
     QueueFactory(slug="appeals", kind="appeals")
-    RoutingRuleFactory(policy=policy, queue=queue)
+    rule = RoutingRuleFactory(policy=policy, queue=queue)
     ReviewTaskFactory.create_batch(10, policy=policy, queue=queue, priority=5)
     lease = {"leased_by": lead, "last_leased_by": lead, "lease_expires_at": timezone.now() + timedelta(minutes=30)}
     tasks = {
@@ -103,7 +103,7 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
         )
         for _ in range(3)
     ]
-    ids: dict[str, Any] = {"queue_id": queue.pk, **export_world(), **al_world(policy)}
+    ids: dict[str, Any] = {"queue_id": queue.pk, "routing_rule_id": rule.pk, **export_world(), **al_world(policy)}
     dataset = Dataset.objects.get(slug=ids["slug"])
     snapshot_create(dataset_id=dataset.pk, filters=SnapshotFilter(), actor=SYSTEM)  # a version to diff against
     export_run(job_id=ids["job_id"])  # a finished export file to download
@@ -156,6 +156,22 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
                 200,
             ),
             "POST /api/v1/queues/{queue_id}/claim": ({}, None, None, 200),
+            "GET /api/v1/queues": ({}, None, None, 200),
+            "POST /api/v1/queues": ({}, None, {"slug": "fuzz-queue", "name": "Fuzz queue"}, 201),
+            "GET /api/v1/queues/{queue_id}": ({}, None, None, 200),
+            "PATCH /api/v1/queues/{queue_id}": ({}, None, {"sla_minutes": 30}, 200),
+            "POST /api/v1/queues/{queue_id}/members": ({}, None, {"username": "fuzz-lead"}, 200),
+            "POST /api/v1/queues/{queue_id}/members/remove": ({}, None, {"username": "nobody"}, 200),
+            "GET /api/v1/routing-rules": ({}, None, None, 200),
+            "POST /api/v1/routing-rules": (
+                {},
+                None,
+                {"policy": "harassment", "model_name": "fuzz", "auto_action": 0.9, "queue": "harassment-review"},
+                201,
+            ),
+            "GET /api/v1/routing-rules/estimate": ({}, {"policy": "harassment", "auto_action": 0.8}, None, 200),
+            "GET /api/v1/routing-rules/{routing_rule_id}": ({}, None, None, 200),
+            "PATCH /api/v1/routing-rules/{routing_rule_id}": ({}, None, {"auto_action": 0.95}, 200),
             "POST /api/v1/rounds": ({}, None, {"policy": "harassment", "encoder": "hashed", "budget": 5}, 202),
             "GET /api/v1/rounds/{run_id}": ({}, None, None, 200),
             "POST /api/v1/tasks/{task_id}/annotations": (
