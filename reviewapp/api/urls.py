@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import appeals, ingest_jobs, items, tasks, views
+from . import appeals, bulk, ingest_jobs, items, tasks, views
 
 urlpatterns = [
     path("decisions", views.DecisionsView.as_view(), name="api-decisions"),
@@ -10,6 +10,7 @@ urlpatterns = [
     path("ingest-jobs/<int:ingest_job_id>", ingest_jobs.IngestJobDetailView.as_view(), name="api-ingest-job"),
     path("appeals", appeals.AppealsView.as_view(), name="api-appeals"),
     path("items", items.ItemLookupView.as_view(), name="api-items"),
+    path("items/bulk", bulk.ItemsBulkView.as_view(), name="api-items-bulk"),
     path("queues/<int:queue_id>/claim", tasks.QueueClaimView.as_view(), name="api-queue-claim"),
     path("tasks/<int:task_id>/annotations", tasks.TaskAnnotationsView.as_view(), name="api-task-annotations"),
     path("tasks/<int:task_id>/lease", tasks.TaskLeaseView.as_view(), name="api-task-lease"),
