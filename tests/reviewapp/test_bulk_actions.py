@@ -3,6 +3,7 @@ confirmation pages and POST /api/v1/items/bulk."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import timedelta
@@ -340,10 +341,12 @@ def test_a_dry_run_counts_only(tasks, lead) -> None:  # type: ignore[no-untyped-
         ({"filters": {"status": "nonsense"}}, 400, "nonsense"),
         ({"action": "assign", "reviewer": "ghost"}, 400, "No active user"),
         ({"filters": {"text": "no such words"}}, 400, "No matching item has an open task"),
+        ({"note": "lone \ud800"}, 400, "Surrogate characters are not allowed"),
     ],
 )
 def test_bad_requests_are_400_with_the_reason(tasks, lead, change, status, text) -> None:  # type: ignore[no-untyped-def]
-    response = api_client(lead, ["items:write"]).post(API, body(**change), format="json")
+    raw = json.dumps(body(**change))  # ASCII: a lone surrogate travels as its \\u escape
+    response = api_client(lead, ["items:write"]).post(API, raw, content_type="application/json")
     assert response.status_code == status and text in response.content.decode()
 
 
