@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -25,6 +28,8 @@ from reviewapp.services.bulk import BulkParams, bulk_action_preview, bulk_action
 from reviewapp.services.search import ItemFilters
 from reviewapp.services.tokens import token_create
 from tests.factories import ContentItemFactory, QueueFactory, ReviewTaskFactory, UserFactory
+from tests.worker import test_database_url as worker_database_url
+from tests.worker import wait_for
 
 TARGETS = ItemFilters(text="bulk target")
 
@@ -356,3 +361,57 @@ def test_a_reviewer_s_token_or_a_lead_token_without_the_scope_is_403(tasks, lead
     assert api_client(lead, ["items:read"]).post(API, body(), format="json").status_code == 403
     assert api_client(None, ["items:write"]).post(API, body(), format="json").status_code == 403
     assert not BulkAction.objects.exists()
+
+
+# ---- the same key at once ----
+
+
+def _waiting_on_bulk_actions() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            " AND query ILIKE '%%reviewapp_bulkaction%%' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.slow
+def test_two_requests_with_the_same_key_at_once_apply_it_once(transactional_db, policy, queue) -> None:  # type: ignore[no-untyped-def]
+    lead = lead_user("race-lead")
+    tasks = [
+        ReviewTaskFactory(policy=policy, queue=queue, item=ContentItemFactory(text=f"bulk target {n}"))
+        for n in range(3)
+    ]
+    key = uuid.uuid4()
+    outcomes: list[bool] = []
+    failures: list[BaseException] = []
+
+    def request() -> None:
+        try:
+            outcomes.append(run("reprioritise", lead, BulkParams(priority=4), key=key).replayed)
+        except BaseException as error:  # reported by the assertions below, not lost in the thread
+            failures.append(error)
+        finally:
+            connection.close()
+
+    # A third transaction holds the key uncommitted, so both requests find no row, insert, and wait.
+    with psycopg.connect(worker_database_url()) as holder:
+        holder.execute(
+            "INSERT INTO reviewapp_bulkaction (key, action, params, query, actor_label, matched, changed, skipped)"
+            " VALUES (%s, 'reprioritise', '{}', '', 'holder', 0, 0, '[]')",
+            [key],
+        )
+        threads = [threading.Thread(target=request) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        try:
+            wait_for(lambda: _waiting_on_bulk_actions() == 2 or failures, timeout=60)
+        finally:
+            holder.rollback()  # the key is free: one request takes it, the other then finds its result
+            for thread in threads:
+                thread.join(timeout=60)
+
+    assert not failures, failures
+    assert sorted(outcomes) == [False, True]
+    assert BulkAction.objects.get().changed == 3 and len(bulk_events("reprioritise")) == 3
+    assert set(ReviewTask.objects.filter(pk__in=[t.pk for t in tasks]).values_list("priority", flat=True)) == {4.0}
