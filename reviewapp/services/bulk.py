@@ -12,7 +12,7 @@ and acts on their work:
   one) is sent for re-review: a RELABEL task in the chosen queue (`labeling.services.relabel`),
   unless it was sent since that gold label was decided or the queue already has it open.
 - `assign`: each open task is reserved for one named reviewer (`review_task_assign`), who must
-  be able to work its queue and must not have answered the item already.
+  be able to work its queue and must not have answered the item already; they are notified once.
 - `reprioritise`: each open task gets the given priority (higher is served first).
 
 Task actions select the open tasks (honeypots never: they measure reviewers, not items) of the
@@ -52,6 +52,7 @@ from ..db import db_now
 from ..errors import Conflict, Invalid
 from ..models import AssignmentReason, AuditEvent, BulkAction, Queue, QueueKind, ReviewTask, TaskReason, TaskStatus
 from .assignments import review_task_assign, review_task_assignments_close
+from .notifications import notify
 from .search import OPEN_TASK, ItemFilters, item_search_queryset
 from .tasks import review_task_move, review_task_reprioritise, review_task_requeue
 
@@ -352,6 +353,10 @@ def _assign(*, ids: list[int], params: BulkParams, bulk: BulkAction, actor: Acto
             skipped.append(_skip(task, f"already assigned to {name}"))
         else:
             events.append(_event(bulk, actor, task, after={"reviewer": name, "note": params.note}))
+    if events:
+        count = f"{len(events)} task{'s' if len(events) != 1 else ''}"
+        note = f": {params.note}" if params.note else ""
+        notify(users=[reviewer], kind="assigned", text=f"{actor.label} assigned you {count}{note}", url="/")
     return events, skipped
 
 

@@ -21,7 +21,7 @@ from labeling.models import GoldSource
 from labeling.services.gold import gold_record
 from reviewapp.audit import SYSTEM, Actor
 from reviewapp.errors import Conflict, Invalid
-from reviewapp.models import AuditEvent, BulkAction, ReviewTask, TaskAssignment, TaskReason, TaskStatus
+from reviewapp.models import AuditEvent, BulkAction, Notification, ReviewTask, TaskAssignment, TaskReason, TaskStatus
 from reviewapp.services import bulk
 from reviewapp.services.assignments import review_task_assign_by_id
 from reviewapp.services.bulk import BulkParams, bulk_action_preview, bulk_action_run
@@ -204,6 +204,7 @@ class TestOtherActions:
 
         assert result.bulk.changed == 1
         assert TaskAssignment.objects.get().task_id == tasks[1].pk
+        assert Notification.objects.get(user=member).text == "bulk-lead assigned you 1 task: please look"
         assert sorted(s["why"] for s in result.bulk.skipped) == [
             "member already answered this item",
             "member is not a member of queue elsewhere",
