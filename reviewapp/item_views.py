@@ -16,10 +16,13 @@ from django.views.decorators.http import require_GET, require_POST
 from labeling.models import GoldLabel
 
 from .access import lead_required
+from .bulk_forms import BulkActionForm
 from .errors import Refused
 from .models import SavedSearch
 from .projection import item_projection
 from .search_forms import ItemSearchForm
+from .services.bulk import BULK_MAX_TASKS
+from .services.case_history import author_case_history
 from .services.items import item_record
 from .services.search import STATUSES, item_search, saved_search_create, saved_search_delete
 
@@ -38,6 +41,9 @@ def item_search_page(request: HttpRequest) -> HttpResponse:
         "saved_searches": list(SavedSearch.objects.filter(user=request.user)),
         "statuses": [(name, meaning) for name, meaning in STATUSES.values()],
         "first_page": not (request.GET.get("after") or request.GET.get("before")),
+        "bulk_form": BulkActionForm(),
+        "bulk_cap": BULK_MAX_TASKS,
+        "filter_pairs": list(QueryDict(form.filter_query()).items()) if form.is_valid() else [],
     }
     return render(request, "reviewapp/item_search.html", context, status=200 if form.is_valid() else 400)
 
@@ -89,6 +95,7 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
         "record": record,
         "view": item_projection(item=record.item),
         "gold_policies": _gold_policies(record.gold_labels),
+        "case_history": author_case_history(item=record.item),
     }
     return render(request, "reviewapp/item_detail.html", context)
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import item_views, people_views, queue_views, theme, token_views, views
+from . import bulk_views, item_views, people_views, queue_views, theme, token_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,6 +17,9 @@ urlpatterns = [
     path("items/", item_views.item_search_page, name="item-search"),
     path("items/saved", item_views.saved_search_create_view, name="saved-search-create"),
     path("items/saved/<int:saved_search_id>/delete", item_views.saved_search_delete_view, name="saved-search-delete"),
+    path("items/bulk/", bulk_views.bulk_confirm, name="item-bulk-confirm"),
+    path("items/bulk/run", bulk_views.bulk_run, name="item-bulk-run"),
+    path("items/bulk/<int:bulk_action_id>/", bulk_views.bulk_result, name="item-bulk-result"),
     path("items/<int:item_id>/", item_views.item_detail, name="item-detail"),
     path("items/<int:item_id>/audit.jsonl", views.item_audit_export, name="item-audit-export"),
     path("tokens/", token_views.tokens, name="tokens"),

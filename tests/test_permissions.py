@@ -19,7 +19,7 @@ from labeling.models import Adjudication
 from labeling.services.annotations import annotation_submit
 from labeling.services.gold import gold_record
 from reviewapp.audit import SYSTEM
-from reviewapp.models import SavedSearch
+from reviewapp.models import BulkAction, SavedSearch
 from reviewapp.services.claims import task_claim_next
 from reviewapp.services.ingest_jobs import ingest_job_create
 from reviewapp.services.tokens import token_create
@@ -80,6 +80,11 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "saved-search-create": ("post", LEAD_PAGE),
     # Only its owner may delete a saved search (the world's belongs to the lead): the admin gets 404.
     "saved-search-delete": ("post", {**LEAD_PAGE, "admin": DENIED}),
+    # Bulk actions over a search: lead pages, and the API for a lead's session or personal token (items:write).
+    "item-bulk-confirm": ("get", LEAD_PAGE),
+    "item-bulk-run": ("post", LEAD_PAGE),
+    "item-bulk-result": ("get", LEAD_PAGE),
+    "api-items-bulk": ("post", LEAD_API),
     "tokens": ("get", ADMIN_PAGE),
     "token-revoke": ("post", ADMIN_PAGE),
     "labelstudio-connections": ("get", LEAD_PAGE),
@@ -299,6 +304,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "token_id": upstream_token.pk,
             "user_id": users["reviewer"].pk,
             "routing_rule_id": RoutingRuleFactory(policy=policy, queue=queue).pk,
+            "bulk_action_id": BulkAction.objects.create(key=uuid.uuid4(), action="requeue", actor_label="lead").pk,
             "draft_id": policy_draft_create(
                 policy=policy,
                 title="d",

@@ -33,6 +33,15 @@ class DecisionRowSerializer(serializers.Serializer):
     metadata = serializers.DictField(required=False, help_text="language, region, surface, …")
     reach = serializers.IntegerField(min_value=0, required=False, help_text="Audience size upstream.")
     embedding = serializers.ListField(child=serializers.FloatField(), required=False, max_length=4096)
+    author = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=255,
+        help_text=(
+            "The upstream author's (or entity's) key, pseudonymous: links the author's items for case history. "
+            "Kept from the item's first message, like the content."
+        ),
+    )
     policy = serializers.SlugField(help_text="Policy key, e.g. 'harassment'.")
     model_name = serializers.CharField(max_length=100)
     model_version = serializers.CharField(max_length=100)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import appeals, ingest_jobs, items, people, queues, tasks, views
+from . import appeals, bulk, ingest_jobs, items, people, queues, tasks, views
 
 urlpatterns = [
     path("decisions", views.DecisionsView.as_view(), name="api-decisions"),
@@ -19,6 +19,7 @@ urlpatterns = [
     path("routing-rules", queues.RoutingRulesView.as_view(), name="api-routing-rules"),
     path("routing-rules/estimate", queues.RoutingEstimateView.as_view(), name="api-routing-estimate"),
     path("routing-rules/<int:routing_rule_id>", queues.RoutingRuleDetailView.as_view(), name="api-routing-rule"),
+    path("items/bulk", bulk.ItemsBulkView.as_view(), name="api-items-bulk"),
     path("queues/<int:queue_id>/claim", tasks.QueueClaimView.as_view(), name="api-queue-claim"),
     path("tasks/<int:task_id>/annotations", tasks.TaskAnnotationsView.as_view(), name="api-task-annotations"),
     path("tasks/<int:task_id>/lease", tasks.TaskLeaseView.as_view(), name="api-task-lease"),

@@ -237,7 +237,7 @@ def _decision_key(p: _Planned, item_ids: dict) -> tuple[int, int, str, str]:
 
 ITEM_STAGE = """
     ord int, source text, external_id text, modality text, title text, text text, media_urls jsonb,
-    context jsonb, metadata jsonb, reach bigint, embedding float8[]
+    context jsonb, metadata jsonb, reach bigint, embedding float8[], author_key text
 """
 ITEM_COLUMNS = (
     "source",
@@ -250,6 +250,7 @@ ITEM_COLUMNS = (
     "metadata",
     "reach",
     "embedding",
+    "author_key",
 )
 
 
@@ -277,6 +278,7 @@ def content_items_upsert(*, items: Sequence[ItemRow], created: set[int] | None =
                 json.dumps(r.metadata),
                 r.reach,
                 _pg_float_array(r.embedding),
+                r.author_key,
             )
             for ord_, r in enumerate(items)
         ),

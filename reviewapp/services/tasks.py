@@ -10,6 +10,9 @@
     escalated  → completed  review_task_decide          a lead's decision made gold
     compl/esc  → open       review_task_reopen          adaptive redundancy, a lead sending the item back
     any        → open       review_task_retract_answer  an answer undone within the undo window
+    open       → open       review_task_requeue         a lead's bulk requeue (lease ended, SLA restarted)
+    open       → open       review_task_move            a lead's bulk move to another queue
+    open       → open       review_task_reprioritise    a lead's bulk change of priority
 
 Each expects the caller to hold the task row lock (`select_for_update`, or the one statement that
 locks here) inside the caller's transaction, and to audit the business event that caused it where
@@ -306,3 +309,31 @@ def review_task_retract_answer(*, task: ReviewTask, reviewer: User, now: datetim
             "last_leased_by",
         ]
     )
+
+
+def review_task_requeue(*, task: ReviewTask, now: datetime) -> None:
+    """Open → open, back in its queue as if new: any lease ends (a stuck or abandoned claim is
+    cleared, so the next reviewer can take it at once) and the due time restarts from the queue's
+    SLA. Answers already given stay. The caller cancels open assignments and audits."""
+    task.leased_by = None
+    task.lease_expires_at = None
+    task.due_at = now + timedelta(minutes=task.queue.sla_minutes)
+    task.save(update_fields=["leased_by", "lease_expires_at", "due_at"])
+
+
+def review_task_move(*, task: ReviewTask, queue: Queue, now: datetime) -> None:
+    """Open → open in another `queue`: any lease ends and the due time restarts from the new
+    queue's SLA; answers and priority stay. The caller has checked that the queue holds no open
+    task of the same item and policy (a unique constraint would refuse it), cancels open
+    assignments (they reserved the task in the old queue) and audits."""
+    task.queue = queue
+    task.leased_by = None
+    task.lease_expires_at = None
+    task.due_at = now + timedelta(minutes=queue.sla_minutes)
+    task.save(update_fields=["queue", "leased_by", "lease_expires_at", "due_at"])
+
+
+def review_task_reprioritise(*, task: ReviewTask, priority: float) -> None:
+    """Open → open with another priority (higher is served first). The caller audits."""
+    task.priority = priority
+    task.save(update_fields=["priority"])

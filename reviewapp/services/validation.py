@@ -28,6 +28,7 @@ MAX_CONTEXT_TURNS = 50
 MAX_METADATA_BYTES = 16_384
 MAX_EMBEDDING_DIM = 4096
 MAX_SPANS = 200
+MAX_AUTHOR_CHARS = 255
 # Deep enough for any real metadata; bounds the recursive checks and PostgreSQL's jsonb parser.
 MAX_JSON_DEPTH = 32
 
@@ -42,6 +43,7 @@ ITEM_FIELDS = {
     "metadata",
     "reach",
     "embedding",
+    "author",
 }
 DECISION_FIELDS = {
     "policy",
@@ -74,6 +76,7 @@ class ItemRow:
     metadata: dict[str, Any] = field(default_factory=dict)
     reach: int = 0
     embedding: list[float] | None = None
+    author_key: str = ""  # `author` in the API: the upstream author's pseudonymous key; "" when not sent
 
 
 @dataclass
@@ -130,6 +133,7 @@ def check_item_fields(raw: dict[str, Any]) -> ItemRow:
         metadata=_metadata(raw.get("metadata", {})),
         reach=_reach(raw.get("reach", 0)),
         embedding=_embedding(raw.get("embedding")),
+        author_key=_string(raw, "author", max_len=MAX_AUTHOR_CHARS),
     )
 
 

@@ -138,6 +138,17 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
             "POST /api/v1/ingest-jobs": ({}, None, EXAMPLE_BATCH, 202),
             "GET /api/v1/ingest-jobs/{ingest_job_id}": ({}, None, None, 200),
             "GET /api/v1/items": ({}, {"source": item.source, "external_id": item.external_id}, None, 200),
+            "POST /api/v1/items/bulk": (
+                {},
+                None,
+                {
+                    "key": str(uuid.uuid4()),
+                    "action": "reprioritise",
+                    "priority": 3,
+                    "filters": {"policy": "harassment"},
+                },
+                201,
+            ),
             "GET /api/v1/drift": ({}, {"policy": "harassment"}, None, 200),
             "GET /api/v1/exports/{job_id}": ({}, None, None, 200),
             "GET /api/v1/exports/{job_id}/download": ({}, None, None, 200),
