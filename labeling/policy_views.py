@@ -6,17 +6,21 @@ Thin views: `lead_required` (reviewers get 403), read services, render.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.db.models.functions import Now
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 
 from reviewapp.access import lead_required
+from reviewapp.audit import Actor
 
 from .models import DraftStatus, Policy, PolicyPublication, PolicyVersion
+from .services.policies import policy_create
 from .services.policy_versions import policy_diff
 from .services.relabel import relabel_distribution, relabel_share_rows
 
@@ -36,6 +40,53 @@ def policy_list(request: HttpRequest) -> HttpResponse:
         for policy in policies.order_by("key")
     ]
     return render(request, "labeling/policy_list.html", {"rows": rows})
+
+
+# A starting point a lead edits: two labels, the first the "nothing wrong" one.
+STARTER_SCHEMA = {
+    "labels": [
+        {"value": "not_violating", "title": "Not violating", "description": "Allowed under this policy."},
+        {"value": "violating", "title": "Violating", "description": "Breaks this policy."},
+    ],
+    "allow_multiple": False,
+    "severity_levels": ["low", "medium", "high"],
+}
+
+
+class PolicyForm(forms.Form):
+    key = forms.CharField(max_length=64, help_text="Stable identifier used by the API and ingest, e.g. 'harassment'.")
+    name = forms.CharField(max_length=200)
+    severity_weight = forms.FloatField(
+        initial=1.0, help_text="Relative harm of a miss; multiplies the priority of this policy's review tasks."
+    )
+    guideline = forms.CharField(widget=forms.Textarea(attrs={"rows": 12}), help_text="Markdown.")
+    label_schema = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}),
+        initial=json.dumps(STARTER_SCHEMA, indent=2),
+        help_text="Labels in the order reviewers see them (number keys 1–9), severity levels from least to most "
+        "severe, and whether an item may carry several labels. Later versions are edited in a draft, row by row.",
+    )
+
+    def clean_label_schema(self) -> object:
+        try:
+            return json.loads(self.cleaned_data["label_schema"])
+        except json.JSONDecodeError as error:
+            raise forms.ValidationError(f"Not valid JSON: {error.msg} (line {error.lineno}).") from None
+
+
+@lead_required
+def policy_new(request: HttpRequest) -> HttpResponse:
+    """Create a policy with its first version (in force at once); its next versions come from drafts."""
+    form = PolicyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            policy = policy_create(**form.cleaned_data, actor=Actor.of(request.user))
+        except ValidationError as error:
+            for field, messages in error.message_dict.items():
+                form.add_error(field if field in form.fields else None, messages)
+        else:
+            return redirect("policy-detail", policy.key)
+    return render(request, "labeling/policy_form.html", {"form": form})
 
 
 @lead_required

@@ -13,6 +13,7 @@ urlpatterns = [
     path("gold/<int:item_id>/<int:policy_id>/", views.gold_history, name="gold-history"),
     path("quality/", views.quality, name="quality"),
     path("policies/", policy_views.policy_list, name="policy-list"),
+    path("policies/new/", policy_views.policy_new, name="policy-new"),
     path("policies/<slug:policy_key>/", policy_views.policy_detail, name="policy-detail"),
     path("policies/<slug:policy_key>/diff", policy_views.policy_diff_view, name="policy-diff"),
     path("quality/refresh", views.reliability_refresh_view, name="quality-refresh"),

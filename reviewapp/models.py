@@ -48,6 +48,7 @@ class ContentItem(models.Model):
     author_key = models.CharField(
         max_length=255,
         blank=True,
+        db_default="",
         help_text="Upstream author or entity id (pseudonymous), for case history; empty when not sent.",
     )
     created_at = models.DateTimeField(db_default=Now())

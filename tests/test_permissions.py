@@ -198,6 +198,8 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "llm:draft-request-review": ("post", LEAD_PAGE),
     # Policy lifecycle: lead pages, and a REST API for leads (session or a lead's token with policies:write).
     "policy-list": ("get", LEAD_PAGE),
+    "policy-new": ("post", LEAD_PAGE),
+    "api-policies": ("post", LEAD_API),
     "policy-detail": ("get", LEAD_PAGE),
     "policy-diff": ("get", LEAD_PAGE),
     "api-policy-drafts": ("post", LEAD_API),

@@ -28,6 +28,7 @@ from ..llm.services.drafts import (
     policy_draft_update,
 )
 from ..models import Policy, PolicyDraft, RelabelMode
+from ..services.policies import policy_create
 from ..services.policy_versions import PolicyDiff, policy_change_summary, policy_diff
 
 SCOPE = "policies:write"
@@ -225,6 +226,46 @@ class DraftPublishView(APIView):
             draft=draft, actor=token_actor(request), effective_at=values["effective_at"], relabel=choice
         )
         return Response(PublishOut(version).data, status=status.HTTP_201_CREATED)
+
+
+class PolicyIn(serializers.Serializer):
+    key = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=200)
+    guideline = serializers.CharField()
+    label_schema = serializers.JSONField(
+        help_text="As PolicyVersion.label_schema: labels, allow_multiple, severity_levels."
+    )
+    severity_weight = serializers.FloatField(default=1.0)
+
+
+class PolicyOut(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    severity_weight = serializers.FloatField()
+    version = VersionOut(help_text="Version 1, in force from creation.")
+
+
+class PoliciesView(APIView):
+    permission_classes = [ActsForLead]
+    required_scope = SCOPE
+
+    @extend_schema(
+        operation_id="policies_create",
+        summary="Create a policy with its first version, in force at once",
+        request=PolicyIn,
+        responses={201: PolicyOut, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        data = PolicyIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        policy = policy_create(**data.validated_data, actor=token_actor(request))
+        body = {
+            "key": policy.key,
+            "name": policy.name,
+            "severity_weight": policy.severity_weight,
+            "version": policy.versions.get(number=1),
+        }
+        return Response(PolicyOut(body).data, status=status.HTTP_201_CREATED)
 
 
 class VersionsView(APIView):

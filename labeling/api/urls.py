@@ -5,6 +5,7 @@ from django.urls import path
 from . import policies
 
 urlpatterns = [
+    path("policies", policies.PoliciesView.as_view(), name="api-policies"),
     path("policies/<slug:policy_key>/drafts", policies.DraftsView.as_view(), name="api-policy-drafts"),
     path("policies/<slug:policy_key>/versions", policies.VersionsView.as_view(), name="api-policy-versions"),
     path("policies/<slug:policy_key>/diff", policies.DiffView.as_view(), name="api-policy-diff"),

@@ -102,6 +102,7 @@ class Migration(migrations.Migration):
             name="author_key",
             field=models.CharField(
                 blank=True,
+                db_default="",
                 help_text="Upstream author or entity id (pseudonymous), for case history; empty when not sent.",
                 max_length=255,
             ),
