@@ -55,11 +55,31 @@ class RoutingRuleAdmin(admin.ModelAdmin):
     ]
     list_filter = ["policy"]
 
+    # Routing changes go through /lead/routing/ (reviewapp.services.queues): audited, with a volume
+    # estimate before saving. The admin only reads.
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
 
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "kind", "required_annotations", "blind_review", "sla_minutes", "is_active"]
-    filter_horizontal = ["members"]
+
+    # Queues and their members are edited on /lead/queues/ (reviewapp.services.queues), audited.
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
 
 
 @admin.register(ReviewTask)

@@ -26,7 +26,11 @@ def display(request: HttpRequest) -> dict[str, object]:
             "quality": "quality",
             "appeals": "appeals",
             "llm": "llm",
-            "drafts": "llm",
+            "drafts": "policies",
+            "policies": "policies",
+            "queues": "queues",
+            "routing": "queues",
+            "reviewers": "reviewers",
             "prelabels": "llm",
         }.get(parts[1], "adjudications")
     return {"theme": theme_of(request), "themes": THEMES, "nav_section": section}
