@@ -17,6 +17,7 @@ from reviewapp.audit import Actor, audit_event, audit_record
 from reviewapp.db import db_now
 from reviewapp.errors import Conflict
 from reviewapp.models import ReviewTask, TaskStatus
+from reviewapp.services.assignments import review_task_assignments_close
 from reviewapp.services.tasks import review_task_count_answer, review_task_retract_answer
 
 from ..models import Annotation, AnnotationSource, PolicyVersion
@@ -231,6 +232,8 @@ def _record(
         after={**answer, "task_id": task.pk, "late": late, "policy_version_id": version.pk},
     )
     completed = review_task_count_answer(task=task, reviewer=reviewer, now=now, audit_with=[submitted])
+    if task.assigned:  # reserved for named reviewers: this answer fulfils the reviewer's assignment
+        review_task_assignments_close(task=task, reviewer=reviewer, fulfilled=True)
     if completed:
         _schedule_resolution(task.pk)
     return SubmitResult(annotation, created=True, task_completed=completed)

@@ -276,11 +276,14 @@ def adjudication_request(
 
 
 def gold_follow_up(*, task: ReviewTask, gold: object) -> None:
-    """Hooks that follow a gold label made from a task: appeal outcomes."""
+    """Hooks that follow a gold label made from a task: appeal outcomes, and telling reviewers
+    whose answers a lead's decision or an appeal overturned."""
     from .appeals import appeal_conclude
+    from .outcomes import outcome_overturns_notify
 
     if task.reason == TaskReason.APPEAL:
         appeal_conclude(task=task, gold=gold)
+    outcome_overturns_notify(gold=gold)
 
 
 def tasks_resolve_due(*, limit: int = 500) -> int:
