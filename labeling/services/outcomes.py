@@ -80,6 +80,13 @@ class Outcome:
     def by_appeal(self) -> bool:
         return self.gold.source == GoldSource.APPEAL
 
+    @property
+    def decided_by(self) -> str:
+        """'appeal', or the deciding lead's username."""
+        if self.by_appeal:
+            return "appeal"
+        return self.gold.adjudicator.get_username() if self.gold.adjudicator else ""
+
 
 def outcomes_for(*, reviewer: User, limit: int = MAX_OUTCOMES) -> list[Outcome]:
     """The reviewer's overturned answers, newest first (at most `limit`). Three queries."""

@@ -38,12 +38,6 @@ class OutcomeOut(serializers.Serializer):
     note = serializers.CharField(help_text="The lead's note; may be empty.")
     decided_at = serializers.DateTimeField()
 
-    def to_representation(self, instance):  # type: ignore[no-untyped-def]
-        data = super().to_representation(instance)
-        adjudicator = instance.gold.adjudicator
-        data["decided_by"] = "appeal" if instance.by_appeal else (adjudicator.get_username() if adjudicator else "")
-        return data
-
 
 class OutcomesOut(serializers.Serializer):
     outcomes = OutcomeOut(many=True)

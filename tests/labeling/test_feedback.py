@@ -254,7 +254,11 @@ def test_a_lead_overturning_an_answer_lists_it_on_outcomes_and_notifies(disputed
     gold = adjudication_decide(adjudication_id=adjudication.pk, lead=lead, labels=["violating"], note="slur variant")
     [outcome] = outcomes_for(reviewer=second)
     assert (outcome.gold, outcome.annotation.reviewer, outcome.item_id) == (gold, second, gold.item_id)
-    assert (outcome.your_labels, outcome.final_labels, outcome.note) == (["Not violating"], ["Violating"], "slur variant")
+    assert (outcome.your_labels, outcome.final_labels, outcome.note) == (
+        ["Not violating"],
+        ["Violating"],
+        "slur variant",
+    )
     assert outcomes_for(reviewer=first) == [] and outcomes_for(reviewer=third) == []
     [notification] = Notification.objects.filter(kind="overturned")
     assert notification.user == second and notification.url == "/outcomes/"
