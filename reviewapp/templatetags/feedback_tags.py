@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import template
 
+from ..content import hidden_characters
 from ..models import ItemComment
 from ..services.comments import MAX_BODY, item_comments
 
@@ -19,3 +20,9 @@ def item_thread(item_id: int) -> list[ItemComment]:
 @register.simple_tag
 def comment_max_length() -> int:
     return MAX_BODY
+
+
+@register.filter
+def hidden_character_names(text: str) -> list[str]:
+    """The invisible formatting characters in `text` (a right-to-left override, say), by name."""
+    return hidden_characters(text or "")

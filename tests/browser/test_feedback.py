@@ -170,6 +170,9 @@ def test_a_mention_in_a_comment_notifies_and_hostile_text_stays_text(
     expect(page.locator("#comments img, #comments script")).to_have_count(0)
     # The right-to-left override is isolated in its <bdi>: the author line after it reads as written.
     expect(page.locator("#comments .comment .muted strong")).to_have_text("lena")
+    expect(page.locator("#comments .hidden-characters")).to_have_text(
+        "Hidden characters in this comment: right-to-left override."
+    )
     page.get_by_label("Add a comment").fill("@lena thanks, I see it now.")
     page.get_by_role("button", name="Post comment").click()
     expect(page.locator("#comments .comment-body")).to_have_count(2)
