@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
 
+from reviewapp.access import is_lead
 from reviewapp.audit import Actor, audit_record
 from reviewapp.db import db_now
 from reviewapp.errors import Conflict
@@ -110,7 +111,8 @@ def adjudication_send_back(*, adjudication_id: int, lead: User, note: str) -> Re
     task reopens reserved for them (a `sent_back` TaskAssignment each, carrying the note, shown on
     the task); each is notified. No other reviewer can claim it meanwhile. As each answers again,
     their assignment is fulfilled; with the last answer the task completes and resolves as usual.
-    An item nobody answered in the app (escalated before labelling, or answered only by imports or
+    Only reviewers who can still work the queue (members, or leads) are asked again. An item none
+    of them answered in the app (escalated before labelling, or answered only by imports or
     machines) reopens for one more independent review instead.
     """
     note = note.strip()
@@ -130,7 +132,7 @@ def adjudication_send_back(*, adjudication_id: int, lead: User, note: str) -> Re
             for a in task.annotations.filter(retracted_at__isnull=True, source__in=SEND_BACK_SOURCES)
             .select_related("reviewer")
             .order_by("created_at")
-            if a.reviewer.is_active
+            if a.reviewer.is_active and _may_work(a.reviewer, task)
         ]
         if answers:
             reviewers = _answers_withdraw(task=task, answers=answers, adjudication=adjudication, actor=actor, now=now)
@@ -165,6 +167,11 @@ def adjudication_send_back(*, adjudication_id: int, lead: User, note: str) -> Re
             },
         )
     return task
+
+
+def _may_work(reviewer: User, task: ReviewTask) -> bool:
+    """Whether the reviewer can still claim in the task's queue (a member, or a lead)."""
+    return is_lead(reviewer) or task.queue.members.filter(pk=reviewer.pk).exists()
 
 
 def _answers_withdraw(

@@ -234,6 +234,8 @@ def _record(
     completed = review_task_count_answer(task=task, reviewer=reviewer, now=now, audit_with=[submitted])
     if task.assigned:  # reserved for named reviewers: this answer fulfils the reviewer's assignment
         review_task_assignments_close(task=task, reviewer=reviewer, fulfilled=True)
+        if completed and task.assigned:  # answered enough without the others: their reservations lapse
+            review_task_assignments_close(task=task, reviewer=None, fulfilled=False)
     if completed:
         _schedule_resolution(task.pk)
     return SubmitResult(annotation, created=True, task_completed=completed)

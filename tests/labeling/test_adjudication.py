@@ -75,6 +75,7 @@ def test_lead_cannot_choose_a_label_outside_the_schema(disputed, lead) -> None:
 
 def test_send_back_reopens_for_the_same_reviewers(disputed, lead) -> None:
     first, second = (a.reviewer for a in disputed.task.annotations.order_by("created_at"))
+    disputed.task.queue.members.add(first, second)
     task = adjudication_send_back(adjudication_id=disputed.pk, lead=lead, note="check the context turn")
     assert (task.status, task.required_annotations, task.annotation_count) == (TaskStatus.OPEN, 2, 0)
     assert task_claim_next(reviewer=UserFactory(), queue=task.queue) is None  # a third reviewer: nothing

@@ -306,3 +306,24 @@ def test_outcomes_cost_three_queries(disputed, lead) -> None:
         outcomes = outcomes_for(reviewer=second)
         _ = [(o.excerpt, o.your_labels, o.final_labels, o.gold.policy.name, o.gold.adjudicator) for o in outcomes]
     assert len(context) == 3
+
+
+def test_a_reviewer_who_left_the_queue_is_not_asked_again(disputed, lead) -> None:
+    adjudication, (first, second, _) = disputed
+    adjudication.task.queue.members.remove(second)
+    task = adjudication_send_back(adjudication_id=adjudication.pk, lead=lead, note=NOTE)
+    assert list(TaskAssignment.objects.filter(task=task).values_list("reviewer_id", flat=True)) == [first.pk]
+    assert Annotation.objects.get(reviewer=second).retracted_at is None  # their answer still counts
+    assert ReviewTask.objects.get(pk=task.pk).annotation_count == 1
+
+
+def test_a_reservation_lapses_when_the_task_completes_without_its_reviewer(policy, queue, lead) -> None:
+    task = ReviewTaskFactory(policy=policy, queue=queue)
+    mine, other = UserFactory(), UserFactory()
+    review_task_assign_by_id(
+        task_id=task.pk, reviewers=[mine, other], reason=AssignmentReason.ASSIGNED, note="", actor=Actor.of(lead)
+    )
+    answer(task, mine, ["violating"])  # one answer is all the queue asks
+    task.refresh_from_db()
+    assert (task.status, task.assigned) == (TaskStatus.COMPLETED, False)
+    assert TaskAssignment.objects.get(reviewer=other).cancelled_at is not None
