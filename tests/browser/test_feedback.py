@@ -19,6 +19,7 @@ from labeling.services.annotations import annotation_submit
 from labeling.services.gold import gold_current
 from reviewapp.models import ItemComment, Notification, TaskAssignment
 from reviewapp.services.claims import task_claim_next
+from tests.browser.axe import serious_violations
 from tests.browser.conftest import PASSWORD
 from tests.browser.workspace_nav import keys_ready, start_reviewing
 from tests.factories import ContentItemFactory, ReviewTaskFactory
@@ -90,6 +91,7 @@ def test_a_lead_sends_an_adjudication_back_to_the_same_reviewers(
         expect(notes).to_contain_text(f"lena: {NOTE}")
         expect(page.locator(".content-text")).to_have_text("you play like my grandmother, clown")
         screenshot(f"{reviewer.username}-sees-the-note")
+        assert serious_violations(page) == []
         keys_ready(page)
         page.keyboard.press("1")  # violating, both of them this time
         expect(page.locator('#annotate-form input[value="violating"]')).to_be_checked()
@@ -127,6 +129,7 @@ def test_an_overturned_answer_is_notified_and_shown_on_outcomes(
     expect(notification).to_have_count(1)
     expect(notification).to_contain_text("A lead's decision overturned your answer on item c-7")
     screenshot("ben-notified")
+    assert serious_violations(page) == []
     notification.get_by_role("link", name="Open").click()
     expect(page.get_by_role("heading", name="Your outcomes")).to_be_visible()
     row = page.locator("#outcomes tr.outcome")
@@ -135,6 +138,7 @@ def test_an_overturned_answer_is_notified_and_shown_on_outcomes(
         expect(row).to_contain_text(text)
     expect(row).to_contain_text("A quoted insult is still an insult.")
     screenshot("ben-outcomes")
+    assert serious_violations(page) == []
     # Marking it read empties the unread list.
     page.goto("/notifications/")
     page.get_by_role("button", name="Mark all read").click()
@@ -158,6 +162,7 @@ def test_a_mention_in_a_comment_notifies_and_hostile_text_stays_text(
     expect(body).to_have_text(HOSTILE)
     expect(page.locator("#comments img, #comments script")).to_have_count(0)
     screenshot("lead-comments")
+    assert serious_violations(page) == []
     log_out(page)
 
     log_in(ana)
@@ -177,6 +182,7 @@ def test_a_mention_in_a_comment_notifies_and_hostile_text_stays_text(
     page.get_by_role("button", name="Post comment").click()
     expect(page.locator("#comments .comment-body")).to_have_count(2)
     screenshot("ana-replies")
+    assert serious_violations(page) == []
     log_out(page)
 
     # Cy never worked on the item: no thread for him.

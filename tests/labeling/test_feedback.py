@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from labeling.models import Adjudication, Annotation, GoldSource
@@ -31,6 +32,7 @@ from reviewapp.services.assignments import review_task_assign_by_id, task_assign
 from reviewapp.services.claims import task_claim_next, task_escalate, task_release
 from tests.factories import ContentItemFactory, QueueFactory, ReviewTaskFactory, UserFactory
 from tests.reviewapp.test_claim_concurrency import THREADS, run_in_threads
+from tests.reviewapp.test_hot_path_queries import HELD, RENDER, REQUEST_PREAMBLE
 
 NOTE = "Read the second turn: it quotes the insult."
 
@@ -327,3 +329,20 @@ def test_a_reservation_lapses_when_the_task_completes_without_its_reviewer(polic
     task.refresh_from_db()
     assert (task.status, task.assigned) == (TaskStatus.COMPLETED, False)
     assert TaskAssignment.objects.get(reviewer=other).cancelled_at is not None
+
+
+def test_the_workspace_shows_a_reserved_tasks_note_for_one_more_query(policy, queue, lead) -> None:
+    task = ReviewTaskFactory(policy=policy, queue=queue)
+    reviewer = UserFactory()
+    queue.members.add(reviewer)
+    review_task_assign_by_id(
+        task_id=task.pk, reviewers=[reviewer], reason=AssignmentReason.SENT_BACK, note=NOTE, actor=Actor.of(lead)
+    )
+    client = Client()
+    client.force_login(reviewer)
+    client.get("/")
+    assert client.post(f"/queues/{queue.pk}/work").status_code == 302
+    with CaptureQueriesContext(connection) as context:
+        page = client.get(f"/queues/{queue.pk}/work").content.decode()
+    assert "A lead sent your answer back" in page and "Read the second turn: it quotes the insult." in page
+    assert len(context) == REQUEST_PREAMBLE + HELD + RENDER + 1
