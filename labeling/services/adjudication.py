@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -17,18 +16,17 @@ from reviewapp.errors import Conflict
 from reviewapp.models import AssignmentReason, ReviewTask, TaskReason
 from reviewapp.services.assignments import review_task_assign
 from reviewapp.services.notifications import notify
-from reviewapp.services.tasks import review_task_decide, review_task_reopen
+from reviewapp.services.tasks import review_task_decide, review_task_reopen, review_task_send_back
 
 from ..models import (
     Adjudication,
     AdjudicationReason,
     AdjudicationStatus,
-    Annotation,
     AnnotationSource,
     GoldLabel,
     GoldSource,
 )
-from .annotations import check_labels, policy_version_for_task
+from .annotations import annotations_withdraw, check_labels, policy_version_for_task
 from .consensus import gold_follow_up
 from .gold import gold_record
 
@@ -135,8 +133,9 @@ def adjudication_send_back(*, adjudication_id: int, lead: User, note: str) -> Re
             if a.reviewer.is_active and _may_work(a.reviewer, task)
         ]
         if answers:
-            reviewers = _answers_withdraw(task=task, answers=answers, adjudication=adjudication, actor=actor, now=now)
-            review_task_reopen(task=task, extra_annotations=task.extra_annotations)
+            annotations_withdraw(annotations=answers, actor=actor, after={"sent_back_by_adjudication": adjudication.pk})
+            review_task_send_back(task=task, withdrawn=len(answers))
+            reviewers = list(dict.fromkeys(a.reviewer for a in answers))
             review_task_assign(
                 task=task, reviewers=reviewers, reason=AssignmentReason.SENT_BACK, note=note, actor=actor
             )
@@ -172,27 +171,6 @@ def adjudication_send_back(*, adjudication_id: int, lead: User, note: str) -> Re
 def _may_work(reviewer: User, task: ReviewTask) -> bool:
     """Whether the reviewer can still claim in the task's queue (a member, or a lead)."""
     return is_lead(reviewer) or task.queue.members.filter(pk=reviewer.pk).exists()
-
-
-def _answers_withdraw(
-    *, task: ReviewTask, answers: list[Annotation], adjudication: Adjudication, actor: Actor, now: datetime
-) -> list[User]:
-    """Retract the answers being sent back (kept, marked undone) and take them off the task's count."""
-    Annotation.objects.filter(pk__in=[a.pk for a in answers]).update(retracted_at=now)
-    before = task.annotation_count
-    task.annotation_count = max(task.annotation_count - len(answers), 0)
-    task.save(update_fields=["annotation_count"])
-    for answer in answers:
-        audit_record(
-            actor=actor,
-            action="annotation.retracted",
-            object_type="annotation",
-            object_id=answer.pk,
-            item_id=task.item_id,
-            before={"labels": answer.labels, "annotation_count": before},
-            after={"sent_back_by_adjudication": adjudication.pk, "annotation_count": task.annotation_count},
-        )
-    return list(dict.fromkeys(a.reviewer for a in answers))
 
 
 def adjudications_confirm_agreed(*, adjudication_ids: Sequence[int], lead: User) -> list[GoldLabel]:

@@ -8,7 +8,8 @@
     completed  → resolved   review_task_resolve         consensus made gold, or a honeypot was scored
     open/compl → escalated  review_task_escalate        consensus disagreement, or a reviewer's escalation
     escalated  → completed  review_task_decide          a lead's decision made gold
-    compl/esc  → open       review_task_reopen          adaptive redundancy, a lead sending the item back
+    compl/esc  → open       review_task_reopen          adaptive redundancy, one more reviewer after a send back
+    escalated  → open       review_task_send_back       a lead sends the answers back to the reviewers who gave them
     any        → open       review_task_retract_answer  an answer undone within the undo window
 
 Each expects the caller to hold the task row lock (`select_for_update`, or the one statement that
@@ -306,3 +307,13 @@ def review_task_retract_answer(*, task: ReviewTask, reviewer: User, now: datetim
             "last_leased_by",
         ]
     )
+
+
+def review_task_send_back(*, task: ReviewTask, withdrawn: int) -> None:
+    """Escalated → open, `withdrawn` answers short: a lead sent them back to their reviewers (who
+    answer again under reservations; `reviewapp.services.assignments`). The requirement stays."""
+    task.annotation_count = max(task.annotation_count - withdrawn, 0)
+    task.status = TaskStatus.OPEN
+    task.completed_at = None
+    task.resolved_at = None
+    task.save(update_fields=["annotation_count", "status", "completed_at", "resolved_at"])
