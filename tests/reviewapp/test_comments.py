@@ -7,7 +7,9 @@ import uuid
 import pytest
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from labeling.models import Adjudication
 from labeling.services.adjudication import adjudication_decide
@@ -217,3 +219,18 @@ def test_api_outcomes(policy, queue, lead) -> None:
         ["violating"],
     )
     assert (outcome["decided_by"], outcome["note"], outcome["policy"]) == ("lena", "n", policy.key)
+
+
+def test_the_thread_adds_one_query_to_the_item_page_however_long(worked, lead) -> None:
+    item, reviewer, _ = worked
+    client = client_of(lead)
+    client.get(f"/items/{item.pk}/")
+    with CaptureQueriesContext(connection) as empty:
+        assert client.get(f"/items/{item.pk}/").status_code == 200
+    for n in range(3):
+        item_comment_create(item_id=item.pk, author=reviewer if n % 2 else lead, body=f"@rita note {n}")
+    with CaptureQueriesContext(connection) as full:
+        page = client.get(f"/items/{item.pk}/").content.decode()
+    assert page.count('<li class="comment"') == 3, page
+    assert len(full) == len(empty) == 12  # the page's 11 (pinned in test_item_search) and the thread
+    assert sum("reviewapp_itemcomment" in q["sql"] for q in full.captured_queries) == 1
