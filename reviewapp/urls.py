@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import bulk_views, item_views, people_views, queue_views, theme, token_views, views
+from . import bulk_views, feedback_views, item_views, people_views, queue_views, theme, token_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -22,6 +22,12 @@ urlpatterns = [
     path("items/bulk/<int:bulk_action_id>/", bulk_views.bulk_result, name="item-bulk-result"),
     path("items/<int:item_id>/", item_views.item_detail, name="item-detail"),
     path("items/<int:item_id>/audit.jsonl", views.item_audit_export, name="item-audit-export"),
+    path("items/<int:item_id>/comments/", feedback_views.item_comments_page, name="item-comments"),
+    path("items/<int:item_id>/comments/new", feedback_views.item_comment_create_view, name="item-comment-create"),
+    path("outcomes/", feedback_views.outcomes_page, name="outcomes"),
+    path("notifications/", feedback_views.notifications_page, name="notifications"),
+    path("notifications/read", feedback_views.notifications_read, name="notifications-read"),
+    path("notifications/unread", feedback_views.notifications_unread, name="notifications-unread"),
     path("tokens/", token_views.tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke", token_views.token_revoke_view, name="token-revoke"),
     path("queues/<int:queue_id>/onboarding/", people_views.onboarding_page, name="onboarding"),

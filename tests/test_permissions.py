@@ -85,6 +85,14 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "item-bulk-run": ("post", LEAD_PAGE),
     "item-bulk-result": ("get", LEAD_PAGE),
     "api-items-bulk": ("post", LEAD_API),
+    # Feedback: everyone's own outcomes and notifications; an item's comments for leads and the
+    # reviewers who worked on the item (the world's item has no task: reviewers get 404).
+    "outcomes": ("get", PAGE),
+    "notifications": ("get", PAGE),
+    "notifications-read": ("post", PAGE),
+    "notifications-unread": ("get", PAGE),
+    "item-comments": ("get", LEAD_PAGE),
+    "item-comment-create": ("post", LEAD_PAGE),
     "tokens": ("get", ADMIN_PAGE),
     "token-revoke": ("post", ADMIN_PAGE),
     "labelstudio-connections": ("get", LEAD_PAGE),
@@ -106,6 +114,11 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-appeals": ("post", {**dict.fromkeys(ROLES, DENIED), "upstream_token": OK}),
     "api-items": ("get", UPSTREAM_API),  # a service token with items:read; people use the lead pages
     "api-queue-claim": ("post", {**REVIEWER_API, "outsider": DENIED}),
+    "api-outcomes": ("get", {**REVIEWER_API, "outsider": OK}),
+    "api-notifications": ("get", {**REVIEWER_API, "outsider": OK}),
+    "api-notifications-read": ("post", {**REVIEWER_API, "outsider": OK}),
+    # Leads, and reviewers who worked on the item (not the world's reviewer: its token gets 404 too).
+    "api-item-comments": ("get", {**dict.fromkeys(ROLES, DENIED), "lead": OK, "admin": OK}),
     "api-task-annotations": ("post", REVIEWER_API),
     "api-task-lease": ("post", REVIEWER_API),
     "api-task-release": ("post", REVIEWER_API),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,8 @@ from reviewapp import metrics
 from reviewapp.audit import Actor, audit_event, audit_record
 from reviewapp.db import db_now
 from reviewapp.errors import Conflict
-from reviewapp.models import ReviewTask, TaskStatus
+from reviewapp.models import AuditEvent, ReviewTask, TaskStatus
+from reviewapp.services.assignments import review_task_assignments_close
 from reviewapp.services.tasks import review_task_count_answer, review_task_retract_answer
 
 from ..models import Annotation, AnnotationSource, PolicyVersion
@@ -231,6 +233,10 @@ def _record(
         after={**answer, "task_id": task.pk, "late": late, "policy_version_id": version.pk},
     )
     completed = review_task_count_answer(task=task, reviewer=reviewer, now=now, audit_with=[submitted])
+    if task.assigned:  # reserved for named reviewers: this answer fulfils the reviewer's assignment
+        review_task_assignments_close(task=task, reviewer=reviewer, fulfilled=True)
+        if completed and task.assigned:  # answered enough without the others: their reservations lapse
+            review_task_assignments_close(task=task, reviewer=None, fulfilled=False)
     if completed:
         _schedule_resolution(task.pk)
     return SubmitResult(annotation, created=True, task_completed=completed)
@@ -312,3 +318,22 @@ def _check_retractable(annotation: Annotation, reviewer: User, now: Any) -> None
         raise SubmissionRejected("This item has already been decided; ask a lead to correct its label.")
     if now - annotation.created_at > timedelta(seconds=settings.UNDO_WINDOW_SECONDS):
         raise SubmissionRejected(f"Answers can be undone for {settings.UNDO_WINDOW_SECONDS} seconds only.")
+
+
+def annotations_withdraw(*, annotations: Sequence[Annotation], actor: Actor, after: dict[str, Any]) -> None:
+    """Mark answers undone on a lead's request (sent back), keeping them; one `annotation.retracted`
+    event each, with `after`. The caller holds the task's lock and updates its count."""
+    now = db_now()
+    Annotation.objects.filter(pk__in=[a.pk for a in annotations]).update(retracted_at=now)
+    AuditEvent.objects.bulk_create(
+        audit_event(
+            actor=actor,
+            action="annotation.retracted",
+            object_type="annotation",
+            object_id=a.pk,
+            item_id=a.item_id,
+            before={"labels": a.labels},
+            after=after,
+        )
+        for a in annotations
+    )

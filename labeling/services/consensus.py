@@ -22,6 +22,7 @@ from reviewapp.models import ConsensusRule, ReviewTask, TaskReason, TaskStatus
 from reviewapp.services.tasks import review_task_escalate, review_task_reopen, review_task_resolve
 
 from ..models import Adjudication, AdjudicationReason, Annotation, AnnotationSource, GoldSource
+from .outcomes import outcome_overturns_notify
 from .reliability import reliabilities_in_force
 
 Vote = tuple[str, ...]  # a reviewer's label set, sorted, so multi-label answers compare as wholes
@@ -276,11 +277,13 @@ def adjudication_request(
 
 
 def gold_follow_up(*, task: ReviewTask, gold: object) -> None:
-    """Hooks that follow a gold label made from a task: appeal outcomes."""
+    """Hooks that follow a gold label made from a task: appeal outcomes, and telling reviewers
+    whose answers a lead's decision or an appeal overturned."""
     from .appeals import appeal_conclude
 
     if task.reason == TaskReason.APPEAL:
         appeal_conclude(task=task, gold=gold)
+    outcome_overturns_notify(gold=gold)
 
 
 def tasks_resolve_due(*, limit: int = 500) -> int:

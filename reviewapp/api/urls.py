@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import appeals, bulk, ingest_jobs, items, people, queues, tasks, views
+from . import appeals, bulk, feedback, ingest_jobs, items, people, queues, tasks, views
 
 urlpatterns = [
     path("decisions", views.DecisionsView.as_view(), name="api-decisions"),
@@ -20,6 +20,10 @@ urlpatterns = [
     path("routing-rules/estimate", queues.RoutingEstimateView.as_view(), name="api-routing-estimate"),
     path("routing-rules/<int:routing_rule_id>", queues.RoutingRuleDetailView.as_view(), name="api-routing-rule"),
     path("items/bulk", bulk.ItemsBulkView.as_view(), name="api-items-bulk"),
+    path("items/<int:item_id>/comments", feedback.ItemCommentsView.as_view(), name="api-item-comments"),
+    path("outcomes", feedback.OutcomesView.as_view(), name="api-outcomes"),
+    path("notifications", feedback.NotificationsView.as_view(), name="api-notifications"),
+    path("notifications/read", feedback.NotificationsReadView.as_view(), name="api-notifications-read"),
     path("queues/<int:queue_id>/claim", tasks.QueueClaimView.as_view(), name="api-queue-claim"),
     path("tasks/<int:task_id>/annotations", tasks.TaskAnnotationsView.as_view(), name="api-task-annotations"),
     path("tasks/<int:task_id>/lease", tasks.TaskLeaseView.as_view(), name="api-task-lease"),

@@ -81,5 +81,16 @@ def review_task_assign_by_id(
 
 
 def task_assignment_notes(*, task: ReviewTask, reviewer: User) -> list[TaskAssignment]:
-    """The open assignments of `task` to `reviewer` that carry a note, for the workspace."""
-    return []
+    """The open assignments of `task` to `reviewer` that carry a note, for the workspace.
+
+    Free for a task reserved for nobody (`task.assigned` is false): no query on the hot path."""
+    if not task.assigned:
+        return []
+    return list(
+        TaskAssignment.objects.filter(
+            task=task, reviewer=reviewer, fulfilled_at__isnull=True, cancelled_at__isnull=True
+        )
+        .exclude(note="")
+        .select_related("created_by")
+        .order_by("created_at")
+    )

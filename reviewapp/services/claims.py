@@ -82,8 +82,12 @@ SELECT task.resumed, {task}, {item}, {policy}, {decision}
 )
 
 # `held`: the reviewer's live lease in this queue, if any (reload, second tab). Otherwise
-# `picked`: the best open task that is unleased or whose lease expired, not already annotated or
-# skipped by the reviewer, and no graphic media once they reached the queue's daily cap.
+# `mine`: the best open task reserved for the reviewer (an open TaskAssignment: a lead sent their
+# answer back, or assigned it to them), read through the small partial index of open assignments;
+# and only when there is none, `unreserved`: the best open task that is reserved for nobody
+# (`assigned` is false). Both take only tasks unleased or whose lease expired, not already annotated
+# or skipped by the reviewer, and no graphic media once they reached the queue's daily cap.
+# `picked` is whichever of the two found one.
 # OFFSET 0 keeps each NOT EXISTS a probe of a unique index for the few candidates read in claim
 # order: as an anti-join, the planner may read all of the reviewer's annotations or skips first,
 # which costs more the longer they have worked (and it guesses their count from statistics).
@@ -94,10 +98,12 @@ WITH held AS (
        AND t.lease_expires_at > statement_timestamp()
      ORDER BY t.claimed_at
      LIMIT 1
-), picked AS (
-    SELECT t.id FROM reviewapp_reviewtask t
+), mine AS (
+    SELECT t.id FROM reviewapp_taskassignment ta
+    JOIN reviewapp_reviewtask t ON t.id = ta.task_id
     JOIN reviewapp_contentitem i ON i.id = t.item_id
     WHERE NOT EXISTS (SELECT FROM held)
+      AND ta.reviewer_id = %(reviewer)s AND ta.fulfilled_at IS NULL AND ta.cancelled_at IS NULL
       AND t.queue_id = %(queue)s AND t.status = 'open'
       AND (t.lease_expires_at IS NULL OR t.lease_expires_at < statement_timestamp())
       AND NOT EXISTS (SELECT 1 FROM labeling_annotation a
@@ -111,6 +117,25 @@ WITH held AS (
     ORDER BY t.priority DESC, t.due_at, t.id
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED
+), unreserved AS (
+    SELECT t.id FROM reviewapp_reviewtask t
+    JOIN reviewapp_contentitem i ON i.id = t.item_id
+    WHERE NOT EXISTS (SELECT FROM held) AND NOT EXISTS (SELECT FROM mine)
+      AND t.queue_id = %(queue)s AND t.status = 'open' AND NOT t.assigned
+      AND (t.lease_expires_at IS NULL OR t.lease_expires_at < statement_timestamp())
+      AND NOT EXISTS (SELECT 1 FROM labeling_annotation a
+                      WHERE a.item_id = t.item_id AND a.policy_id = t.policy_id
+                        AND a.reviewer_id = %(reviewer)s AND a.retracted_at IS NULL
+                      OFFSET 0)
+      AND NOT EXISTS (SELECT 1 FROM reviewapp_taskskip s WHERE s.task_id = t.id AND s.reviewer_id = %(reviewer)s
+                      OFFSET 0)
+      AND (%(graphic_allowed)s OR NOT (i.metadata @> '{"graphic": true}'
+           OR (i.modality IN ('image', 'video', 'mixed') AND jsonb_array_length(i.media_urls) > 0)))
+    ORDER BY t.priority DESC, t.due_at, t.id
+    LIMIT 1
+    FOR UPDATE OF t SKIP LOCKED
+), picked AS (
+    SELECT id FROM mine UNION ALL SELECT id FROM unreserved
 ), claimed AS (
     UPDATE reviewapp_reviewtask t
        SET leased_by_id = %(reviewer)s,
@@ -262,8 +287,10 @@ def task_lease_renew(*, task_id: int, reviewer: User) -> datetime:
     return row[0]
 
 
-# Lock the task, record the skip once, drop the reviewer's lease if they hold it, and audit a
-# first skip; the lock makes a concurrent submit or claim of the same row wait for the outcome.
+# Lock the task, record the skip once, drop the reviewer's lease if they hold it, cancel their open
+# assignment on it (a task reserved for them that they skip is released to the others once no
+# reservation is left), and audit a first skip; the lock makes a concurrent submit or claim of the
+# same row wait for the outcome. The task row is updated once, so `released` does both writes.
 _RELEASE_SQL = """
 WITH task AS (
     SELECT id, item_id, leased_by_id FROM reviewapp_reviewtask WHERE id = %(task)s FOR UPDATE
@@ -272,9 +299,21 @@ WITH task AS (
     SELECT id, %(reviewer)s, %(reason)s FROM task
     ON CONFLICT (task_id, reviewer_id) DO NOTHING
     RETURNING task_id
+), unassigned AS (
+    UPDATE reviewapp_taskassignment ta SET cancelled_at = statement_timestamp()
+      FROM task WHERE ta.task_id = task.id AND ta.reviewer_id = %(reviewer)s
+       AND ta.fulfilled_at IS NULL AND ta.cancelled_at IS NULL
+    RETURNING ta.task_id
 ), released AS (
-    UPDATE reviewapp_reviewtask t SET leased_by_id = NULL, lease_expires_at = NULL
-      FROM task WHERE t.id = task.id AND task.leased_by_id = %(reviewer)s
+    UPDATE reviewapp_reviewtask t
+       SET leased_by_id = CASE WHEN task.leased_by_id = %(reviewer)s THEN NULL ELSE t.leased_by_id END,
+           lease_expires_at = CASE WHEN task.leased_by_id = %(reviewer)s THEN NULL ELSE t.lease_expires_at END,
+           assigned = t.assigned AND (NOT EXISTS (SELECT FROM unassigned) OR EXISTS (
+               SELECT 1 FROM reviewapp_taskassignment o
+                WHERE o.task_id = task.id AND o.reviewer_id <> %(reviewer)s
+                  AND o.fulfilled_at IS NULL AND o.cancelled_at IS NULL))
+      FROM task WHERE t.id = task.id
+       AND (task.leased_by_id = %(reviewer)s OR EXISTS (SELECT FROM unassigned))
 ), audit AS (
     INSERT INTO reviewapp_auditevent
         (actor_id, actor_label, action, object_type, object_id, item_id, after, request_id)

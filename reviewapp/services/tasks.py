@@ -8,7 +8,8 @@
     completed  → resolved   review_task_resolve         consensus made gold, or a honeypot was scored
     open/compl → escalated  review_task_escalate        consensus disagreement, or a reviewer's escalation
     escalated  → completed  review_task_decide          a lead's decision made gold
-    compl/esc  → open       review_task_reopen          adaptive redundancy, a lead sending the item back
+    compl/esc  → open       review_task_reopen          adaptive redundancy, one more reviewer after a send back
+    escalated  → open       review_task_send_back       a lead sends the answers back to the reviewers who gave them
     any        → open       review_task_retract_answer  an answer undone within the undo window
     open       → open       review_task_requeue         a lead's bulk requeue (lease ended, SLA restarted)
     open       → open       review_task_move            a lead's bulk move to another queue
@@ -337,3 +338,13 @@ def review_task_reprioritise(*, task: ReviewTask, priority: float) -> None:
     """Open → open with another priority (higher is served first). The caller audits."""
     task.priority = priority
     task.save(update_fields=["priority"])
+
+
+def review_task_send_back(*, task: ReviewTask, withdrawn: int) -> None:
+    """Escalated → open, `withdrawn` answers short: a lead sent them back to their reviewers (who
+    answer again under reservations; `reviewapp.services.assignments`). The requirement stays."""
+    task.annotation_count = max(task.annotation_count - withdrawn, 0)
+    task.status = TaskStatus.OPEN
+    task.completed_at = None
+    task.resolved_at = None
+    task.save(update_fields=["annotation_count", "status", "completed_at", "resolved_at"])

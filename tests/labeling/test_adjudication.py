@@ -73,10 +73,15 @@ def test_lead_cannot_choose_a_label_outside_the_schema(disputed, lead) -> None:
         adjudication_decide(adjudication_id=disputed.pk, lead=lead, labels=["maybe"])
 
 
-def test_send_back_reopens_for_another_reviewer(disputed, lead) -> None:
+def test_send_back_reopens_for_the_same_reviewers(disputed, lead) -> None:
+    first, second = (a.reviewer for a in disputed.task.annotations.order_by("created_at"))
+    disputed.task.queue.members.add(first, second)
     task = adjudication_send_back(adjudication_id=disputed.pk, lead=lead, note="check the context turn")
-    assert (task.status, task.required_annotations) == (TaskStatus.OPEN, 3)
-    answer(task, ["violating"])  # third opinion breaks the tie
+    assert (task.status, task.required_annotations, task.annotation_count) == (TaskStatus.OPEN, 2, 0)
+    assert task_claim_next(reviewer=UserFactory(), queue=task.queue) is None  # a third reviewer: nothing
+    for reviewer in (first, second):
+        assert task_claim_next(reviewer=reviewer, queue=task.queue).task.pk == task.pk
+        annotation_submit(task_id=task.pk, reviewer=reviewer, submission_id=uuid.uuid4(), labels=["violating"])
     assert gold_current(item_id=task.item_id, policy_id=task.policy_id).labels == ["violating"]
 
 

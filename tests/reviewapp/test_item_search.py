@@ -357,6 +357,7 @@ def test_lead_pages_link_items_to_their_record(lead_client, world) -> None:  # t
 def test_the_item_page_runs_a_fixed_number_of_queries(lead_client, world, django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
     disputed = ContentItem.objects.get(external_id="disputed")
     lead_client.get(f"/items/{disputed.pk}/")
-    # session, user, lead group; the item, decisions, tasks, annotations, adjudications, gold, appeals, audit
-    with django_assert_num_queries(11):
+    # session, user, lead group; the item, decisions, tasks, annotations, adjudications, gold, appeals, audit;
+    # its comment thread
+    with django_assert_num_queries(12):
         assert lead_client.get(f"/items/{disputed.pk}/").status_code == 200
