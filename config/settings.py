@@ -322,6 +322,9 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["JobStatusEnum"] = "l
 # Rounds and label-error runs share their status and encoder choices: one schema enum each.
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["RunStatusEnum"] = "activelearning.models.RunStatus"
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["EncoderEnum"] = "activelearning.models.Encoder"
+# Two fields named "kind": a queue's kind and a guideline diff line's kind.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["QueueKindEnum"] = "reviewapp.models.QueueKind"
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["GuidelineLineKindEnum"] = ["added", "removed", "context", "gap"]
 
 LOG_FORMAT = os.environ.get("REVIEWAPP_LOG_FORMAT", "plain" if DEBUG else "json")
 if LOG_FORMAT not in ("plain", "json"):

@@ -37,6 +37,8 @@ from config.celery import app
 from labeling.exports.jobs import export_run
 from labeling.exports.models import Dataset
 from labeling.exports.snapshots import SnapshotFilter, snapshot_create
+from labeling.llm.services.drafts import policy_draft_create, policy_draft_publish, policy_draft_request_review
+from labeling.services.onboarding import onboarding_next, onboarding_start
 from labeling.services.gold import gold_record
 from reviewapp.api.views import EXAMPLE_BATCH
 from reviewapp.audit import SYSTEM
@@ -111,6 +113,24 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
     token, secret = token_create(name="fuzz", scopes=list(ServiceToken.SCOPES), user=lead, actor=SYSTEM)
     ids["ingest_job_id"] = ingest_job_create(rows=EXAMPLE_BATCH["decisions"], actor=SYSTEM, token=token).pk
     item = golds[0].item
+    # Policy lifecycle: v2 published (to diff against v1), a draft to read and edit, one in review to publish.
+    schema = policy.current_version().label_schema
+    drafts = [
+        policy_draft_create(policy=policy, title=f"d{n}", guideline="g", label_schema=schema, actor=SYSTEM)
+        for n in range(3)
+    ]
+    policy_draft_publish(draft=policy_draft_request_review(draft=drafts[0], actor=SYSTEM), actor=SYSTEM)
+    to_publish = policy_draft_create(policy=policy, title="next", guideline="g2", label_schema=schema, actor=SYSTEM)
+    policy_draft_request_review(draft=to_publish, actor=SYSTEM)
+    # A queue that asks for onboarding, with an attempt open for the lead, and a reviewer to pause.
+    onboarding_queue = QueueFactory(slug="onboarding", onboarding_size=2)
+    onboarding_queue.members.add(lead)
+    ReviewTaskFactory(policy=policy, queue=onboarding_queue)
+    attempt = onboarding_start(queue=onboarding_queue, reviewer=lead)
+    first = onboarding_next(attempt=attempt)
+    pausable = UserFactory(username="fuzz-reviewer")
+    queue.members.add(pausable)
+    ids["user_id"] = pausable.pk
     return {
         "token": secret,
         "ids": ids,
@@ -150,6 +170,44 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
                 201,
             ),
             "GET /api/v1/drift": ({}, {"policy": "harassment"}, None, 200),
+            "GET /api/v1/items/{item_id}/comments": ({"item_id": item.pk}, None, None, 200),
+            "POST /api/v1/items/{item_id}/comments": ({"item_id": item.pk}, None, {"body": "Look at @fuzz-lead"}, 201),
+            "GET /api/v1/notifications": ({}, None, None, 200),
+            "POST /api/v1/notifications/read": ({}, None, {}, 200),
+            "GET /api/v1/outcomes": ({}, None, None, 200),
+            "POST /api/v1/policies": (
+                {},
+                None,
+                {"key": "fuzz-policy", "name": "Fuzz", "guideline": "g", "label_schema": schema},
+                201,
+            ),
+            "GET /api/v1/policies/{policy_key}/diff": ({"policy_key": "harassment"}, {"a": 1, "b": 2}, None, 200),
+            "POST /api/v1/policies/{policy_key}/drafts": (
+                {"policy_key": "harassment"},
+                None,
+                {"title": "t", "guideline": "g", "label_schema": schema},
+                201,
+            ),
+            "GET /api/v1/policies/{policy_key}/versions": ({"policy_key": "harassment"}, None, None, 200),
+            "GET /api/v1/policy-drafts/{draft_id}": ({"draft_id": drafts[1].pk}, None, None, 200),
+            "PUT /api/v1/policy-drafts/{draft_id}": (
+                {"draft_id": drafts[1].pk},
+                None,
+                {"title": "t2", "guideline": "g", "label_schema": schema},
+                200,
+            ),
+            "POST /api/v1/policy-drafts/{draft_id}/publish": ({"draft_id": to_publish.pk}, None, {}, 201),
+            "POST /api/v1/policy-drafts/{draft_id}/request-review": ({"draft_id": drafts[2].pk}, None, None, 200),
+            "GET /api/v1/queues/{queue_id}/onboarding": ({"queue_id": onboarding_queue.pk}, None, None, 200),
+            "POST /api/v1/queues/{queue_id}/onboarding": ({"queue_id": onboarding_queue.pk}, None, None, 200),
+            "POST /api/v1/queues/{queue_id}/onboarding/answers": (
+                {"queue_id": onboarding_queue.pk},
+                None,
+                {"attempt": attempt.pk, "gold": first.gold.pk if first else 0, "labels": ["violating"]},
+                201,
+            ),
+            "POST /api/v1/reviewers/{user_id}/pause": ({}, None, {"queue": queue.pk, "reason": "coaching"}, 200),
+            "POST /api/v1/reviewers/{user_id}/resume": ({}, None, {"queue": queue.pk, "reason": "done"}, 200),
             "GET /api/v1/exports/{job_id}": ({}, None, None, 200),
             "GET /api/v1/exports/{job_id}/download": ({}, None, None, 200),
             "GET /api/v1/label-error-runs/{label_error_run_id}": ({}, {"scores": "true"}, None, 200),
