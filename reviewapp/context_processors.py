@@ -6,7 +6,10 @@ from .access import is_admin, is_lead
 from .theme import THEMES, theme_of
 
 # The first path segment of each main navigation link, for aria-current on the page's own link.
-NAV_SECTIONS = {section: section for section in ("lead", "items", "models", "ops", "labelstudio", "api", "tokens", "outcomes", "notifications")}
+NAV_SECTIONS = {
+    section: section
+    for section in ("lead", "items", "models", "ops", "labelstudio", "api", "tokens", "outcomes", "notifications")
+}
 
 
 def roles(request: HttpRequest) -> dict[str, bool]:

@@ -38,8 +38,8 @@ from labeling.exports.jobs import export_run
 from labeling.exports.models import Dataset
 from labeling.exports.snapshots import SnapshotFilter, snapshot_create
 from labeling.llm.services.drafts import policy_draft_create, policy_draft_publish, policy_draft_request_review
-from labeling.services.onboarding import onboarding_next, onboarding_start
 from labeling.services.gold import gold_record
+from labeling.services.onboarding import onboarding_next, onboarding_start
 from reviewapp.api.views import EXAMPLE_BATCH
 from reviewapp.audit import SYSTEM
 from reviewapp.models import ServiceToken
