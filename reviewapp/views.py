@@ -212,7 +212,10 @@ def _next(request: HttpRequest, queue: Queue | None, *, notice: str, last_annota
     with _timed(request, "claim"):
         claim = task_claim_next(reviewer=request.user, queue=queue)
     if not request.htmx:
-        for text in (notice, "" if claim else NOTHING_TO_REVIEW):
+        # A reviewer without live access is shown why on the queue page (onboarding, or the pause
+        # reason), not told that the queue is empty.
+        empty = claim is None and queue_standing_for(queue=queue, reviewer=request.user).live
+        for text in (notice, NOTHING_TO_REVIEW if empty else ""):
             if text:
                 messages.info(request, text)
         return _with_server_timing(request, redirect("queue-work", queue_id=queue.pk))

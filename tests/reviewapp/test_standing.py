@@ -251,3 +251,15 @@ def test_the_reviewer_page_refuses_a_pause_without_a_reason_and_pauses_with_one(
     assert response.status_code == 200 and 'id="standings"' in response.content.decode()
     assert 'hx-swap-oob="true"' in response.content.decode()
     assert queue_standing_for(queue=queue, reviewer=reviewer).live
+
+
+def test_a_paused_reviewer_posting_the_plain_form_is_told_why_not_that_the_queue_is_empty(
+    policy, queue, reviewer, lead
+) -> None:
+    ReviewTaskFactory(policy=policy, queue=queue)
+    queue_standing_pause(queue=queue, reviewer=reviewer, reason="Coaching session first", actor=Actor.of(lead))
+    client = Client()
+    client.force_login(reviewer)
+    page = client.post(f"/queues/{queue.pk}/work", follow=True).content.decode()
+    assert "Coaching session first" in page
+    assert "Nothing to review here right now" not in page
