@@ -629,12 +629,15 @@ def demo_decision_rows(n: int = 600, seed: int = 7, media_base: str = DEMO_MEDIA
     high, benign mostly low and borderline in the middle, so routing yields all three outcomes.
     """
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
+    # Authors come from a second stream, so adding them left every other field as it was.
+    authors = random.Random(seed + 1)  # noqa: S311
     policies = {policy.key: policy for policy in demo_policies()}
     rows: list[dict[str, Any]] = []
     decided_at = DECIDED_FROM
     for index in range(n):
         item = _demo_item(rng, index)
         fields = _item_fields(rng, item, media_base)
+        fields["author"] = _demo_author(authors, item)
         decided_at += timedelta(seconds=rng.randint(20, 600))
         models = [MEDIA_MODEL] if item.modality != "text" else [_pick(rng, [(m, 1.0) for m in TEXT_MODELS])]
         if item.modality == "text" and rng.random() < SECOND_OPINION_RATE:
@@ -647,6 +650,17 @@ def demo_decision_rows(n: int = 600, seed: int = 7, media_base: str = DEMO_MEDIA
                 _decision_row(rng, fields, item, policies[item.policy], model_name, model_version, score, decided_at)
             )
     return rows
+
+
+# A few accounts post much of the violating content (repeat offenders), as on real platforms, so
+# the item page's case history and the workspace's "prior violations" line have something to show.
+REPEAT_OFFENDERS, ACCOUNTS, REPEAT_SHARE = 12, 240, 0.6
+
+
+def _demo_author(rng: random.Random, item: _Item) -> str:
+    if item.kind != BENIGN and rng.random() < REPEAT_SHARE:
+        return f"acct-{rng.randrange(REPEAT_OFFENDERS):04d}"
+    return f"acct-{rng.randrange(REPEAT_OFFENDERS, ACCOUNTS):04d}"
 
 
 def _pick(rng: random.Random, weighted: list[tuple[Any, float]]) -> Any:

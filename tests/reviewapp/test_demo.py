@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import stat
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -256,3 +257,14 @@ class TestSeedDemo:
         with pytest.raises(CommandError, match=r"cannot tell the format .*pass --format"):
             seed(logins_file, "--data", str(notes))
         assert not User.objects.exists()
+
+
+def test_demo_items_have_authors_and_a_few_accounts_repeat_violations() -> None:
+    rows = demo_decision_rows()
+    assert all(row["author"].startswith("acct-") for row in rows)
+    high = Counter(row["author"] for row in rows if row["score"] >= 0.8)
+    assert high.most_common(1)[0][1] >= 5  # case history has repeat offenders to show
+    authors_per_item: dict[tuple[str, str], set[str]] = {}
+    for row in rows:  # an item's second model's row names the same author
+        authors_per_item.setdefault((row["source"], row["external_id"]), set()).add(row["author"])
+    assert {len(authors) for authors in authors_per_item.values()} == {1}
