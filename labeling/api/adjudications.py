@@ -3,19 +3,20 @@
 The same services as the lead pages (labeling.services.adjudication): list and read the items
 waiting for a lead, decide one (the gold label), or send it back to the reviewers who answered.
 A lead sees what the adjudication page shows: every answer with its reviewer, labels, severity,
-rationale, handle time and policy version (withdrawn ones marked). A refusal is a 400 (bad label,
+rationale, handle time, estimated accuracy and policy version (withdrawn ones marked). A refusal is a 400 (bad label,
 empty note) or a 409 (someone already decided or sent it back), with its message
 (reviewapp.api.errors).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import django_filters
 from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
@@ -28,6 +29,7 @@ from reviewapp.models import AssignmentReason, TaskAssignment
 
 from ..models import Adjudication, AdjudicationReason, AdjudicationStatus, Annotation, AnnotationSource
 from ..services.adjudication import adjudication_decide, adjudication_send_back
+from ..services.reliability import reliabilities_in_force
 
 SCOPE = "adjudications:write"
 NOTE_MAX = 2000  # as the lead page's note fields
@@ -47,9 +49,16 @@ class AnswerOut(serializers.Serializer):
     late = serializers.BooleanField(help_text="Given after the reviewer's lease had expired.")
     policy_version = serializers.IntegerField(source="policy_version.number")
     withdrawn = serializers.SerializerMethodField(help_text="Undone, or withdrawn when a lead sent it back.")
+    estimated_accuracy = serializers.SerializerMethodField(
+        help_text="The reviewer's accuracy under this policy by the crowd model in force; null without one."
+    )
 
     def get_withdrawn(self, annotation: Annotation) -> bool:
         return annotation.retracted_at is not None
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_estimated_accuracy(self, annotation: Annotation) -> float | None:
+        return self.context.get("reliability", {}).get((annotation.policy_id, annotation.reviewer_id))
 
 
 class AdjudicationOut(serializers.Serializer):
@@ -139,6 +148,22 @@ def _adjudications() -> QuerySet[Adjudication]:
     )
 
 
+def _reliability(adjudications: Iterable[Adjudication]) -> dict[tuple[int, int], float]:
+    """(policy id, reviewer id) → estimated accuracy in force, for the answers of `adjudications`
+    (their annotations prefetched): as the lead page shows beside each answer. Queries per policy."""
+    reviewers: dict[int, set[int]] = {}
+    for adjudication in adjudications:
+        for annotation in adjudication.task.annotations.all():
+            reviewers.setdefault(annotation.policy_id, set()).add(annotation.reviewer_id)
+    return {
+        (policy_id, reviewer_id): accuracy
+        for policy_id, ids in reviewers.items()
+        for reviewer_id, accuracy in reliabilities_in_force(policy_id=policy_id, reviewer_ids=ids).values_list(
+            "reviewer_id", "accuracy"
+        )
+    }
+
+
 class _LeadView(APIView):
     permission_classes = [ActsForLead]
     required_scope = SCOPE
@@ -154,6 +179,11 @@ class AdjudicationListView(_LeadView, generics.ListAPIView):
         if "status" not in self.request.query_params:
             adjudications = adjudications.filter(status=AdjudicationStatus.OPEN)
         return adjudications
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        if args:  # the page: with the estimates of its answers
+            kwargs.setdefault("context", {**self.get_serializer_context(), "reliability": _reliability(args[0])})
+        return super().get_serializer(*args, **kwargs)
 
     @extend_schema(
         operation_id="adjudications_list",
@@ -171,7 +201,9 @@ class AdjudicationDetailView(_LeadView):
         responses={200: AdjudicationOut, 404: ErrorSerializer},
     )
     def get(self, request: Request, adjudication_id: int) -> Response:
-        return Response(AdjudicationOut(get_object_or_404(_adjudications(), pk=adjudication_id)).data)
+        adjudication = get_object_or_404(_adjudications(), pk=adjudication_id)
+        context = {"reliability": _reliability([adjudication])}
+        return Response(AdjudicationOut(adjudication, context=context).data)
 
 
 class AdjudicationDecideView(_LeadView):

@@ -15,6 +15,7 @@ from labeling.services.annotations import annotation_submit
 from reviewapp.models import AuditEvent, TaskAssignment, TaskStatus
 from reviewapp.services.claims import task_claim_next, task_escalate
 from tests.factories import ContentItemFactory, PolicyFactory, ReviewTaskFactory, UserFactory
+from tests.labeling.test_consensus import store_reliabilities
 
 SCOPE = "adjudications:write"
 HOSTILE = '<img src=x onerror=alert(1)> <script>alert(2)</script> \u202eevil "quoted" \\ \'; DROP TABLE x;--'
@@ -90,7 +91,9 @@ def test_a_lead_lists_and_reads_open_adjudications_with_the_answers(disputed, le
         "late",
         "policy_version",
         "withdrawn",
+        "estimated_accuracy",
     }
+    assert body["answers"][0]["estimated_accuracy"] is None  # no crowd model fitted
 
 
 def test_the_list_filters_by_policy_and_status_and_pages(disputed, lead, make_token, queue) -> None:
@@ -255,3 +258,15 @@ def test_a_lead_session_may_decide_with_the_csrf_token(disputed, lead) -> None:
         content_type="application/json",
     )
     assert response.status_code == 201 and response.json()["labels"] == ["not_violating"]
+
+
+def test_answers_carry_the_estimated_accuracy_in_force_as_on_the_lead_page(disputed, lead, make_token, policy) -> None:
+    adjudication, (first, second) = disputed
+    store_reliabilities(policy, [first, second, UserFactory()], passed=True)
+    client = api(make_token([SCOPE], user=lead))
+
+    listed = client.get("/api/v1/adjudications").json()["results"][0]
+    one = client.get(f"/api/v1/adjudications/{adjudication.pk}").json()
+
+    assert [a["estimated_accuracy"] for a in one["answers"]] == [0.98, 0.6]
+    assert listed == one
