@@ -9,5 +9,5 @@ urlpatterns = [
     path("", include("reviewapp.api.urls")),  # decisions, ingest-jobs, appeals, items, queues/, tasks/
     path("", include("activelearning.api.urls")),  # models, rounds, label-error-runs, thresholds/
     path("", include("labeling.exports.api.urls")),  # datasets/, exports/
-    path("", include("labeling.api.urls")),  # policies/, policy-drafts/
+    path("", include("labeling.api.urls")),  # policies/, policy-drafts/, adjudications/
 ]

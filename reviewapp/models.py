@@ -467,6 +467,7 @@ class ServiceToken(models.Model):
         "items:write",
         "policies:write",
         "queues:write",
+        "adjudications:write",
     )
 
     name = models.CharField(max_length=100, unique=True)

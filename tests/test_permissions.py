@@ -239,6 +239,12 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "api-routing-rules": ("get", LEAD_API),
     "api-routing-rule": ("get", LEAD_API),
     "api-routing-estimate": ("get", LEAD_API),
+    # Adjudication: the lead pages above, and an API for a lead's session or a lead's token with
+    # adjudications:write (tests/labeling/test_adjudication_api.py covers the tokens).
+    "api-adjudications": ("get", LEAD_API),
+    "api-adjudication": ("get", LEAD_API),
+    "api-adjudication-decide": ("post", LEAD_API),
+    "api-adjudication-send-back": ("post", LEAD_API),
 }
 ADMIN_NAMESPACE = "admin"
 INGEST_ROW = {"source": "s", "external_id": "e-1", "policy": "harassment", "model_name": "m", "model_version": "1"}
@@ -309,6 +315,7 @@ def world(db, policy, queue, settings):  # type: ignore[no-untyped-def]
             "queue_id": queue.pk,
             "task_id": open_task.pk,
             "pk": Adjudication.objects.get().pk,
+            "adjudication_id": Adjudication.objects.get().pk,
             "annotation_id": disputed.annotations.first().pk,
             "item_id": gold.item_id,
             "policy_id": policy.pk,

@@ -1,8 +1,8 @@
-"""Policy lifecycle REST routes (mounted under /api/v1/ by config/api_urls.py)."""
+"""Policy lifecycle and adjudication REST routes (mounted under /api/v1/ by config/api_urls.py)."""
 
 from django.urls import path
 
-from . import policies
+from . import adjudications, policies
 
 urlpatterns = [
     path("policies", policies.PoliciesView.as_view(), name="api-policies"),
@@ -16,4 +16,18 @@ urlpatterns = [
         name="api-policy-draft-request-review",
     ),
     path("policy-drafts/<int:draft_id>/publish", policies.DraftPublishView.as_view(), name="api-policy-draft-publish"),
+    path("adjudications", adjudications.AdjudicationListView.as_view(), name="api-adjudications"),
+    path(
+        "adjudications/<int:adjudication_id>", adjudications.AdjudicationDetailView.as_view(), name="api-adjudication"
+    ),
+    path(
+        "adjudications/<int:adjudication_id>/decide",
+        adjudications.AdjudicationDecideView.as_view(),
+        name="api-adjudication-decide",
+    ),
+    path(
+        "adjudications/<int:adjudication_id>/send-back",
+        adjudications.AdjudicationSendBackView.as_view(),
+        name="api-adjudication-send-back",
+    ),
 ]

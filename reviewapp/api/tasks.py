@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,7 +12,9 @@ from labeling.models import AnnotationSource
 from labeling.services.annotations import annotation_submit
 
 from ..access import access_queue, access_task
+from ..models import AssignmentReason, TaskAssignment
 from ..projection import task_projection
+from ..services.assignments import task_assignment_notes
 from ..services.claims import task_claim_next, task_escalate, task_lease_renew, task_release
 from ..services.standing import queue_standing_require
 from .auth import ActsForPerson
@@ -69,8 +71,17 @@ class AppealShownOut(serializers.Serializer):
     score = serializers.FloatField(allow_null=True, help_text="Null on blind-review queues.")
 
 
+class AssignmentNoteOut(serializers.Serializer):
+    reason = serializers.ChoiceField(
+        choices=AssignmentReason.choices, help_text="`sent_back`: your earlier answer was withdrawn; answer again."
+    )
+    note = serializers.CharField(help_text="The lead's note; untrusted text.")
+    created_at = serializers.DateTimeField()
+
+
 class TaskOut(serializers.Serializer):
-    """A claimed task as the reviewer may see it: renders `reviewapp.projection.ReviewerTask` only."""
+    """A claimed task as the reviewer may see it: renders `reviewapp.projection.ReviewerTask`, and
+    the lead's notes of the claiming reviewer's open assignments (context `assignment_notes`)."""
 
     id = serializers.IntegerField()
     queue = serializers.IntegerField(source="queue_id")
@@ -84,6 +95,15 @@ class TaskOut(serializers.Serializer):
     appeals = AppealShownOut(
         many=True, help_text="On a task opened for an appeal: the contested outcome and the user's statement."
     )
+    assignment_notes = serializers.SerializerMethodField(
+        help_text="A lead sent this task back to you, or assigned it to you, with a note: read it before answering. "
+        "Empty otherwise."
+    )
+
+    @extend_schema_field(AssignmentNoteOut(many=True))
+    def get_assignment_notes(self, task: object) -> list[dict[str, object]]:
+        notes: list[TaskAssignment] = self.context.get("assignment_notes", [])
+        return AssignmentNoteOut(notes, many=True).data
 
 
 class AnnotationIn(serializers.Serializer):
@@ -140,7 +160,9 @@ class QueueClaimView(_ReviewerView):
         if claim is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         task = claim.task
-        return Response(TaskOut(task_projection(task=task, version=task.policy.current_version())).data)
+        notes = task_assignment_notes(task=task, reviewer=request.user)
+        shown = task_projection(task=task, version=task.policy.current_version())
+        return Response(TaskOut(shown, context={"assignment_notes": notes}).data)
 
 
 class TaskAnnotationsView(_ReviewerView):

@@ -38,11 +38,13 @@ from labeling.exports.jobs import export_run
 from labeling.exports.models import Dataset
 from labeling.exports.snapshots import SnapshotFilter, snapshot_create
 from labeling.llm.services.drafts import policy_draft_create, policy_draft_publish, policy_draft_request_review
+from labeling.models import Adjudication
 from labeling.services.gold import gold_record
 from labeling.services.onboarding import onboarding_next, onboarding_start
 from reviewapp.api.views import EXAMPLE_BATCH
 from reviewapp.audit import SYSTEM
 from reviewapp.models import ServiceToken
+from reviewapp.services.claims import task_claim_next, task_escalate
 from reviewapp.services.ingest_jobs import ingest_job_create
 from reviewapp.services.tokens import token_create
 from tests.activelearning.test_django_helpers import permission_objects as al_world
@@ -131,11 +133,36 @@ def world(transactional_db, settings, tmp_path) -> dict[str, Any]:  # type: igno
     pausable = UserFactory(username="fuzz-reviewer")
     queue.members.add(pausable)
     ids["user_id"] = pausable.pk
+    # Three escalated items waiting for a lead, in a queue of their own: to read, to decide, to send back.
+    adjudicate = QueueFactory(slug="adjudicate")
+    escalating = UserFactory(username="fuzz-escalating")
+    adjudicate.members.add(escalating)
+    waiting = []
+    for _ in range(3):
+        escalated = ReviewTaskFactory(policy=policy, queue=adjudicate)
+        task_claim_next(reviewer=escalating, queue=adjudicate)
+        task_escalate(task_id=escalated.pk, reviewer=escalating, note="<b>unsure</b>")
+        waiting.append(Adjudication.objects.get(task=escalated).pk)
+    ids["adjudication_id"] = waiting[0]
     return {
         "token": secret,
         "ids": ids,
         # operation label -> (path ids beyond `ids`, query, body, expected status) of a known-good request
         "valid": {
+            "GET /api/v1/adjudications": ({}, {"policy": "harassment", "page_size": 2}, None, 200),
+            "GET /api/v1/adjudications/{adjudication_id}": ({}, None, None, 200),
+            "POST /api/v1/adjudications/{adjudication_id}/decide": (
+                {"adjudication_id": waiting[1]},
+                None,
+                {"labels": ["violating"], "severity": "high", "note": "n"},
+                201,
+            ),
+            "POST /api/v1/adjudications/{adjudication_id}/send-back": (
+                {"adjudication_id": waiting[2]},
+                None,
+                {"note": "Read the second turn."},
+                200,
+            ),
             "POST /api/v1/appeals": (
                 {},
                 None,
