@@ -78,7 +78,7 @@ class World:
     paths: dict[str, str] = field(default_factory=dict)
 
     def pages(self, role: str) -> list[str]:
-        reviewer = ["home", "queue", "workspace"]
+        reviewer = ["home", "queue", "workspace", "outcomes", "notifications"]
         lead = [
             "home",
             "items",
@@ -107,6 +107,18 @@ class World:
             "prelabels",
             "drafts",
             "draft",
+            "policies",
+            "policy",
+            "policy_new",
+            "queues",
+            "queue_settings",
+            "queue_new",
+            "routing",
+            "routing_rule",
+            "reviewers",
+            "reviewer_history",
+            "outcomes",
+            "notifications",
         ]
         names = {"reviewer": reviewer, "lead": lead, "admin": [*lead, "tokens", "admin"]}[role]
         return [self.paths[name] for name in names]
@@ -341,7 +353,7 @@ def build_world(settings) -> World:  # type: ignore[no-untyped-def]
     crowd = [reviewer, *(user_with_role(f"a11y-crowd-{n}") for n in range(3))]
     policy = PolicyFactory(key="harassment", name="Harassment", severity_weight=2.0)
     review = QueueFactory(slug="harassment-review", name="Harassment review", required_annotations=2)
-    RoutingRuleFactory(policy=policy, queue=review, auto_clear=0.2, auto_action=0.9)
+    rule = RoutingRuleFactory(policy=policy, queue=review, auto_clear=0.2, auto_action=0.9)
     review.members.add(*crowd)
     _crowd(policy, review, crowd, _texts(30, seed=1))
     _gold(policy, _texts(300, seed=2))
@@ -401,5 +413,17 @@ def build_world(settings) -> World:  # type: ignore[no-untyped-def]
         "admin": "/admin/",
         "login": "/accounts/login/",
         "forbidden": "/ops/",  # a reviewer's wrong-role URL
+        "policies": "/lead/policies/",
+        "policy": f"/lead/policies/{policy.key}/",
+        "policy_new": "/lead/policies/new/",
+        "queues": "/lead/queues/",
+        "queue_settings": f"/lead/queues/{review.pk}/",
+        "queue_new": "/lead/queues/new/",
+        "routing": "/lead/routing/",
+        "routing_rule": f"/lead/routing/{rule.pk}/",
+        "reviewers": "/lead/reviewers/",
+        "reviewer_history": f"/lead/reviewers/{reviewer.pk}/",
+        "outcomes": "/outcomes/",
+        "notifications": "/notifications/",
     }
     return world

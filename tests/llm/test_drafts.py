@@ -9,9 +9,8 @@ from django.test import Client
 from django.urls import reverse
 
 from labeling.llm.models import LLMJudgement, LLMReviewer, LLMRun, RunKind, RunStatus
+from labeling.llm.services.draft_evaluation import draft_evaluation, draft_evaluation_start
 from labeling.llm.services.drafts import (
-    draft_evaluation,
-    draft_evaluation_start,
     policy_draft_create,
     policy_draft_publish,
     policy_draft_request_review,

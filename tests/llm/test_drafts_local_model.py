@@ -11,7 +11,8 @@ import pytest
 
 from labeling.llm.models import LLMJudgement, LLMReviewer, RunStatus
 from labeling.llm.services import runs
-from labeling.llm.services.drafts import draft_evaluation, draft_evaluation_start, policy_draft_create
+from labeling.llm.services.draft_evaluation import draft_evaluation, draft_evaluation_start
+from labeling.llm.services.drafts import policy_draft_create
 from labeling.llm.services.scoring import llm_model_name
 from labeling.llm.services.scoring_jobs import llm_scoring_start
 from labeling.models import GoldLabel, Policy

@@ -28,13 +28,10 @@ from ...models import Policy, PolicyDraft, PolicyVersion, RelabelMode
 from ...services.policy_versions import policy_diff
 from ...services.relabel import gold_relabel_candidates
 from ..models import LLMReviewer
+from ..services.draft_evaluation import ACTIVE_STATUSES, draft_evaluation, draft_evaluation_start, draft_runs
 from ..services.drafts import (
-    ACTIVE_STATUSES,
     MAX_SAMPLE,
     RelabelChoice,
-    draft_evaluation,
-    draft_evaluation_start,
-    draft_runs,
     label_changes,
     policy_draft_create,
     policy_draft_publish,
