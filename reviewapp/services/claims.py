@@ -87,7 +87,9 @@ SELECT task.resumed, {task}, {item}, {policy}, {decision}
 # and only when there is none, `unreserved`: the best open task that is reserved for nobody
 # (`assigned` is false). Both take only tasks unleased or whose lease expired, not already annotated
 # or skipped by the reviewer, and no graphic media once they reached the queue's daily cap.
-# `picked` is whichever of the two found one.
+# `picked` is whichever of the two found one. A honeypot whose item was in one of the reviewer's
+# onboarding sets is never served to them: they saw its reference answer there, so they would
+# recognise it as a known-answer check (and it would measure memory, not judgement).
 # OFFSET 0 keeps each NOT EXISTS a probe of a unique index for the few candidates read in claim
 # order: as an anti-join, the planner may read all of the reviewer's annotations or skips first,
 # which costs more the longer they have worked (and it guesses their count from statistics).
@@ -123,6 +125,11 @@ WITH held AS (
     WHERE NOT EXISTS (SELECT FROM held) AND NOT EXISTS (SELECT FROM mine)
       AND t.queue_id = %(queue)s AND t.status = 'open' AND NOT t.assigned
       AND (t.lease_expires_at IS NULL OR t.lease_expires_at < statement_timestamp())
+      AND (t.reason <> 'honeypot' OR NOT EXISTS (
+               SELECT 1 FROM labeling_onboardingattempt oa
+               JOIN labeling_goldlabel g ON oa.gold_ids @> to_jsonb(g.id)
+               WHERE oa.reviewer_id = %(reviewer)s AND g.item_id = t.item_id
+               OFFSET 0))
       AND NOT EXISTS (SELECT 1 FROM labeling_annotation a
                       WHERE a.item_id = t.item_id AND a.policy_id = t.policy_id
                         AND a.reviewer_id = %(reviewer)s AND a.retracted_at IS NULL

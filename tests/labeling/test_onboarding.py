@@ -230,3 +230,24 @@ def test_graphic_media_stay_blurred_on_the_onboarding_page(policy, onboarding_qu
     assert response.status_code == 200
     html = response.content.decode()
     assert "media concealed" in html and "reveal-button" not in html
+
+
+def test_a_honeypot_on_an_item_from_the_reviewers_onboarding_set_is_never_served_to_them(
+    policy, onboarding_queue, reviewer, golds
+) -> None:
+    attempt = answer_all(onboarding_start(queue=onboarding_queue, reviewer=reviewer), reviewer, right=True)
+    assert queue_standing_for(queue=onboarding_queue, reviewer=reviewer).live
+    seen = GoldLabel.objects.get(pk=attempt.gold_ids[0])
+    unseen = next(g for g in golds if g.pk not in attempt.gold_ids)
+    onboarding_queue.tasks.update(status="cancelled")  # only the two honeypots below are open
+    for gold, priority in ((seen, 9), (unseen, 1)):
+        task = ReviewTaskFactory(
+            policy=policy, queue=onboarding_queue, item=gold.item, reason="honeypot", priority=priority
+        )
+        HoneypotCheck.objects.create(task=task, gold=gold)
+    claim = task_claim_next(reviewer=reviewer, queue=onboarding_queue)
+    assert claim is not None and claim.task.item_id == unseen.item_id  # the higher-priority one is skipped
+    other = UserFactory(username="veteran")
+    onboarding_queue.members.add(other)
+    queue_standing_qualify(queue=onboarding_queue, reviewer=other, actor=SYSTEM)
+    assert task_claim_next(reviewer=other, queue=onboarding_queue).task.item_id == seen.item_id
