@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
 
 from reviewapp.audit import SYSTEM, Actor, audit_record
 from reviewapp.db import db_now
@@ -41,7 +41,9 @@ def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -
     - on a queue that shows model scores, only candidates that look like its live work are used: with
       a decision whose score is inside the live tasks' range when most live tasks have a decision,
       without one when most do not (imported data). Fewer honeypots than wanted is the price of
-      not serving one that stands out; blind queues show no model line, so any candidate will do.
+      not serving one that stands out; blind queues show no model line, so any candidate will do;
+    - on a queue that shows author history, it has an upstream author key exactly when most live
+      tasks' items do (the workspace shows an author line only for items with one).
     """
     if queue.honeypot_rate <= 0 or queue.kind == QueueKind.APPEALS:
         # An appeals queue holds appeals only: each shows its user's statement and the contested
@@ -63,14 +65,21 @@ def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -
         GoldLabel.objects.filter(policy_id__in=policies, superseded_by__isnull=True)
         .exclude(item_id__in=open_tasks.values("item_id"))
         .annotate(
+            author_key=F("item__author_key"),
             latest_decision_id=Subquery(latest.values("pk")[:1]),
             latest_score=Subquery(latest.values("score")[:1]),
         )
         .order_by("?")[: min(wanted, limit) * CANDIDATE_POOL_FACTOR]
     )
     if not queue.blind_review:
-        looks_live = _live_look(open_tasks.exclude(reason=TaskReason.HONEYPOT))
+        live = open_tasks.exclude(reason=TaskReason.HONEYPOT)
+        looks_live = _live_look(live)
         pool = [g for g in pool if looks_live(g.latest_decision_id, g.latest_score)]
+        if queue.show_author_history:
+            # The workspace shows an author line only for items with an author key, so a honeypot
+            # has one exactly when most live work does.
+            authored = _mostly_authored(live)
+            pool = [g for g in pool if bool(g.author_key) == authored]
     candidates = pool[: min(wanted, limit)]
     priorities = sorted(open_tasks.values_list("priority", flat=True))
     median = priorities[len(priorities) // 2] if priorities else 1.0
@@ -95,6 +104,12 @@ def honeypots_top_up(*, queue: Queue, actor: Actor = SYSTEM, limit: int = 100) -
 
 # Gold labels drawn at random per honeypot wanted, among which to find ones that look like live work.
 CANDIDATE_POOL_FACTOR = 5
+
+
+def _mostly_authored(live_tasks: QuerySet[ReviewTask]) -> bool:
+    """Whether at least half of the live tasks' items carry an upstream author key."""
+    counts = live_tasks.aggregate(total=Count("pk"), authored=Count("pk", filter=~Q(item__author_key="")))
+    return counts["authored"] * 2 >= counts["total"] > 0
 
 
 def _live_look(live_tasks: QuerySet[ReviewTask]) -> Callable[[int | None, float | None], bool]:

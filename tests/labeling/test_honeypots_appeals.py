@@ -14,7 +14,7 @@ from labeling.services.appeals import appeal_open, appeal_overturn_rates
 from labeling.services.gold import gold_record
 from labeling.services.honeypots import honeypot_accuracy, honeypots_top_up
 from reviewapp.audit import SYSTEM
-from reviewapp.models import ModelDecision, ReviewTask, TaskReason
+from reviewapp.models import ContentItem, ModelDecision, ReviewTask, TaskReason
 from reviewapp.services.claims import task_claim_next
 from tests.factories import ContentItemFactory, QueueFactory, ReviewTaskFactory, UserFactory
 
@@ -136,3 +136,21 @@ def test_appeals_api(make_token, policy, appeals_queue) -> None:
     assert first.json()["status"] == "open" and first.json()["original_labels"] == ["violating"]
     bad = client.post("/api/v1/appeals", {**body, "appeal_id": "ext-78", "policy": "nope"}, format="json")
     assert bad.status_code == 400 and "unknown policy" in bad.json()["detail"]
+
+
+def test_honeypots_carry_an_author_key_exactly_when_most_live_work_does(policy, queue) -> None:
+    """The workspace shows an author line only for items with an author, so it must not tell them apart."""
+    queue.honeypot_rate = 0.5
+    queue.save()
+    for n in range(4):
+        ReviewTaskFactory(policy=policy, queue=queue, item=ContentItemFactory(author_key=f"acct-{n}"))
+    anonymous = [make_gold(policy, ["violating"]) for _ in range(3)]
+    assert honeypots_top_up(queue=queue) == 0  # only gold without authors: none would look live
+    authored = []
+    for n in range(3):
+        gold = make_gold(policy, ["violating"])
+        ContentItem.objects.filter(pk=gold.item_id).update(author_key=f"acct-gold-{n}")
+        authored.append(gold)
+    assert honeypots_top_up(queue=queue) == 3
+    served = set(ReviewTask.objects.filter(reason=TaskReason.HONEYPOT).values_list("item_id", flat=True))
+    assert served == {g.item_id for g in authored} and not served & {g.item_id for g in anonymous}
