@@ -194,10 +194,13 @@
     if (targetsTask(event) && !event.detail.successful) setBusy(false);  // nothing will be swapped in
   });
   // Keys wait for htmx's settle step, not just the swap: until then an element that kept its id
-  // (the answer form) still carries the previous item's attributes, such as where it posts.
+  // (the answer form) still carries the previous item's attributes, such as where it posts. Only the
+  // task region's own settle ends the wait: another region settling meanwhile (the navigation's
+  // unread count, loaded once per page) says nothing about the item on its way.
   document.addEventListener("htmx:afterSettle", function (event) {
+    if (!targetsTask(event)) return;
     setBusy(false);
-    if (event.detail.target && event.detail.target.id === "task-region") onTaskShown();
+    onTaskShown();
   });
   document.addEventListener("DOMContentLoaded", onTaskShown);
   // Keys work from here on; browser tests wait for `html[data-workspace-ready]:not([data-workspace-busy])`

@@ -117,3 +117,30 @@ def test_labels_stay_in_view_beside_a_long_item(
     # Nothing scrolls sideways at this size.
     assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]
     assert watch.csp_violations == []
+
+
+def test_another_region_settling_does_not_end_the_wait_for_the_next_item(
+    page: Page, log_in, reviewer, review_queue, three_tasks
+) -> None:
+    """Keys stay off until the task region itself settles: the navigation's unread count, loaded by
+    htmx on every page, can settle while the next item is on its way (a slow machine saw a key
+    pressed in that gap, then the item's settle moved the focus away from the note being typed)."""
+    log_in(reviewer)
+    open_next_item(page, review_queue.pk)
+    page.evaluate(
+        """() => {
+        const fire = (name, target) => document.dispatchEvent(new CustomEvent(name, {detail: {target}}));
+        fire("htmx:beforeRequest", document.getElementById("task-region"));
+        fire("htmx:afterSettle", document.querySelector("header nav") || document.body);
+    }"""
+    )
+    expect(page.locator("html[data-workspace-busy]")).to_be_attached()
+    page.keyboard.press("e")
+    expect(page.locator("#escalate-panel")).not_to_have_attribute("open", "")
+    page.evaluate(
+        """() => document.dispatchEvent(new CustomEvent("htmx:afterSettle",
+            {detail: {target: document.getElementById("task-region")}}))"""
+    )
+    expect(page.locator("html[data-workspace-busy]")).not_to_be_attached()
+    page.keyboard.press("e")
+    expect(page.locator("#escalate-note")).to_be_focused()
